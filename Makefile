@@ -1,0 +1,30 @@
+# Two commands: `make demo` and `make test`. Both create .venv if missing and install the project.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.athanor-installed
+DEMO_REQUEST := Maximise the conductivity of a P3HT/CNT blend of P3HT, D1, D2, D6 and D8 (fractions sum to 1, P3HT at least 0.3), 30 experiments in batches of 5
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP)
+
+# torch first, from its CPU wheel; the constraint file keeps every later step on that torch.
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/athanor run "$(DEMO_REQUEST)" --seed 7
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .athanor
