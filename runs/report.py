@@ -1,0 +1,297 @@
+"""The end-of-run report: ``report.md`` and its figure ``convergence.png``.
+
+Only observations with status ``ok`` and a finite value of the primary objective count towards
+"best"; outliers are plotted but not counted, failed experiments are listed. Observations of
+iteration 0 are the initial design.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from athanor.models import Decision, Observation
+from athanor.spec import CampaignSpec, Objective
+
+__all__ = ["CONVERGENCE_FILE", "REPORT_FILE", "plot_convergence", "render_report", "write_report"]
+
+#: Name of the report inside a run folder.
+REPORT_FILE = "report.md"
+#: Name of the convergence figure inside a run folder.
+CONVERGENCE_FILE = "convergence.png"
+
+_TOP = 5
+_DIGITS = re.compile(r"(\d+)$")
+
+
+def _numbered(observations: list[Observation]) -> list[tuple[int, Observation]]:
+    """Pair each observation with its experiment number (``E0007`` -> 7; else its position)."""
+    numbers = [_DIGITS.search(o.experiment_id) for o in observations]
+    if all(numbers) and len({m.group(1) for m in numbers if m}) == len(numbers):
+        pairs = [(int(m.group(1)), o) for m, o in zip(numbers, observations, strict=True) if m]
+    else:
+        pairs = [(i + 1, o) for i, o in enumerate(observations)]
+    return sorted(pairs, key=lambda pair: pair[0])
+
+
+def _value(observation: Observation, objective: Objective) -> float | None:
+    value = observation.values.get(objective.name)
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _counts(observation: Observation, objective: Objective) -> bool:
+    return observation.status == "ok" and _value(observation, objective) is not None
+
+
+def _ranked(observations: list[Observation], objective: Objective) -> list[Observation]:
+    """Counted observations, best first."""
+    usable = [o for o in observations if _counts(o, objective)]
+    return sorted(
+        usable, key=lambda o: _value(o, objective) or 0.0, reverse=objective.direction == "maximise"
+    )
+
+
+def _label(objective: Objective) -> str:
+    return f"{objective.name} ({objective.unit})" if objective.unit else objective.name
+
+
+def _with_unit(value: float, objective: Objective) -> str:
+    return f"{value:.4g} {objective.unit}".rstrip()
+
+
+def plot_convergence(path: Path, spec: CampaignSpec, observations: list[Observation]) -> Path:
+    """Draw each measured value by experiment number and the running best; save as PNG.
+
+    Args:
+        path: Where to write the PNG.
+        spec: The campaign spec (primary objective, its unit and target).
+        observations: Every finished experiment.
+
+    Returns:
+        ``path``.
+    """
+    objective = spec.primary_objective
+    figure = Figure(figsize=(7.0, 4.2), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    numbered = _numbered(observations)
+
+    def points(keep: Any) -> tuple[list[int], list[float]]:
+        chosen = [(n, v) for n, o in numbered if keep(o) and (v := _value(o, objective)) is not None]
+        return [n for n, _ in chosen], [v for _, v in chosen]
+
+    x, y = points(lambda o: o.status == "ok" and o.iteration == 0)
+    if x:
+        axes.scatter(x, y, marker="s", s=36, facecolors="none", edgecolors="tab:gray", label="initial design")
+    x, y = points(lambda o: o.status == "ok" and o.iteration > 0)
+    if x:
+        axes.scatter(x, y, marker="o", s=30, color="tab:blue", label="model-guided")
+    x, y = points(lambda o: o.status == "outlier")
+    if x:
+        axes.scatter(x, y, marker="D", s=30, facecolors="none", edgecolors="tab:orange", label="outlier")
+    failed = [n for n, o in numbered if o.status == "failed"]
+    if failed:
+        axes.plot(
+            failed,
+            [0.03] * len(failed),
+            "x",
+            color="tab:red",
+            transform=axes.get_xaxis_transform(),
+            label="failed (no value)",
+        )
+    steps_x, steps_y, best = [], [], None
+    for n, o in numbered:
+        value = _value(o, objective) if _counts(o, objective) else None
+        if value is not None and (best is None or (value > best) == (objective.direction == "maximise")):
+            best = value
+        if best is not None:
+            steps_x.append(n)
+            steps_y.append(best)
+    if steps_x:
+        axes.step(steps_x, steps_y, where="post", color="black", linewidth=1.4, label="best so far")
+    else:
+        axes.text(0.5, 0.5, "no successful measurement", transform=axes.transAxes, ha="center", va="center")
+    if objective.target is not None:
+        axes.axhline(
+            objective.target,
+            linestyle="--",
+            color="tab:green",
+            linewidth=1.0,
+            label=f"target {_with_unit(objective.target, objective)}",
+        )
+    axes.set_xlabel("Experiment number")
+    axes.set_ylabel(_label(objective))
+    axes.set_title(f"{spec.title}: {objective.direction} {objective.name}")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="best", fontsize="small", frameon=False)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _amount(value: float | None, spec: CampaignSpec) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f}" if spec.unit_scale == 100.0 else f"{value:.3f}"
+
+
+def _decision_text(decision: Any) -> str:
+    if isinstance(decision, dict):
+        try:
+            decision = Decision(action=decision.get("action"), reason=decision.get("reason"))
+        except ValueError:
+            return _cell(str(decision))
+    if isinstance(decision, Decision):
+        return f"**{decision.action.capitalize()}.** {_cell(decision.reason)}"
+    return _cell(str(decision))
+
+
+def _summary_rows(spec: CampaignSpec, observations: list[Observation]) -> list[tuple[str, str]]:
+    objective = spec.primary_objective
+    ranked = _ranked(observations, objective)
+    initial = _ranked([o for o in observations if o.iteration == 0], objective)
+    failed = [o.experiment_id for o in observations if o.status == "failed"]
+    outliers = [o.experiment_id for o in observations if o.status == "outlier"]
+    n_initial = sum(o.iteration == 0 for o in observations)
+    rows = [
+        (
+            "Experiments",
+            f"{len(observations)} of {spec.budget.experiments} budgeted ({n_initial} initial design)",
+        ),
+        ("Failed", f"{len(failed)}" + (f": {', '.join(failed)}" if failed else "")),
+    ]
+    if outliers:
+        rows.append(("Flagged as outliers (not counted)", f"{len(outliers)}: {', '.join(outliers)}"))
+    first = initial[0] if initial else None
+    best = ranked[0] if ranked else None
+    first_value = _value(first, objective) if first else None
+    best_value = _value(best, objective) if best else None
+    rows.append(
+        (
+            "Best of the initial design",
+            f"{_with_unit(first_value, objective)} ({first.experiment_id})"
+            if first and first_value is not None
+            else "none succeeded",
+        )
+    )
+    rows.append(
+        (
+            "Best overall",
+            f"{_with_unit(best_value, objective)} ({best.experiment_id}, iteration {best.iteration})"
+            if best and best_value is not None
+            else "none succeeded",
+        )
+    )
+    if first_value is not None and best_value is not None:
+        gain = best_value - first_value if objective.direction == "maximise" else first_value - best_value
+        relative = f" ({100.0 * gain / abs(first_value):+.1f} %)" if first_value != 0 else ""
+        rows.append(("Gain over the initial design", f"{gain:+.4g} {objective.unit}".rstrip() + relative))
+    if objective.target is not None:
+        reached = best_value is not None and objective.reached(best_value)
+        rows.append(
+            (
+                "Target",
+                f"{_with_unit(objective.target, objective)}, {'reached' if reached else 'not reached'}",
+            )
+        )
+    return rows
+
+
+def render_report(
+    spec: CampaignSpec,
+    observations: list[Observation],
+    extra: dict[str, Any] | None = None,
+    *,
+    run_id: str = "",
+    figure: str = CONVERGENCE_FILE,
+) -> str:
+    """The report's Markdown text.
+
+    Args:
+        spec: The campaign spec.
+        observations: Every finished experiment.
+        extra: Optional facts: ``decision`` (the PI's final :class:`~athanor.models.Decision`, its
+            dump, or text) and ``run_id``.
+        run_id: The run id shown under the title (``extra["run_id"]`` wins).
+        figure: File name of the convergence figure, relative to the report.
+    """
+    extra = extra or {}
+    objective = spec.primary_objective
+    run_id = str(extra.get("run_id") or run_id)
+    lines = [f"# {spec.title}", ""]
+    if spec.request:
+        lines += [f"> {_cell(spec.request)}", ""]
+    facts = [f"Run `{run_id}`"] if run_id else []
+    facts += [
+        f"{objective.direction} **{objective.name}**" + (f" ({objective.unit})" if objective.unit else "")
+    ]
+    facts += [f"seed {spec.seed}"]
+    lines += [" · ".join(facts), "", "## Summary", "", "| Item | Value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in _summary_rows(spec, observations)]
+    lines += ["", f"![Measured {objective.name} by experiment number, with the best so far]({figure})", ""]
+
+    ranked = _ranked(observations, objective)[:_TOP]
+    lines += [f"## Best compositions (top {min(_TOP, len(ranked))})", ""]
+    if ranked:
+        objectives = spec.objectives
+        header = ["Rank", "Experiment", "Iteration", *spec.component_names, *(_label(o) for o in objectives)]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+        for rank, o in enumerate(ranked, start=1):
+            amounts = [_amount(o.composition.get(name), spec) for name in spec.component_names]
+            values = [f"{o.values[ob.name]:.4g}" if ob.name in o.values else "–" for ob in objectives]
+            lines.append(
+                "| " + " | ".join([str(rank), o.experiment_id, str(o.iteration), *amounts, *values]) + " |"
+            )
+        unit = "percent" if spec.unit_scale == 100.0 else "fractions of one"
+        lines += ["", f"Amounts are {unit}."]
+    else:
+        lines.append("No experiment succeeded.")
+    lines.append("")
+
+    if extra.get("decision") is not None:
+        lines += ["## Final decision", "", _decision_text(extra["decision"]), ""]
+
+    failed = [o for o in observations if o.status == "failed"]
+    if failed:
+        lines += ["## Failed experiments", "", "| Experiment | Iteration | Note |", "|---|---:|---|"]
+        lines += [f"| {o.experiment_id} | {o.iteration} | {_cell(o.note) or '–'} |" for o in failed]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(
+    run_dir: Path,
+    spec: CampaignSpec,
+    observations: list[Observation],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``report.md`` and ``convergence.png`` into ``run_dir``.
+
+    Args:
+        run_dir: The run folder (its name is the run id).
+        spec: The campaign spec.
+        observations: Every finished experiment.
+        extra: See :func:`render_report`.
+
+    Returns:
+        The path of ``report.md``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plot_convergence(run_dir / CONVERGENCE_FILE, spec, observations)
+    path = run_dir / REPORT_FILE
+    text = render_report(spec, observations, extra, run_id=run_dir.name, figure=CONVERGENCE_FILE)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from athanor.errors import AthanorError
+from athanor.models import Observation
+from athanor.spec import CampaignSpec
+from runs.context import RunContext
+from runs.manifest import write_manifest
+from runs.observations import ObservationsCSV
+from runs.store import athanor_home, create_run_dir, list_runs, resolve_run, runs_root
+
+SPEC = CampaignSpec.model_validate(
+    {
+        "title": "Conductive blend",
+        "components": [{"name": "P3HT"}, {"name": "CNT"}],
+        "objectives": [{"name": "conductivity", "unit": "S/cm"}],
+        "budget": {"experiments": 10, "batch_size": 2},
+    }
+)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ATHANOR_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _make_run(run_id: str, values: list[float | None], final: str | None) -> Path:
+    run_dir = create_run_dir(run_id)
+    write_manifest(run_dir, SPEC, seed=1, extra={"llm_backend": "offline"})
+    with RunContext(run_dir, seed=1) as ctx, ObservationsCSV(run_dir / "observations.csv", SPEC) as table:
+        ctx.record("run_started", {})
+        for value in values:
+            experiment_id = ctx.next_experiment_id()
+            table.append(
+                Observation(
+                    experiment_id=experiment_id,
+                    iteration=0,
+                    composition={"P3HT": 0.5, "CNT": 0.5},
+                    values={} if value is None else {"conductivity": value},
+                    status="failed" if value is None else "ok",
+                )
+            )
+        if final:
+            ctx.record(final, {})
+    return run_dir
+
+
+def test_home_follows_environment(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert athanor_home() == home
+    assert runs_root() == home / "runs"
+    monkeypatch.delenv("ATHANOR_HOME")
+    monkeypatch.chdir(tmp_path)
+    assert athanor_home() == tmp_path / ".athanor"
+
+
+def test_create_run_dir_is_exclusive_and_checks_the_name(home: Path) -> None:
+    path = create_run_dir("20261127-201500-x-abcd")
+    assert path == home / "runs" / "20261127-201500-x-abcd"
+    assert path.is_dir()
+    with pytest.raises(AthanorError, match="already exists"):
+        create_run_dir("20261127-201500-x-abcd")
+    for bad in ["../escape", "a/b", "", ".hidden"]:
+        with pytest.raises(AthanorError, match="folder name"):
+            create_run_dir(bad)
+
+
+def test_resolve_by_id_prefix_and_path(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = _make_run("20261127-201500-blend-aaaa", [1.0], "run_finished")
+    b = _make_run("20261128-091000-blend-bbbb", [2.0], "run_finished")
+    assert resolve_run("20261127-201500-blend-aaaa") == a
+    assert resolve_run("20261128") == b
+    assert resolve_run(str(a)) == a
+    monkeypatch.chdir(home / "runs")
+    assert resolve_run("./20261127-201500-blend-aaaa") == a
+
+
+def test_unknown_ref_lists_close_matches_and_the_hint(home: Path) -> None:
+    _make_run("20261127-201500-blend-aaaa", [1.0], None)
+    with pytest.raises(AthanorError) as info:
+        resolve_run("20261127-201500-blend-aaab")
+    message = str(info.value)
+    assert "20261127-201500-blend-aaaa" in message
+    assert "athanor runs" in message
+    with pytest.raises(AthanorError, match="athanor runs"):
+        resolve_run("zzz")
+
+
+def test_ambiguous_prefix_names_the_candidates(home: Path) -> None:
+    _make_run("20261127-201500-blend-aaaa", [], None)
+    _make_run("20261127-201500-blend-bbbb", [], None)
+    with pytest.raises(AthanorError, match="matches 2 runs") as info:
+        resolve_run("20261127")
+    assert "blend-aaaa" in str(info.value) and "blend-bbbb" in str(info.value)
+    assert "athanor runs" in str(info.value)
+
+
+def test_path_that_is_not_a_run_folder_is_refused(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AthanorError, match="not a run folder"):
+        resolve_run(str(tmp_path / "empty"))
+
+
+def test_no_runs_yet_says_where_it_looked(home: Path) -> None:
+    with pytest.raises(AthanorError, match="no runs in"):
+        resolve_run("anything")
+
+
+def test_list_runs_newest_first_with_status_and_best(home: Path) -> None:
+    _make_run("20261127-201500-blend-aaaa", [3.0, None, 5.0], "run_finished")
+    _make_run("20261127-201600-blend-bbbb", [1.0], "run_failed")
+    _make_run("20261127-201700-blend-cccc", [], None)  # no terminal event, nobody writing
+    # Make the creation times distinct and known.
+    for minute, run_id in [(15, "aaaa"), (16, "bbbb"), (17, "cccc")]:
+        manifest_path = runs_root() / f"20261127-20{minute}00-blend-{run_id}" / "manifest.json"
+        data = json.loads(manifest_path.read_text())
+        data["created"] = f"2026-11-27T20:{minute}:00Z"
+        manifest_path.write_text(json.dumps(data))
+    runs = list_runs()
+    assert [r.run_id for r in runs] == [
+        "20261127-201700-blend-cccc",
+        "20261127-201600-blend-bbbb",
+        "20261127-201500-blend-aaaa",
+    ]
+    newest, failed, finished = runs
+    assert newest.status == "stopped"
+    assert failed.status == "failed"
+    assert finished.status == "finished"
+    assert finished.experiments_done == 3
+    assert finished.best_value == 5.0
+    assert finished.objective == "conductivity"
+    assert finished.unit == "S/cm"
+    assert finished.title == "Conductive blend"
+    assert newest.best_value is None
+    assert all(r.problem == "" for r in runs)
+
+
+def test_running_run_is_running_while_its_log_is_open(home: Path) -> None:
+    run_dir = create_run_dir("20261127-201500-live-abcd")
+    with RunContext(run_dir, seed=0) as ctx:
+        ctx.record("run_started", {})
+        assert list_runs()[0].status == "running"
+    assert list_runs()[0].status == "stopped"
+
+
+def test_list_runs_is_empty_without_a_runs_folder(home: Path) -> None:
+    assert list_runs() == []
+
+
+def test_manifest_records_spec_seed_versions_and_revision(home: Path, tmp_path: Path) -> None:
+    import re
+
+    from runs.manifest import code_revision, read_manifest
+
+    run_dir = create_run_dir("20261127-201500-blend-abcd")
+    write_manifest(run_dir, SPEC, seed=9, extra={"llm_backend": "offline", "lab": "lab.yaml"})
+    manifest = read_manifest(run_dir)
+    assert CampaignSpec.model_validate(manifest["spec"]) == SPEC
+    assert manifest["seed"] == 9
+    assert manifest["run_id"] == "20261127-201500-blend-abcd"
+    assert manifest["llm_backend"] == "offline"
+    assert manifest["extra"]["lab"] == "lab.yaml"
+    assert manifest["packages"]["pydantic"] is not None
+    assert set(manifest["packages"]) >= {"athanor-lab", "torch", "botorch", "numpy", "scipy"}
+    code = manifest["code"]
+    assert code is None or re.fullmatch(r"[0-9a-f]{40}", code["commit"])
+    assert code_revision(tmp_path) is None  # not a checkout: null, not an error
+    with pytest.raises(AthanorError, match="athanor runs"):
+        read_manifest(tmp_path)
