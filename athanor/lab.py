@@ -12,7 +12,37 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["InstrumentSpec", "LabDescription", "SafetyEnvelope", "Stock"]
+__all__ = [
+    "ACTIONS",
+    "MEASURES",
+    "InstrumentSpec",
+    "LabDescription",
+    "SafetyEnvelope",
+    "Stock",
+    "match_quantity",
+]
+
+#: The closed command registry: per instrument kind, each action and its parameter names. Protocol
+#: validation (tools) and the instrument front ends (instruments) both enforce it.
+ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "liquid_handler": {"dispense": ("stock", "well", "volume_ul"), "mix": ("well",), "safe_state": ()},
+    "conductivity_meter": {"measure": ("well",), "safe_state": ()},
+}
+
+#: Quantities each instrument kind measures, by the names its readings use.
+MEASURES: dict[str, list[str]] = {"liquid_handler": [], "conductivity_meter": ["conductivity"]}
+
+
+def match_quantity(objective: str, quantities: list[str]) -> str | None:
+    """The measured quantity an objective refers to, or None.
+
+    ``conductivity`` matches ``conductivity``; so does ``electrical_conductivity`` (a qualified name
+    ending in the quantity).
+    """
+    for quantity in quantities:
+        if objective == quantity or objective.endswith("_" + quantity):
+            return quantity
+    return None
 
 
 class _Strict(BaseModel):
@@ -120,6 +150,10 @@ class LabDescription(_Strict):
             if stock.component == component:
                 return stock
         raise KeyError(f"no stock supplies component {component!r}; add one under stocks in lab.yaml")
+
+    def measured_quantities(self) -> list[str]:
+        """Every quantity some instrument of this lab measures."""
+        return sorted({q for i in self.instruments for q in MEASURES.get(i.kind, [])})
 
     @classmethod
     def from_file(cls, path: Path) -> LabDescription:

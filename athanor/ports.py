@@ -104,6 +104,10 @@ class RunContextPort(Protocol):
         """A generator for a named random stream, reproducible from the run seed."""
         ...
 
+    def next_experiment_id(self) -> str:
+        """A new run-unique experiment id, e.g. ``E0007``."""
+        ...
+
     def record(self, kind: str, payload: dict[str, Any]) -> None:
         """Append an event to the run's log."""
         ...

@@ -1,0 +1,250 @@
+"""Simulated back ends: the virtual lab's liquid handler and conductivity meter.
+
+They take realistic time (``duration_s * time_scale`` per action), write to and read from the shared
+:class:`~instruments.virtual_world.World`, add seeded noise and fail on purpose when asked to.
+
+Options (``InstrumentSpec.options``), all optional:
+
+- ``fail_rate``: probability in ``[0, 1]`` that an eligible action fails (seeded, reproducible).
+- ``fail_actions``: actions eligible for faults; default every action except ``safe_state``.
+- ``fail_wells``: restrict faults to these wells (e.g. a clogged channel or a cracked well).
+- ``noise_rel``: liquid handler: relative error of each dispensed volume (default 0);
+  meter: relative measurement noise, overriding the emulator's own estimate.
+- ``durations``: nominal seconds per action, overriding ``duration_s`` for the actions named.
+- ``emulator`` (meter only): ``auto`` (default; see :func:`instruments.emulator.emulator_for`),
+  ``p3ht_cnt`` or ``synthetic``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from athanor.errors import InstrumentError
+from athanor.lab import InstrumentSpec, LabDescription
+from instruments.emulator import Emulator, P3HTCNTEmulator, SyntheticEmulator, emulator_for
+from instruments.virtual_world import World
+
+__all__ = [
+    "SimulatedConductivityMeterBackend",
+    "SimulatedLiquidHandlerBackend",
+    "make_simulated_backend",
+    "pick_emulator",
+]
+
+_COMMON_OPTIONS = {"fail_rate", "fail_actions", "fail_wells", "noise_rel", "durations"}
+_ACTIONS = {
+    "liquid_handler": ("dispense", "mix", "safe_state"),
+    "conductivity_meter": ("measure", "safe_state"),
+}
+
+
+def _number(name: str, value: Any, low: float, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        bounds = f"[{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+        raise InstrumentError(f"options.{name} must be a number {bounds}, got {value!r}")
+    return float(value)
+
+
+class _SimulatedBackend:
+    """Durations, option checks and fault injection shared by the simulated back ends."""
+
+    kind: str = ""
+    extra_options: frozenset[str] = frozenset()
+
+    def __init__(
+        self,
+        name: str,
+        duration_s: float,
+        time_scale: float,
+        options: Mapping[str, Any] | None,
+        seed: int,
+    ) -> None:
+        options = dict(options or {})
+        unknown = sorted(set(options) - _COMMON_OPTIONS - self.extra_options)
+        if unknown:
+            known = ", ".join(sorted(_COMMON_OPTIONS | self.extra_options))
+            raise InstrumentError(f"{name}: unknown option(s) {', '.join(unknown)}; known options: {known}")
+        actions = _ACTIONS[self.kind]
+        self.name = name
+        self.time_scale = _number("time_scale", time_scale, 0.0)
+        self.fail_rate = _number("fail_rate", options.get("fail_rate", 0.0), 0.0, 1.0)
+        self.fail_actions = set(options.get("fail_actions", [a for a in actions if a != "safe_state"]))
+        bad = sorted(self.fail_actions - set(actions))
+        if bad:
+            raise InstrumentError(
+                f"{name}: options.fail_actions names {', '.join(bad)}; a {self.kind} has {', '.join(actions)}"
+            )
+        wells = options.get("fail_wells")
+        self.fail_wells = None if wells is None else set(wells)
+        self.noise_rel = (
+            None if options.get("noise_rel") is None else _number("noise_rel", options["noise_rel"], 0.0)
+        )
+        durations = dict(options.get("durations") or {})
+        bad = sorted(set(durations) - set(actions))
+        if bad:
+            raise InstrumentError(f"{name}: options.durations names unknown action(s) {', '.join(bad)}")
+        base = _number("duration_s", duration_s, 0.0)
+        self.durations = {a: _number(f"durations.{a}", durations.get(a, base), 0.0) for a in actions}
+        stream = zlib.crc32(name.encode("utf-8"))
+        self._fault_rng = np.random.default_rng([seed, stream, 1])
+        self._noise_rng = np.random.default_rng([seed, stream, 2])
+        self.calls: list[tuple[Any, ...]] = []
+
+    def _act(self, action: str, well: str | None = None) -> None:
+        """Spend the action's time, then fail if fault injection says so."""
+        self.calls.append((action, well))
+        seconds = self.durations[action] * self.time_scale
+        if seconds > 0:
+            time.sleep(seconds)
+        eligible = action in self.fail_actions and (self.fail_wells is None or well in self.fail_wells)
+        if eligible and self.fail_rate > 0 and self._fault_rng.random() < self.fail_rate:
+            where = f" on well {well}" if well else ""
+            raise InstrumentError(
+                f"{self.name}: injected fault in {action}{where} (options.fail_rate={self.fail_rate:g})"
+            )
+
+    def safe_state(self) -> None:
+        """Stop and park (takes the ``safe_state`` duration; never fails unless asked to)."""
+        self._act("safe_state")
+
+
+class SimulatedLiquidHandlerBackend(_SimulatedBackend):
+    """A pipetting robot that writes what it dispenses into the virtual world.
+
+    With ``noise_rel`` > 0 the volume that lands in the well is off by that relative error, so the
+    composition made differs slightly from the one asked for, as with a real pipette.
+    """
+
+    kind = "liquid_handler"
+
+    def __init__(
+        self,
+        name: str,
+        world: World,
+        stocks: Mapping[str, str],
+        duration_s: float = 8.0,
+        time_scale: float = 1.0,
+        options: Mapping[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        """Create the back end.
+
+        Args:
+            name: Instrument name.
+            world: Shared well contents.
+            stocks: Stock name to the component it supplies.
+            duration_s: Nominal seconds per action before ``time_scale``.
+            time_scale: Multiplier on every duration (0 for no waiting).
+            options: See the module docstring.
+            seed: Seed of the fault and volume-noise streams.
+        """
+        super().__init__(name, duration_s, time_scale, options, seed)
+        self.world = world
+        self.stocks = dict(stocks)
+
+    def dispense(self, stock: str, well: str, volume_ul: float) -> None:
+        """Move ``volume_ul`` µL (nominal) of ``stock`` into ``well``."""
+        if stock not in self.stocks:
+            raise InstrumentError(f"{self.name}: no stock {stock!r} on the deck")
+        self._act("dispense", well)
+        actual = volume_ul
+        if self.noise_rel:
+            actual = volume_ul * max(0.0, 1.0 + self.noise_rel * float(self._noise_rng.standard_normal()))
+        self.world.add(well, self.stocks[stock], actual)
+
+    def mix(self, well: str) -> None:
+        """Mix ``well`` by pipetting up and down."""
+        self._act("mix", well)
+        self.world.mix(well)
+
+
+class SimulatedConductivityMeterBackend(_SimulatedBackend):
+    """A conductivity meter that reads a well's composition from the world and asks the emulator."""
+
+    kind = "conductivity_meter"
+    extra_options = frozenset({"emulator"})
+
+    def __init__(
+        self,
+        name: str,
+        world: World,
+        emulator: Emulator,
+        duration_s: float = 60.0,
+        time_scale: float = 1.0,
+        options: Mapping[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        """Create the back end.
+
+        Args:
+            name: Instrument name.
+            world: Shared well contents.
+            emulator: Ground truth of the measured conductivity.
+            duration_s: Nominal seconds per measurement before ``time_scale``.
+            time_scale: Multiplier on every duration.
+            options: See the module docstring.
+            seed: Seed of the fault and measurement-noise streams.
+        """
+        super().__init__(name, duration_s, time_scale, options, seed)
+        self.world = world
+        self.emulator = emulator
+
+    def measure(self, well: str) -> float:
+        """Conductivity of the sample in ``well``, S/cm, with measurement noise."""
+        self._act("measure", well)
+        contents = self.world.contents(well)
+        if sum(contents.values()) <= 0:
+            raise InstrumentError(f"{self.name}: well {well} is empty; dispense a sample before measuring")
+        return self.emulator.measure(contents, self._noise_rng, noise_rel=self.noise_rel)
+
+
+def pick_emulator(choice: str, components: Sequence[str], seed: int) -> Emulator:
+    """The emulator an ``emulator`` option names.
+
+    Args:
+        choice: ``auto``, ``p3ht_cnt`` or ``synthetic``.
+        components: Components the lab's stocks supply.
+        seed: Seed of a synthetic landscape.
+    """
+    if choice == "auto":
+        return emulator_for(components, seed)
+    if choice == "p3ht_cnt":
+        emulator = emulator_for(components, seed)
+        if not isinstance(emulator, P3HTCNTEmulator):
+            raise InstrumentError(
+                f"options.emulator=p3ht_cnt needs components P3HT and some of D1, D2, D6, D8;"
+                f" the lab's stocks supply {', '.join(components)}. Use emulator: auto"
+            )
+        return emulator
+    if choice == "synthetic":
+        return SyntheticEmulator(list(components), seed)
+    raise InstrumentError(f"options.emulator is {choice!r}; use auto, p3ht_cnt or synthetic")
+
+
+def make_simulated_backend(spec: InstrumentSpec, lab: LabDescription, world: World, seed: int) -> Any:
+    """The simulated back end for ``spec``.
+
+    Args:
+        spec: The instrument; its ``duration_s`` and ``options`` configure the back end.
+        lab: The lab (stocks, ``time_scale``).
+        world: Shared well contents.
+        seed: The run seed.
+    """
+    if spec.kind == "liquid_handler":
+        stocks = {s.name: s.component for s in lab.stocks}
+        return SimulatedLiquidHandlerBackend(
+            spec.name, world, stocks, spec.duration_s, lab.time_scale, spec.options, seed
+        )
+    if spec.kind == "conductivity_meter":
+        components = list(dict.fromkeys(s.component for s in lab.stocks))
+        emulator = pick_emulator(str(spec.options.get("emulator", "auto")), components, seed)
+        return SimulatedConductivityMeterBackend(
+            spec.name, world, emulator, spec.duration_s, lab.time_scale, spec.options, seed
+        )
+    raise InstrumentError(f"no simulated back end for instrument kind {spec.kind!r}")

@@ -1,0 +1,243 @@
+"""Instruments in Ray actors: pipelined, streamed, exactly-once, failing cleanly; and the in-process twin."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+
+from athanor.errors import InstrumentError, SpecError
+from athanor.lab import LabDescription
+from athanor.models import Command, Proposal, Protocol, Reading
+from athanor.ports import InstrumentsPort
+from athanor.spec import CampaignSpec
+from instruments.actors import SKIPPED, InstrumentHost
+from instruments.emulator import emulator_for
+from instruments.virtual_lab import TEMPLATE, LocalLab, RayLab, ensure_ray, virtual_lab_description
+from instruments.virtual_world import VirtualWorld
+from tools.protocols import compile_protocol
+
+NAMES = ["P3HT", "D1", "D2", "D6", "D8"]
+SEED = 11
+TIME_SCALE = 0.005  # dispense 0.04 s, mix 0.05 s, measure 0.3 s
+SPEC = CampaignSpec.model_validate(
+    {
+        "components": [{"name": n} for n in NAMES],
+        "objectives": [{"name": "conductivity"}],
+        "budget": {"experiments": 8, "batch_size": 4},
+    }
+)
+
+
+def make_lab() -> LabDescription:
+    """The virtual lab with pipetting noise, no meter noise, and a liquid handler that cannot mix H12."""
+    data = virtual_lab_description(NAMES, time_scale=TIME_SCALE).model_dump()
+    handler, meter = data["instruments"]
+    handler["options"].update(noise_rel=0.05, fail_rate=1.0, fail_actions=["mix"], fail_wells=["H12"])
+    meter["options"]["noise_rel"] = 0.0
+    return LabDescription.model_validate(data)
+
+
+def protocols_for(lab: LabDescription, wells: list[str], first: int = 1) -> list[Protocol]:
+    rng = np.random.default_rng(first)
+    protocols = []
+    for offset, well in enumerate(wells):
+        eid = f"E{first + offset:04d}"
+        values = rng.dirichlet(np.ones(len(NAMES)))
+        proposal = Proposal(experiment_id=eid, composition=dict(zip(NAMES, values, strict=True)))
+        protocol = compile_protocol(proposal, SPEC, lab, well)
+        commands = [c.model_copy(update={"key": f"run/{eid}/{i}"}) for i, c in enumerate(protocol.commands)]
+        protocols.append(protocol.model_copy(update={"commands": commands}))
+    return protocols
+
+
+@pytest.fixture(scope="module")
+def ray_lab(ray_local):
+    lab = RayLab(make_lab(), seed=SEED)
+    lab.start()
+    yield lab
+    lab.close()
+
+
+@pytest.fixture(scope="module")
+def pipelined(ray_lab):
+    protocols = protocols_for(ray_lab.lab, ["A1", "A2", "A3", "A4"])
+    arrivals: list[tuple[float, Reading]] = []
+    start = time.monotonic()
+    results = ray_lab.run(protocols, lambda r: arrivals.append((time.monotonic() - start, r)))
+    return protocols, results, arrivals, time.monotonic() - start
+
+
+def test_every_reading_arrives_in_order_and_streams(pipelined):
+    protocols, results, arrivals, elapsed = pipelined
+    assert list(results) == [p.experiment_id for p in protocols]
+    for protocol in protocols:
+        readings = results[protocol.experiment_id]
+        assert [r.key for r in readings] == [c.key for c in protocol.commands]
+        assert all(r.ok for r in readings), [r.error for r in readings]
+        assert readings[-1].values["conductivity"] > 0
+    delivered = [r for _, r in arrivals]
+    assert sorted(r.key for r in delivered) == sorted(c.key for p in protocols for c in p.commands)
+    # Readings reached the callback while the run went on, not all at the end.
+    first_arrival = arrivals[0][0]
+    assert first_arrival < elapsed / 2
+
+
+def test_handler_prepares_the_next_sample_while_the_meter_measures(pipelined):
+    protocols, results, _, elapsed = pipelined
+    for current, following in itertools.pairwise(protocols):
+        measured = results[current.experiment_id][-1]
+        next_start = results[following.experiment_id][0]
+        assert measured.instrument == "conductivity_meter"
+        assert next_start.started < measured.finished  # overlap
+    sequential = sum(r.finished - r.started for readings in results.values() for r in readings)
+    assert elapsed < 0.9 * sequential
+
+
+def test_meter_measures_the_composition_the_handler_actually_made(ray_lab, pipelined):
+    protocols, results, _, _ = pipelined
+    emulator = emulator_for(NAMES, SEED)
+    for protocol in protocols:
+        contents = ray_lab.world.contents(protocol.well)
+        assert sum(contents.values()) == pytest.approx(200.0, rel=0.2)  # 5 % pipetting noise
+        measured = results[protocol.experiment_id][-1].values["conductivity"]
+        assert measured == pytest.approx(emulator.true_value(contents), rel=1e-9)
+        assert measured != pytest.approx(emulator.true_value(protocol.composition), rel=1e-6)
+
+
+def test_same_seed_same_results_in_process(pipelined):
+    protocols, results, _, _ = pipelined
+    local = LocalLab(make_lab(), seed=SEED).run(protocols, lambda r: None)
+    for protocol in protocols:
+        ray_values = [r.values for r in results[protocol.experiment_id]]
+        assert [r.values for r in local[protocol.experiment_id]] == ray_values
+
+
+def test_re_executing_a_key_returns_the_recorded_reading_without_acting(ray_lab, pipelined):
+    import ray
+
+    protocols, results, _, _ = pipelined
+    handler = ray_lab.actor("liquid_handler")
+    command = protocols[0].commands[0]
+    before = ray.get(handler.status.remote())
+    world_before = ray_lab.world.snapshot()
+    again = ray.get(handler.execute.remote(command.model_dump(mode="json"), None))
+    assert Reading.model_validate(again) == results[protocols[0].experiment_id][0]
+    assert ray.get(handler.status.remote()) == before  # stock volume unchanged
+    assert ray_lab.world.snapshot() == world_before
+    changed = command.model_copy(update={"params": {**command.params, "volume_ul": 5.0}})
+    clash = ray.get(handler.execute.remote(changed.model_dump(mode="json"), None))
+    assert not clash["ok"] and "already used for a different command" in clash["error"]
+
+
+def test_a_fault_fails_its_step_and_skips_the_rest_of_that_experiment(ray_lab):
+    doomed, fine = protocols_for(ray_lab.lab, ["H12", "A5"], first=20)
+    results = ray_lab.run([doomed, fine], lambda r: None)
+    readings = results[doomed.experiment_id]
+    actions = [r.action for r in readings]
+    mix = actions.index("mix")
+    assert all(r.ok for r in readings[:mix])
+    assert not readings[mix].ok and "injected fault in mix on well H12" in readings[mix].error
+    assert [r.error for r in readings[mix + 1 :]] == [SKIPPED]
+    assert [r.instrument for r in readings[mix + 1 :]] == ["conductivity_meter"]
+    assert all(r.ok for r in results[fine.experiment_id])
+
+
+def test_safe_state_and_port_conformance(ray_lab):
+    ray_lab.safe_state()
+    assert isinstance(ray_lab, InstrumentsPort)
+    assert isinstance(LocalLab(make_lab(), seed=0), InstrumentsPort)
+
+
+def test_unknown_instrument_is_refused_before_anything_runs(ray_lab):
+    import ray
+
+    bad = protocols_for(ray_lab.lab, ["B1"], first=30)[0]
+    commands = [*bad.commands[:-1], bad.commands[-1].model_copy(update={"instrument": "xrd"})]
+    with pytest.raises(InstrumentError, match="unknown instrument 'xrd'"):
+        ray_lab.run([bad.model_copy(update={"commands": commands})], lambda r: None)
+    assert "B1" not in ray.get(ray_lab.actor("liquid_handler").status.remote())["wells"]
+
+
+def test_runs_get_their_own_namespace_and_close_kills_only_their_actors(ray_lab):
+    import ray
+
+    assert not ensure_ray(None, None)  # already running: nothing started
+    other = RayLab(virtual_lab_description(["A", "B"], time_scale=0.0), seed=1)
+    other.start()
+    handle = other.actor("liquid_handler")
+    assert other.namespace != ray_lab.namespace
+    assert (
+        ray.get(ray.get_actor("liquid_handler", namespace=other.namespace).ping.remote()) == "liquid_handler"
+    )
+    other.close()
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(handle.ping.remote(), timeout=30)
+    assert ray.is_initialized()
+    assert ray.get(ray_lab.actor("liquid_handler").ping.remote()) == "liquid_handler"
+
+
+# In-process pieces (no Ray).
+
+
+def test_local_lab_skips_after_a_failure_and_reports_in_order():
+    lab = LocalLab(make_lab(), seed=3)
+    protocols = protocols_for(lab.lab, ["H12", "A1"])
+    seen: list[Reading] = []
+    results = lab.run(protocols, seen.append)
+    assert len(seen) == sum(len(p.commands) for p in protocols)
+    doomed = results[protocols[0].experiment_id]
+    assert [r.ok for r in doomed][-2:] == [False, False] and doomed[-1].error == SKIPPED
+    assert all(r.ok for r in results[protocols[1].experiment_id])
+    assert lab.world.contents("H12")  # the dispenses before the fault happened
+
+
+def test_host_ledger_is_exactly_once_and_refusals_are_readings():
+    world = VirtualWorld()
+    lab = virtual_lab_description(["P3HT", "D1"], time_scale=0.0)
+    host = InstrumentHost(lab.model_dump(mode="json"), "liquid_handler", world, seed=0)
+    command = Command(
+        instrument="liquid_handler",
+        action="dispense",
+        params={"stock": "P3HT_stock", "well": "A1", "volume_ul": 100.0},
+        key="run/E0001/0",
+    ).model_dump()
+    first = host.execute(command)
+    assert host.execute(command) == first
+    assert world.contents("A1") == {"P3HT": pytest.approx(100.0, rel=0.05)}
+    assert host.status()["stocks"]["P3HT_stock"] == pytest.approx(19_900.0)
+    too_big = {**command, "key": "run/E0001/1", "params": {**command["params"], "volume_ul": 500.0}}
+    refused = host.execute(too_big)
+    assert (
+        not refused["ok"] and refused["error"].startswith("refused: ") and "max_volume_ul" in refused["error"]
+    )
+    assert host.execute({"instrument": "liquid_handler"})["ok"] is False
+    skipped = host.execute({**command, "key": "run/E0001/2"}, after=refused)
+    assert skipped["error"] == SKIPPED
+    assert host.status()["stocks"]["P3HT_stock"] == pytest.approx(19_900.0)
+
+
+def test_host_rejects_an_instrument_the_lab_lacks():
+    with pytest.raises(InstrumentError, match="unknown instrument 'xrd'"):
+        InstrumentHost(virtual_lab_description(["A", "B"]), "xrd", VirtualWorld(), seed=0)
+
+
+def test_virtual_lab_description_from_the_template():
+    lab = virtual_lab_description(["Ni", "Co", "Mn"], time_scale=0.5)
+    assert LabDescription.from_file(TEMPLATE).stocks == []  # the template itself is a valid lab
+    assert len(lab.wells) == 96 and lab.wells[0] == "A1" and lab.wells[-1] == "H12"
+    assert [(s.name, s.component, s.volume_ul) for s in lab.stocks] == [
+        ("Ni_stock", "Ni", 20_000.0),
+        ("Co_stock", "Co", 20_000.0),
+        ("Mn_stock", "Mn", 20_000.0),
+    ]
+    assert lab.time_scale == 0.5
+    handler = lab.first_of_kind("liquid_handler")
+    assert (handler.envelope.min_volume_ul, handler.envelope.max_volume_ul) == (1.0, 300.0)
+    assert lab.first_of_kind("conductivity_meter").duration_s == 60.0
+    with pytest.raises(SpecError, match="Ni listed more than once"):
+        virtual_lab_description(["Ni", "Ni"])
+    with pytest.raises(SpecError, match="time_scale"):
+        virtual_lab_description(["Ni", "Co"], time_scale=-1.0)
