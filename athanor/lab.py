@@ -17,7 +17,10 @@ __all__ = [
     "MEASURES",
     "InstrumentSpec",
     "LabDescription",
+    "Labware",
+    "RobotConnection",
     "SafetyEnvelope",
+    "SerialConnection",
     "Stock",
     "match_quantity",
 ]
@@ -27,10 +30,15 @@ __all__ = [
 ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "liquid_handler": {"dispense": ("stock", "well", "volume_ul"), "mix": ("well",), "safe_state": ()},
     "conductivity_meter": {"measure": ("well",), "safe_state": ()},
+    "hotplate": {"set_temperature": ("celsius",), "read_temperature": (), "safe_state": ()},
 }
 
 #: Quantities each instrument kind measures, by the names its readings use.
-MEASURES: dict[str, list[str]] = {"liquid_handler": [], "conductivity_meter": ["conductivity"]}
+MEASURES: dict[str, list[str]] = {
+    "liquid_handler": [],
+    "conductivity_meter": ["conductivity"],
+    "hotplate": ["temperature"],
+}
 
 
 def match_quantity(objective: str, quantities: list[str]) -> str | None:
@@ -58,6 +66,7 @@ class SafetyEnvelope(_Strict):
         max_volume_ul: Largest volume one pipetting step may move, µL.
         max_well_volume_ul: Most liquid one well may hold, µL.
         max_temperature_c: Hottest set point allowed, °C.
+        max_ramp_c_per_min: Fastest allowed change of the set point, °C per minute.
     """
 
     allowed_actions: list[str] = Field(min_length=1)
@@ -65,6 +74,7 @@ class SafetyEnvelope(_Strict):
     max_volume_ul: float | None = Field(default=None, gt=0)
     max_well_volume_ul: float | None = Field(default=None, gt=0)
     max_temperature_c: float | None = None
+    max_ramp_c_per_min: float | None = Field(default=None, gt=0)
 
 
 class Stock(_Strict):
@@ -74,11 +84,70 @@ class Stock(_Strict):
         name: Stock name, e.g. ``P3HT_stock``.
         component: The spec component it supplies.
         volume_ul: Volume on hand at the start, µL.
+        concentration: Amount of the component per volume, in ``concentration_unit`` (None: the stocks
+            share one concentration, so volume shares are composition shares).
+        concentration_unit: Unit of ``concentration``, e.g. ``mg/mL`` or ``mol/L``.
+        labware: Labware (by name) holding the stock, for robots that need a deck position.
+        well: Well of that labware holding the stock, e.g. ``A1``.
     """
 
     name: str
     component: str
     volume_ul: float = Field(gt=0)
+    concentration: float | None = Field(default=None, gt=0)
+    concentration_unit: str | None = None
+    labware: str | None = None
+    well: str | None = None
+
+
+class SerialConnection(_Strict):
+    """How to reach a serial instrument.
+
+    Attributes:
+        port: Device path, e.g. ``/dev/ttyUSB0``.
+        baudrate: Line speed, bits per second.
+        timeout_s: Seconds to wait for one reply line.
+        retries: Extra attempts after a timeout or a garbled reply.
+        profile: Device profile naming the command set (e.g. ``four_point_probe``, ``hotplate``).
+    """
+
+    port: str
+    baudrate: int = Field(default=9600, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)
+    retries: int = Field(default=2, ge=0)
+    profile: str
+
+
+class RobotConnection(_Strict):
+    """How to reach an Opentrons robot's HTTP API.
+
+    Attributes:
+        host: Robot address (name or IP).
+        port: HTTP API port (31950 on Opentrons robots).
+        robot_type: ``OT-2`` or ``Flex``.
+        poll_interval_s: Seconds between run-status polls.
+        stall_timeout_s: A run whose status does not change for this long is declared stalled.
+    """
+
+    host: str
+    port: int = Field(default=31950, gt=0, lt=65536)
+    robot_type: Literal["OT-2", "Flex"] = "OT-2"
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    stall_timeout_s: float = Field(default=600.0, gt=0)
+
+
+class Labware(_Strict):
+    """A piece of labware on the deck.
+
+    Attributes:
+        name: Name used by stocks and the sample plate, e.g. ``plate``.
+        load_name: The Opentrons labware load name, e.g. ``corning_96_wellplate_360ul_flat``.
+        slot: Deck slot (``"1"``..``"11"`` on an OT-2, ``"A1"``..``"D3"`` on a Flex).
+    """
+
+    name: str
+    load_name: str
+    slot: str
 
 
 class InstrumentSpec(_Strict):
@@ -86,19 +155,49 @@ class InstrumentSpec(_Strict):
 
     Attributes:
         name: Unique name, used by campaigns and commands.
-        kind: ``liquid_handler`` or ``conductivity_meter``.
-        backend: ``simulated`` (the virtual lab); real back ends come later.
+        kind: ``liquid_handler``, ``conductivity_meter`` or ``hotplate``.
+        backend: ``simulated`` (the virtual lab), ``opentrons`` or ``serial``.
+        serial: Connection settings for the ``serial`` back end.
+        robot: Connection settings for the ``opentrons`` back end.
+        resources: Ray custom resources the instrument's actor needs, e.g. ``{"ot2_bench": 1}``, so
+            that on a cluster it runs on the node wired to the instrument.
         duration_s: Nominal seconds per action for simulated back ends, before ``time_scale``.
         options: Back-end specific settings (noise, fault injection, ports, ...).
         envelope: The instrument's safety envelope.
     """
 
     name: str
-    kind: Literal["liquid_handler", "conductivity_meter"]
-    backend: Literal["simulated"] = "simulated"
+    kind: Literal["liquid_handler", "conductivity_meter", "hotplate"]
+    backend: Literal["simulated", "opentrons", "serial"] = "simulated"
+    serial: SerialConnection | None = None
+    robot: RobotConnection | None = None
+    resources: dict[str, float] = Field(default_factory=dict)
     duration_s: float = Field(default=1.0, ge=0)
     options: dict[str, Any] = Field(default_factory=dict)
     envelope: SafetyEnvelope
+
+    @model_validator(mode="after")
+    def _connection_matches_backend(self) -> InstrumentSpec:
+        if self.backend == "serial" and self.serial is None:
+            raise ValueError(
+                f"instrument {self.name}: the serial back end needs a 'serial:' block (port, profile)"
+            )
+        if self.backend == "opentrons":
+            if self.robot is None:
+                raise ValueError(
+                    f"instrument {self.name}: the opentrons back end needs a 'robot:' block (host)"
+                )
+            if self.kind != "liquid_handler":
+                raise ValueError(
+                    f"instrument {self.name}: the opentrons back end drives liquid handlers only"
+                )
+        unknown = sorted(set(self.envelope.allowed_actions) - set(ACTIONS[self.kind]))
+        if unknown:
+            raise ValueError(
+                f"instrument {self.name}: envelope.allowed_actions has {', '.join(unknown)}, which a"
+                f" {self.kind} does not know; known actions: {', '.join(ACTIONS[self.kind])}"
+            )
+        return self
 
 
 class LabDescription(_Strict):
@@ -106,6 +205,8 @@ class LabDescription(_Strict):
 
     Attributes:
         name: Lab name for reports.
+        labware: Labware on the deck (needed by robot back ends).
+        sample_labware: Name of the labware that holds the samples (None: not on a robot deck).
         wells: Wells available for samples, in the order they are used.
         sample_volume_ul: Total volume of one sample, µL.
         stocks: Stock solutions, one per component.
@@ -114,6 +215,8 @@ class LabDescription(_Strict):
     """
 
     name: str = "lab"
+    labware: list[Labware] = Field(default_factory=list)
+    sample_labware: str | None = None
     wells: list[str] = Field(min_length=1)
     sample_volume_ul: float = Field(gt=0)
     stocks: list[Stock] = Field(default_factory=list)
@@ -127,6 +230,16 @@ class LabDescription(_Strict):
             raise ValueError("instruments: each instrument name must appear once")
         if len(set(self.wells)) != len(self.wells):
             raise ValueError("wells: each well must appear once")
+        labware = {item.name for item in self.labware}
+        if len(labware) != len(self.labware):
+            raise ValueError("labware: each labware name must appear once")
+        if self.sample_labware is not None and self.sample_labware not in labware:
+            raise ValueError(f"sample_labware: {self.sample_labware!r} is not listed under labware")
+        for stock in self.stocks:
+            if stock.labware is not None and stock.labware not in labware:
+                raise ValueError(
+                    f"stocks: {stock.name} sits on {stock.labware!r}, which is not listed under labware"
+                )
         return self
 
     def instrument(self, name: str) -> InstrumentSpec:
