@@ -1,0 +1,470 @@
+"""The designer's optimiser: a Gaussian process and batch noisy expected improvement (BoTorch).
+
+:func:`propose` fits a ``SingleTaskGP`` (ARD RBF kernel, BoTorch's default priors; inputs normalised
+over the design-space bounds, outcome standardised) to the usable observations of the primary
+objective and maximises ``qLogNoisyExpectedImprovement`` over the constrained simplex with the sum
+rule as an equality constraint and the linear constraints as inequality constraints.
+
+Values are modelled on a log scale when they share a sign and their magnitudes span more than a
+decade (:data:`LOG_SPAN`; negative values are modelled as ``-log(-y)``, which keeps the order).
+Conductivities spread over decades; on synthetic conductivity landscapes (2 to 1200 S/cm) the log
+model ranked held-out points far better (Spearman 0.99 vs 0.60 with 30 points on a sharp peak),
+was better calibrated (2-sigma coverage 0.91-1.00 vs 0.75-0.83) and found the peak more reliably.
+Minimisation negates the (possibly logged) values. Predictions are reported in the objective's own
+unit: with the log model, mean and standard deviation are those of the implied log-normal.
+
+Torch runs on one thread during a call (the previous setting is restored afterwards): the matrices
+are small, and on a shared 2-core machine a second thread made no call faster but stalled some
+calls for 5-15 s.
+
+The optimiser never stops a campaign: with too few observations, or when the fit or the
+acquisition fails numerically, it returns space-filling points far from the measured ones and says
+why in the rationale.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.exceptions.errors import BotorchError
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.input import Normalize
+from botorch.models.transforms.outcome import Standardize
+from botorch.optim import optimize_acqf
+from botorch.optim.initializers import initialize_q_batch
+from botorch.sampling import SobolQMCNormalSampler
+from botorch.utils.sampling import manual_seed
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from linear_operator.utils.warnings import NumericalWarning
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor
+
+from athanor.models import Observation
+from athanor.spec import CampaignSpec
+from tools.design_space import DTYPE, DesignSpace, design_space
+from tools.initial_design import space_filling
+
+__all__ = [
+    "DUPLICATE_DISTANCE",
+    "LOG_SPAN",
+    "FitSummary",
+    "Suggestion",
+    "fit_summary",
+    "propose",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Values are modelled on a log scale when they share a sign and ``max(|y|) / min(|y|)`` exceeds this.
+LOG_SPAN = 10.0
+#: A proposal closer than this to a measured, pending or earlier proposal (largest per-component
+#: difference, as a fraction of that component's range) is a near-duplicate and is replaced.
+DUPLICATE_DISTANCE = 0.02
+
+#: Numerical failures of the fit or the acquisition that trigger the space-filling fallback.
+_NUMERICAL_ERRORS = (RuntimeError, ValueError, ArithmeticError, BotorchError)
+
+
+class Suggestion(BaseModel):
+    """One composition the optimiser proposes, with why.
+
+    Attributes:
+        composition: Component name to amount, in the spec's unit.
+        predicted_mean: Model mean of the primary objective, in its unit (None without a model).
+        predicted_std: Model standard deviation of the primary objective, in its unit.
+        acquisition_value: Log expected improvement of this point on its own, given the pending
+            points, in log standardised units (None without a model).
+        rationale: One line saying why this point was chosen.
+        active_constraints: Spec bounds and constraints the point sits on, e.g. ``P3HT >= 0.3``.
+        source: ``"model"`` (acquisition optimum) or ``"initial"`` (space-filling point).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    composition: dict[str, float]
+    predicted_mean: float | None = None
+    predicted_std: float | None = None
+    acquisition_value: float | None = None
+    rationale: str
+    active_constraints: list[str] = []
+    source: Literal["model", "initial"] = "model"
+
+
+class FitSummary(BaseModel):
+    """Diagnostics of the model :func:`propose` would use.
+
+    Attributes:
+        n_used: Observations the model was fitted on.
+        n_ignored: Observations left out (failed, outlier, missing or non-finite value, missing
+            component).
+        log_transform: Whether values were modelled on a log scale.
+        lengthscales: Free component name to its ARD lengthscale, as a fraction of the component's
+            range (short = the objective changes quickly along that component).
+        noise_std: Fitted noise standard deviation, as a fraction of the values' spread (on the
+            model's scale).
+        loo_r2: Leave-one-out R² on the model's scale (1 = perfect, <= 0 = no better than the mean).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_used: int
+    n_ignored: int
+    log_transform: bool
+    lengthscales: dict[str, float]
+    noise_std: float
+    loo_r2: float
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block, then restore the previous thread count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        # Jitter added to a near-singular covariance is routine; it must not reach the user's terminal.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumericalWarning)
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _Fitted:
+    """A fitted model and how its targets relate to the objective's values.
+
+    The model's target is ``direction * t`` with ``t = log_sign * log(log_sign * y)`` on the log
+    scale (``log_sign`` is +1 for positive values, -1 for negative ones; ``t`` grows with ``y``
+    either way) and ``t = y`` otherwise (``log_sign == 0``).
+    """
+
+    def __init__(self, model: SingleTaskGP, direction: float, log_sign: float) -> None:
+        self.model = model
+        self.direction = direction
+        self.log_sign = log_sign
+
+    def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and standard deviation (objective unit) at ``n x d`` points, each of shape ``n``."""
+        with torch.no_grad():
+            posterior = self.model.posterior(x)
+        mean = self.direction * posterior.mean.squeeze(-1)
+        var = posterior.variance.squeeze(-1).clamp_min(0.0)
+        if not self.log_sign:
+            return mean, var.sqrt()
+        magnitude = torch.exp(self.log_sign * mean + var / 2)
+        return self.log_sign * magnitude, magnitude * torch.expm1(var).sqrt()
+
+
+def _usable(space: DesignSpace, observations: Sequence[Observation]) -> tuple[Tensor, Tensor]:
+    """Inputs (``n x d`` unit fractions) and values (``n``) of the observations a model may use."""
+    objective = space.spec.primary_objective.name
+    rows = []
+    values = []
+    for obs in observations:
+        value = obs.values.get(objective)
+        if obs.status != "ok" or value is None or not math.isfinite(value):
+            continue
+        amounts = [obs.composition.get(n) for n in space.names]
+        if any(a is None or not math.isfinite(a) for a in amounts):
+            continue
+        rows.append(dict(zip(space.names, amounts, strict=True)))
+        values.append(value)
+    x = space.to_tensor(rows) if rows else torch.zeros(0, space.dim, dtype=DTYPE)
+    return x, torch.tensor(values, dtype=DTYPE)
+
+
+def _targets(spec: CampaignSpec, y: Tensor, log_transform: bool | None) -> tuple[Tensor, float, float]:
+    """Model targets (``n x 1``, larger is better), the direction sign and the log sign (see `_Fitted`)."""
+    log_sign = 1.0 if bool((y > 0).all()) else -1.0 if bool((y < 0).all()) else 0.0
+    if log_transform is None:
+        magnitude = y.abs()
+        log = bool(log_sign) and float(magnitude.max() / magnitude.min()) > LOG_SPAN
+    else:
+        log = log_transform and bool(log_sign)
+    if not log:
+        log_sign = 0.0
+    direction = 1.0 if spec.primary_objective.direction == "maximise" else -1.0
+    t = log_sign * torch.log(log_sign * y) if log else y
+    return (direction * t).unsqueeze(-1), direction, log_sign
+
+
+def _unfit_reason(x: Tensor, y: Tensor) -> str | None:
+    """Why no model can be fitted to these data, or None when one can."""
+    if x.shape[0] < 2:
+        return f"only {x.shape[0]} usable observation(s), too few to fit a model"
+    if torch.unique(x, dim=0).shape[0] < 2:
+        return "all usable observations share one composition, nothing to model"
+    if float(y.max() - y.min()) <= 1e-12 * max(1.0, float(y.abs().max())):
+        return "all usable observations have the same value, no trend to model"
+    return None
+
+
+def _fit(space: DesignSpace, x: Tensor, y: Tensor, log_transform: bool | None) -> _Fitted:
+    """Fit the GP on ``x`` (``n x d``) and values ``y`` (``n``); raises a numerical error on failure."""
+    targets, direction, log_sign = _targets(space.spec, y, log_transform)
+    model = SingleTaskGP(
+        x,
+        targets,
+        input_transform=Normalize(space.dim, bounds=space.bounds),
+        outcome_transform=Standardize(m=1),
+    )
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    model.eval()
+    return _Fitted(model, direction, log_sign)
+
+
+def fit_summary(
+    spec: CampaignSpec, observations: Sequence[Observation], *, log_transform: bool | None = None
+) -> FitSummary | None:
+    """Fit the model :func:`propose` would use and report its diagnostics.
+
+    Args:
+        spec: The campaign spec.
+        observations: Every observation so far; unusable ones are ignored.
+        log_transform: Force (True) or forbid (False) the log scale; None decides from the values.
+
+    Returns:
+        The diagnostics, or None when there is no model to fit (too few or degenerate data, or a
+        numerical failure).
+    """
+    space = design_space(spec)
+    x, y = _usable(space, observations)
+    if space.dim == 0 or _unfit_reason(x, y) is not None:
+        return None
+    try:
+        with manual_seed(0), _one_thread():
+            fitted = _fit(space, x, y, log_transform)
+        model = fitted.model
+        with torch.no_grad(), _one_thread():
+            xn = model.input_transform(x)
+            targets = model.train_targets
+            noise = model.likelihood.noise.detach().squeeze()
+            k = model.covar_module(xn).to_dense() + noise * torch.eye(len(y), dtype=DTYPE)
+            k_inv = torch.cholesky_inverse(torch.linalg.cholesky(k))
+            alpha = k_inv @ (targets - model.mean_module.constant)
+            loo_residuals = alpha / torch.diagonal(k_inv)
+            loo_r2 = 1.0 - float((loo_residuals**2).sum() / ((targets - targets.mean()) ** 2).sum())
+            lengthscales = model.covar_module.lengthscale.squeeze(0).tolist()
+    except _NUMERICAL_ERRORS as exc:
+        _log.warning("model fit failed: %s", exc)
+        return None
+    return FitSummary(
+        n_used=int(x.shape[0]),
+        n_ignored=len(observations) - int(x.shape[0]),
+        log_transform=bool(fitted.log_sign),
+        lengthscales=dict(zip(space.names, lengthscales, strict=True)),
+        noise_std=float(noise.sqrt()),
+        loo_r2=loo_r2,
+    )
+
+
+def propose(
+    spec: CampaignSpec,
+    observations: Sequence[Observation],
+    n: int,
+    seed: int,
+    pending: Sequence[dict[str, float]] = (),
+    *,
+    log_transform: bool | None = None,
+    num_restarts: int = 4,
+    raw_samples: int = 64,
+    mc_samples: int = 128,
+) -> list[Suggestion]:
+    """Propose ``n`` compositions to measure next, best first.
+
+    Args:
+        spec: The campaign spec; its primary objective is optimised in its direction.
+        observations: Every observation so far. Only those with status ``"ok"``, a finite value for
+            the primary objective and every free component are used.
+        n: Batch size (number of compositions, jointly optimised).
+        seed: Seed of every random stream here; the same inputs and seed give the same proposals.
+        pending: Compositions (spec unit) proposed but not measured yet; proposals avoid them.
+        log_transform: Force (True) or forbid (False) modelling the log of the values; None uses
+            the log when all values share a sign and their magnitudes span more than
+            :data:`LOG_SPAN`. Values of mixed sign are never logged.
+        num_restarts: Starting batches for the acquisition optimiser.
+        raw_samples: Random feasible batches scored to choose the starting batches.
+        mc_samples: Quasi-Monte-Carlo samples of the acquisition function.
+
+    Returns:
+        ``n`` suggestions, best first, each feasible (``spec.violations(s.composition) == []``),
+        none a near-duplicate of an observation, a pending composition or another suggestion when
+        the space leaves room.
+
+    Raises:
+        SpecError: A pending composition lacks a component of the spec.
+    """
+    if n <= 0:
+        return []
+    space = design_space(spec)
+    with manual_seed(seed), _one_thread():
+        x, y = _usable(space, observations)
+        pending_x = space.to_tensor(list(pending)) if pending else torch.zeros(0, space.dim, dtype=DTYPE)
+        if space.dim == 0:
+            return _fallback(space, x, pending_x, n, seed, "the spec allows a single composition")
+        reason = _unfit_reason(x, y)
+        if reason is None:
+            try:
+                fitted = _fit(space, x, y, log_transform)
+                return _model_suggestions(
+                    space, fitted, x, pending_x, n, seed, num_restarts, raw_samples, mc_samples
+                )
+            except _NUMERICAL_ERRORS as exc:
+                _log.warning("model-based proposal failed, using space-filling points: %s", exc)
+                reason = f"the model failed ({type(exc).__name__})"
+        return _fallback(space, x, pending_x, n, seed, reason)
+
+
+def _model_suggestions(
+    space: DesignSpace,
+    fitted: _Fitted,
+    x: Tensor,
+    pending_x: Tensor,
+    n: int,
+    seed: int,
+    num_restarts: int,
+    raw_samples: int,
+    mc_samples: int,
+) -> list[Suggestion]:
+    """Maximise qLogNEI jointly over ``n`` points, repair, de-duplicate and describe them."""
+    sampler = SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed)
+    acqf = qLogNoisyExpectedImprovement(
+        fitted.model,
+        X_baseline=x,
+        sampler=sampler,
+        X_pending=pending_x if pending_x.shape[0] else None,
+        prune_baseline=True,
+    )
+    raw = space.sample(raw_samples * n, seed).reshape(raw_samples, n, space.dim)
+    with torch.no_grad():
+        raw_values = acqf(raw)
+    starts, _ = initialize_q_batch(raw, raw_values, min(num_restarts, raw_samples))
+    candidates, _ = optimize_acqf(
+        acqf,
+        bounds=space.bounds,
+        q=n,
+        num_restarts=starts.shape[0],
+        batch_initial_conditions=starts,
+        equality_constraints=space.equality_constraints or None,
+        inequality_constraints=space.inequality_constraints or None,
+        options={"maxiter": 200},
+        retry_on_optimization_warning=False,
+    )
+    candidates = space.project(candidates.reshape(n, space.dim))
+    if not bool(torch.isfinite(candidates).all()):
+        raise ValueError("the acquisition optimiser returned non-finite candidates")
+
+    replaced = _replace_duplicates(space, fitted, candidates, x, pending_x, seed)
+    with torch.no_grad():
+        acq_values = acqf(candidates.unsqueeze(-2))
+    mean, std = fitted.predict(candidates)
+    order = torch.argsort(acq_values, descending=True).tolist()
+    unit = space.spec.primary_objective.unit
+    suggestions = []
+    for rank, i in enumerate(order):
+        if i in replaced:
+            why = "replaces a near-duplicate: best expected improvement among points away from the others"
+        elif n == 1:
+            why = "highest expected improvement"
+        else:
+            why = f"#{rank + 1} of {n} by expected improvement in a jointly optimised batch"
+        suggestions.append(
+            _suggestion(
+                space,
+                candidates[i],
+                why + f"; predicted {float(mean[i]):.3g} ± {float(std[i]):.2g} {unit}".rstrip(),
+                source="model",
+                predicted=(float(mean[i]), float(std[i])),
+                acquisition_value=float(acq_values[i]),
+            )
+        )
+    return suggestions
+
+
+def _too_close(points: Tensor, others: Tensor, space: DesignSpace) -> Tensor:
+    """Which of ``points`` (``m x d``) lie within :data:`DUPLICATE_DISTANCE` of any of ``others``."""
+    if others.shape[0] == 0 or points.shape[0] == 0:
+        return torch.zeros(points.shape[0], dtype=torch.bool)
+    gap = torch.cdist(space.normalise(points), space.normalise(others), p=float("inf"))
+    return (gap < DUPLICATE_DISTANCE).any(dim=-1)
+
+
+def _replace_duplicates(
+    space: DesignSpace, fitted: _Fitted, candidates: Tensor, x: Tensor, pending_x: Tensor, seed: int
+) -> set[int]:
+    """Swap near-duplicate candidates, in place, for the best-scoring distinct feasible points.
+
+    Returns:
+        Indices of the candidates that were replaced.
+    """
+    replaced: set[int] = set()
+    pool = None
+    for i in range(candidates.shape[0]):
+        taken = torch.cat([x, pending_x, candidates[:i]])
+        if not bool(_too_close(candidates[i : i + 1], taken, space)):
+            continue
+        if pool is None:
+            pool = space.sample(512, seed + 1)
+        free = pool[~_too_close(pool, taken, space)]
+        if free.shape[0] == 0:
+            continue  # the space is too small to avoid every earlier point
+        acqf = qLogNoisyExpectedImprovement(
+            fitted.model,
+            X_baseline=x,
+            sampler=SobolQMCNormalSampler(sample_shape=torch.Size([64]), seed=seed),
+            X_pending=torch.cat([pending_x, candidates[:i], candidates[i + 1 :]]),
+            prune_baseline=True,
+        )
+        with torch.no_grad():
+            best = int(acqf(free.unsqueeze(-2)).argmax())
+        candidates[i] = free[best]
+        replaced.add(i)
+    return replaced
+
+
+def _fallback(
+    space: DesignSpace, x: Tensor, pending_x: Tensor, n: int, seed: int, reason: str
+) -> list[Suggestion]:
+    """Space-filling points far from the observed and pending ones, with ``reason`` in the rationale."""
+    points = space_filling(space, n, seed, avoid=torch.cat([x, pending_x]))
+    lead = "space-filling point far from measured ones" if x.shape[0] else "space-filling initial design"
+    return [_suggestion(space, p, f"{lead}: {reason}", source="initial") for p in points]
+
+
+def _suggestion(
+    space: DesignSpace,
+    point: Tensor,
+    rationale: str,
+    *,
+    source: Literal["model", "initial"],
+    predicted: tuple[float, float] | None = None,
+    acquisition_value: float | None = None,
+) -> Suggestion:
+    """A checked :class:`Suggestion` for one point (``d`` unit fractions)."""
+    composition = space.to_compositions(point)[0]
+    problems = space.spec.violations(composition)
+    if problems:
+        point = space.project(point.reshape(1, -1))[0]
+        composition = space.to_compositions(point)[0]
+        problems = space.spec.violations(composition)
+    if problems:
+        raise ValueError(f"proposal breaks the spec after projection: {'; '.join(problems)}")
+    phrases = space.active_phrases(point)
+    if phrases:
+        rationale += "; " + ", ".join(phrases)
+    return Suggestion(
+        composition=composition,
+        predicted_mean=predicted[0] if predicted else None,
+        predicted_std=predicted[1] if predicted else None,
+        acquisition_value=acquisition_value,
+        rationale=rationale,
+        active_constraints=space.active_constraints(point),
+        source=source,
+    )
