@@ -3,11 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.athanor-installed
+# opentrons pins numpy 1.26 and jsonschema<4.18 (chromadb 1.x needs newer): it gets its own small
+# environment, used as a subprocess to simulate robot protocols (and as their sandbox).
+OT_VENV := .venv-opentrons
+OT_STAMP := $(OT_VENV)/.athanor-installed
 DEMO_REQUEST := Maximise the conductivity of a P3HT/CNT blend of P3HT, D1, D2, D6 and D8 (fractions sum to 1, P3HT at least 0.3), 30 experiments in batches of 5
 
 .PHONY: setup demo test lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(OT_STAMP)
 
 # torch first, from its CPU wheel; the constraint file keeps every later step on that torch.
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -16,6 +20,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+$(OT_STAMP): requirements/opentrons.txt
+	test -x $(OT_VENV)/bin/python || $(PYTHON) -m venv $(OT_VENV)
+	$(OT_VENV)/bin/python -m pip install -q -r requirements/opentrons.txt
+	touch $(OT_STAMP)
 
 demo: setup
 	$(BIN)/athanor run "$(DEMO_REQUEST)" --seed 7
@@ -27,4 +36,4 @@ test: lint
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .athanor
+	rm -rf $(VENV) $(OT_VENV) .athanor

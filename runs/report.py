@@ -127,7 +127,7 @@ def plot_convergence(path: Path, spec: CampaignSpec, observations: list[Observat
         )
     axes.set_xlabel("Experiment number")
     axes.set_ylabel(_label(objective))
-    axes.set_title(f"{spec.title}: {objective.direction} {objective.name}")
+    axes.set_title(spec.title)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
@@ -222,7 +222,8 @@ def render_report(
     Args:
         spec: The campaign spec.
         observations: Every finished experiment.
-        extra: Optional facts: ``decision`` (the PI's final :class:`~athanor.models.Decision`, its
+        extra: Optional facts: ``literature`` (a list of ``{"chunk_id", "citation"}`` the PI retrieved),
+            ``decision`` (the PI's final :class:`~athanor.models.Decision`, its
             dump, or text) and ``run_id``.
         run_id: The run id shown under the title (``extra["run_id"]`` wins).
         figure: File name of the convergence figure, relative to the report.
@@ -262,6 +263,12 @@ def render_report(
 
     if extra.get("decision") is not None:
         lines += ["## Final decision", "", _decision_text(extra["decision"]), ""]
+
+    passages = extra.get("literature") or []
+    if passages:
+        lines += ["## Literature the campaign was grounded in", ""]
+        lines += [f"- `{p['chunk_id']}` — {_cell(p['citation'])}" for p in passages]
+        lines.append("")
 
     failed = [o for o in observations if o.status == "failed"]
     if failed:

@@ -96,3 +96,12 @@ def test_report_without_successes_still_renders(tmp_path: Path) -> None:
     assert "none succeeded" in text
     assert "**Stop.** r" in text
     assert (tmp_path / "convergence.png").stat().st_size > 0
+
+
+def test_report_cites_the_literature_it_was_grounded_in() -> None:
+    citation = "D. Bash et al. Adv. Funct. Mater. (2021)."
+    passages = [{"chunk_id": "p3ht-cnt-conductivity#0", "citation": citation}]
+    text = render_report(SPEC, OBSERVATIONS, {"literature": passages})
+    assert "## Literature" in text
+    assert "`p3ht-cnt-conductivity#0` — D. Bash et al." in text
+    assert "## Literature" not in render_report(SPEC, OBSERVATIONS, {})

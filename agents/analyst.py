@@ -1,0 +1,93 @@
+"""The analyst: turns raw readings into observations and summarises each batch.
+
+A reading that failed, a missing quantity or a non-finite value makes the experiment ``failed`` with
+the reason; nothing is dropped silently. The summary (best so far, best of the initial design, failures)
+goes to the event log for the PI and the report.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from agents.state import CampaignState, Ports, observations_of, spec_of
+from athanor.lab import match_quantity
+from athanor.models import Observation, Protocol, Reading
+from athanor.spec import CampaignSpec
+
+__all__ = ["analyse", "observation_from_readings", "summarise"]
+
+
+def observation_from_readings(
+    spec: CampaignSpec, protocol: Protocol, readings: list[Reading], iteration: int
+) -> Observation:
+    """One observation from an experiment's readings.
+
+    Args:
+        spec: The campaign spec (objectives name what to read).
+        protocol: The protocol that ran; its composition is what was actually made.
+        readings: The readings that arrived, in command order.
+        iteration: The design iteration that proposed the experiment.
+    """
+
+    def failed(note: str) -> Observation:
+        return Observation(
+            experiment_id=protocol.experiment_id,
+            iteration=iteration,
+            composition=protocol.composition,
+            status="failed",
+            note=note,
+        )
+
+    faults = [r for r in readings if not r.ok]
+    if faults:
+        first = faults[0]
+        return failed(f"{first.instrument}.{first.action} failed: {first.error}")
+    if len(readings) < len(protocol.commands):
+        return failed(f"only {len(readings)} of {len(protocol.commands)} steps reported")
+    measured: dict[str, float] = {}
+    for reading in readings:
+        measured.update(reading.values)
+    values: dict[str, float] = {}
+    for objective in spec.objectives:
+        quantity = match_quantity(objective.name, list(measured))
+        if quantity is None:
+            return failed(f"no instrument reported {objective.name}")
+        value = float(measured[quantity])
+        if not math.isfinite(value):
+            return failed(f"{objective.name} reading is not a finite number ({value})")
+        values[objective.name] = value
+    return Observation(
+        experiment_id=protocol.experiment_id,
+        iteration=iteration,
+        composition=protocol.composition,
+        values=values,
+    )
+
+
+def summarise(spec: CampaignSpec, observations: list[Observation]) -> dict[str, Any]:
+    """Best overall, best of the initial design and failure count, for the PI and the report."""
+    objective = spec.primary_objective
+    pick = max if objective.direction == "maximise" else min
+    ok = [o for o in observations if o.status == "ok" and objective.name in o.values]
+    initial = [o for o in ok if o.iteration == 0]
+    best = pick(ok, key=lambda o: o.values[objective.name], default=None)
+    best_initial = pick(initial, key=lambda o: o.values[objective.name], default=None)
+    return {
+        "objective": objective.name,
+        "unit": objective.unit,
+        "experiments": len(observations),
+        "failed": sum(o.status == "failed" for o in observations),
+        "best_value": best.values[objective.name] if best else None,
+        "best_experiment": best.experiment_id if best else None,
+        "best_composition": best.composition if best else None,
+        "best_initial_value": best_initial.values[objective.name] if best_initial else None,
+    }
+
+
+def analyse(state: CampaignState, ports: Ports) -> dict[str, Any]:
+    """Graph node: summarise the campaign after a batch and record it."""
+    spec = spec_of(state)
+    summary = summarise(spec, observations_of(state))
+    ports.context.record("analysis", {"iteration": state.get("iteration", 1) - 1, **summary})
+    return {}

@@ -1,0 +1,63 @@
+"""The designer: chooses the next compositions with the optimiser tool.
+
+The first batch is a seeded space-filling design; later batches come from the Bayesian optimiser
+fitted to every observation so far. Each optimiser call is recorded with its inputs, seed and output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.state import CampaignState, Ports, observations_of, spec_of
+from athanor.models import Proposal
+from tools.initial_design import initial_design
+from tools.optimise import propose
+
+__all__ = ["design"]
+
+
+def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
+    """Graph node: propose the next batch, never past the budget."""
+    spec = spec_of(state)
+    observations = observations_of(state)
+    iteration = state.get("iteration", 0)
+    remaining = spec.budget.experiments - len(observations)
+    context = ports.context
+
+    if iteration == 0:
+        n = min(spec.budget.n_initial, remaining)
+        seed = context.seed_for("initial-design")
+        points = initial_design(spec, n, seed)
+        proposals = [
+            Proposal(
+                experiment_id=context.next_experiment_id(),
+                composition=point,
+                source="initial",
+                rationale="space-filling initial design",
+            )
+            for point in points
+        ]
+        call = {"method": "initial_design", "n": n, "seed": seed}
+    else:
+        n = min(spec.budget.batch_size, remaining)
+        seed = context.seed_for(f"propose-{iteration}")
+        suggestions = propose(spec, observations, n, seed)
+        proposals = [
+            Proposal(
+                experiment_id=context.next_experiment_id(),
+                composition=s.composition,
+                source=s.source,
+                predicted_mean=s.predicted_mean,
+                predicted_std=s.predicted_std,
+                acquisition_value=s.acquisition_value,
+                rationale=s.rationale,
+            )
+            for s in suggestions
+        ]
+        call = {"method": "propose", "n": n, "seed": seed, "observations": len(observations)}
+
+    context.record(
+        "optimiser_call",
+        {**call, "iteration": iteration, "proposals": [p.model_dump(mode="json") for p in proposals]},
+    )
+    return {"proposals": [p.model_dump(mode="json") for p in proposals], "iteration": iteration + 1}

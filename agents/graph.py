@@ -1,0 +1,72 @@
+"""The campaign state machine: PI -> designer -> coder -> experimenter -> analyst -> PI, until stop.
+
+Compiled with a SQLite checkpointer in the run folder and run with ``durability="sync"``: every
+super-step is on disk before the next one starts, which a run next to hardware needs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+
+from agents import analyst, coder, designer, experimenter, pi
+from agents.state import CampaignState, Ports
+from athanor.spec import CampaignSpec
+
+__all__ = ["build_graph", "run_campaign"]
+
+_NODES: dict[str, Callable[[CampaignState, Ports], dict[str, Any]]] = {
+    "pi_plan": pi.plan,
+    "designer": designer.design,
+    "coder": coder.code,
+    "experimenter": experimenter.experiment,
+    "analyst": analyst.analyse,
+    "pi_decide": pi.decide,
+}
+
+
+def _bind(node: Callable[[CampaignState, Ports], dict[str, Any]], ports: Ports) -> Callable:
+    def bound(state: CampaignState) -> dict[str, Any]:
+        ports.context.record("node", {"name": node.__module__.rsplit(".", 1)[-1] + "." + node.__name__})
+        return node(state, ports)
+
+    bound.__name__ = node.__name__
+    return bound
+
+
+def build_graph(ports: Ports) -> StateGraph:
+    """The uncompiled campaign graph with every node bound to ``ports``."""
+    graph = StateGraph(CampaignState)
+    for name, node in _NODES.items():
+        graph.add_node(name, _bind(node, ports))
+    graph.add_edge(START, "pi_plan")
+    graph.add_edge("pi_plan", "designer")
+    graph.add_edge("designer", "coder")
+    graph.add_edge("coder", "experimenter")
+    graph.add_edge("experimenter", "analyst")
+    graph.add_edge("analyst", "pi_decide")
+    graph.add_conditional_edges("pi_decide", pi.route, {"continue": "designer", "stop": END})
+    return graph
+
+
+def run_campaign(spec: CampaignSpec, ports: Ports, checkpoint_path: Path) -> CampaignState:
+    """Run a campaign to its end and return the final state.
+
+    Args:
+        spec: The validated campaign spec.
+        ports: The (recorded) ports.
+        checkpoint_path: SQLite file for LangGraph's checkpoints (one thread per run id).
+    """
+    with closing(sqlite3.connect(checkpoint_path, check_same_thread=False)) as connection:
+        app = build_graph(ports).compile(checkpointer=SqliteSaver(connection))
+        # A batch is 5 super-steps; allow one batch per experiment and some slack.
+        limit = 10 + 6 * (spec.budget.experiments + 1)
+        config = {"configurable": {"thread_id": ports.context.run_id}, "recursion_limit": limit}
+        initial: CampaignState = {"spec": spec.model_dump(mode="json"), "observations": []}
+        return app.invoke(initial, config, durability="sync")

@@ -1,0 +1,129 @@
+"""The PI: reads the request, grounds it in literature, and decides whether to go on.
+
+The budget and the target are hard rules the engine enforces whatever the model says; the model may
+only stop a campaign early, never extend it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from agents.state import CampaignState, Ports, observations_of, spec_of
+from athanor.errors import SpecError, format_validation_error
+from athanor.models import Decision, Observation
+from athanor.ports import LLMPort
+from athanor.spec import CampaignSpec
+
+__all__ = ["best_value", "decide", "plan", "understand"]
+
+_PARSE_SYSTEM = (
+    "You are the PI of an autonomous materials lab. Turn the user's campaign request into a"
+    " CampaignSpec. Use only components, bounds, constraints, objectives and budget the request states;"
+    " never invent any. Fractions sum to 1 unless the request uses percent."
+)
+_DECIDE_SYSTEM = (
+    "You are the PI of an autonomous materials lab. Given the campaign's progress, answer whether to"
+    " continue or stop, with a one-sentence reason."
+)
+
+
+def understand(request: str, llm: LLMPort, seed: int | None = None) -> CampaignSpec:
+    """Turn a plain-language request into a validated spec.
+
+    Args:
+        request: The user's request, e.g. ``"Maximise the conductivity of ..., 30 experiments"``.
+        llm: The language model port.
+        seed: Overrides the seed the request names (``--seed``).
+
+    Raises:
+        athanor.errors.RequestNotUnderstood: The request cannot be read.
+        athanor.errors.SpecError: What was read is not a valid, feasible spec.
+    """
+    messages = [
+        {"role": "system", "content": _PARSE_SYSTEM},
+        {"role": "user", "content": request},
+    ]
+    spec = llm.structured("parse_request", messages, CampaignSpec)
+    data = spec.model_dump()
+    data["request"] = request
+    if seed is not None:
+        data["seed"] = seed
+    try:
+        return CampaignSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(format_validation_error(error)) from None
+
+
+def best_value(spec: CampaignSpec, observations: list[Observation]) -> float | None:
+    """Best measured value of the primary objective, or None when nothing was measured."""
+    objective = spec.primary_objective
+    values = [
+        o.values[objective.name] for o in observations if o.status == "ok" and objective.name in o.values
+    ]
+    if not values:
+        return None
+    return max(values) if objective.direction == "maximise" else min(values)
+
+
+def plan(state: CampaignState, ports: Ports) -> dict[str, Any]:
+    """Graph node: ground the campaign in literature and record what it was based on."""
+    spec = spec_of(state)
+    citations: list[str] = []
+    if ports.knowledge is not None:
+        names = ", ".join(spec.component_names)
+        query = f"{spec.primary_objective.name} of {names} {spec.title}"
+        passages = ports.knowledge.search(query, k=4)
+        citations = [p.chunk_id for p in passages]
+        ports.context.record(
+            "grounding",
+            {
+                "query": query,
+                "passages": [{"chunk_id": p.chunk_id, "citation": p.citation} for p in passages],
+            },
+        )
+    return {"iteration": 0, "citations": citations}
+
+
+def decide(state: CampaignState, ports: Ports) -> dict[str, Any]:
+    """Graph node: continue or stop, after each analysed batch."""
+    spec = spec_of(state)
+    observations = observations_of(state)
+    iteration = state.get("iteration", 0)
+    done = len(observations)
+    objective = spec.primary_objective
+    best = best_value(spec, observations)
+    earlier = [o for o in observations if o.iteration < iteration - 1]
+    best_before = best_value(spec, earlier)
+    target_reached = best is not None and objective.reached(best)
+
+    if done >= spec.budget.experiments:
+        decision = Decision(action="stop", reason=f"budget of {spec.budget.experiments} experiments used")
+    elif target_reached:
+        decision = Decision(action="stop", reason=f"target {objective.target:g} {objective.unit} reached")
+    else:
+        progress = {
+            "iteration": iteration,
+            "experiments_done": done,
+            "experiments_budget": spec.budget.experiments,
+            "best_value": best,
+            "best_before": best_before,
+            "objective": objective.name,
+            "direction": objective.direction,
+            "target": objective.target,
+            "target_reached": target_reached,
+        }
+        messages = [
+            {"role": "system", "content": _DECIDE_SYSTEM},
+            {"role": "user", "content": json.dumps(progress)},
+        ]
+        decision = ports.llm.structured("decide", messages, Decision)
+    ports.context.record("decision", {"iteration": iteration, **decision.model_dump()})
+    return {"decision": decision.model_dump(mode="json")}
+
+
+def route(state: CampaignState) -> str:
+    """Edge: back to the designer, or finish."""
+    return "stop" if state.get("decision", {}).get("action") == "stop" else "continue"

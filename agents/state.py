@@ -1,0 +1,81 @@
+"""The graph's state and the ports every role reaches the world through.
+
+The state holds only JSON-ready data (dicts of pydantic dumps) so that every LangGraph checkpoint is
+plain data; roles validate it back into models at their boundary.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Annotated, Any, TypedDict
+
+from athanor.lab import LabDescription
+from athanor.models import Observation, Proposal, Protocol
+from athanor.ports import InstrumentsPort, KnowledgePort, LLMPort, RunContextPort
+from athanor.spec import CampaignSpec
+
+__all__ = ["CampaignState", "Ports", "observations_of", "proposals_of", "protocols_of", "spec_of"]
+
+
+class CampaignState(TypedDict, total=False):
+    """What flows between the nodes; every value is JSON-ready.
+
+    Keys:
+        spec: ``CampaignSpec.model_dump(mode="json")``.
+        iteration: Design iterations finished (0 before the first batch).
+        citations: Chunk ids of the literature the PI grounded the campaign in.
+        proposals: The current batch, ``Proposal`` dumps.
+        protocols: The current batch's protocols, ``Protocol`` dumps.
+        observations: Every finished experiment so far, ``Observation`` dumps (appended by a reducer).
+        decision: The PI's latest ``Decision`` dump.
+    """
+
+    spec: dict[str, Any]
+    iteration: int
+    citations: list[str]
+    proposals: list[dict[str, Any]]
+    protocols: list[dict[str, Any]]
+    observations: Annotated[list[dict[str, Any]], operator.add]
+    decision: dict[str, Any]
+
+
+@dataclass
+class Ports:
+    """The four ports plus the lab description and the observation sink the engine writes to.
+
+    Attributes:
+        llm: The language model (already wrapped by the recorder).
+        knowledge: The literature store (recorded), or None to run without literature.
+        instruments: The lab (recorded).
+        context: Clock, random streams, ids and the event log.
+        lab: The lab description protocols are compiled and checked against.
+        on_observation: Called with each observation as soon as its last reading arrives.
+    """
+
+    llm: LLMPort
+    knowledge: KnowledgePort | None
+    instruments: InstrumentsPort
+    context: RunContextPort
+    lab: LabDescription
+    on_observation: Any = None
+
+
+def spec_of(state: CampaignState) -> CampaignSpec:
+    """The campaign spec held in the state."""
+    return CampaignSpec.model_validate(state["spec"])
+
+
+def observations_of(state: CampaignState) -> list[Observation]:
+    """Every observation held in the state, in the order they arrived."""
+    return [Observation.model_validate(o) for o in state.get("observations", [])]
+
+
+def proposals_of(state: CampaignState) -> list[Proposal]:
+    """The current batch of proposals."""
+    return [Proposal.model_validate(p) for p in state.get("proposals", [])]
+
+
+def protocols_of(state: CampaignState) -> list[Protocol]:
+    """The current batch of protocols."""
+    return [Protocol.model_validate(p) for p in state.get("protocols", [])]

@@ -1,0 +1,262 @@
+"""The composition root: checks a campaign against the lab, wires the recorded ports, runs the graph.
+
+Everything that can be refused is refused here, before Ray starts or any instrument is created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.analyst import summarise
+from agents.graph import run_campaign
+from agents.llm import make_llm
+from agents.pi import understand
+from agents.state import Ports
+from athanor.errors import SpecError
+from athanor.lab import LabDescription, match_quantity
+from athanor.models import Observation
+from athanor.ports import LLMPort
+from athanor.settings import Settings
+from athanor.spec import CampaignSpec
+from instruments.virtual_lab import RayLab, ensure_ray, virtual_lab_description
+from runs.context import RunContext, new_run_id
+from runs.eventlog import read_events
+from runs.manifest import write_manifest
+from runs.observations import ObservationsCSV
+from runs.recorder import RecordingInstruments, RecordingKnowledge, RecordingLLM
+from runs.report import write_report
+from runs.store import athanor_home, create_run_dir
+
+__all__ = ["CampaignResult", "RunOptions", "check_against_lab", "lab_for", "llm_from", "read_spec", "run"]
+
+
+@dataclass
+class RunOptions:
+    """How to run a campaign.
+
+    Attributes:
+        settings: Environment settings (LLM endpoint, Ray address).
+        llm: Back end name, overriding ``settings.llm``.
+        seed: Overrides the spec's seed.
+        lab_file: A ``lab.yaml``; None uses the virtual lab.
+        time_scale: Multiplier on simulated instrument durations (virtual lab only).
+        literature: Ground the campaign in the literature store.
+        llm_script: Scripted replies for the ``mock`` back end.
+    """
+
+    settings: Settings = field(default_factory=Settings.from_env)
+    llm: str | None = None
+    seed: int | None = None
+    lab_file: Path | None = None
+    time_scale: float = 0.01
+    literature: bool = True
+    llm_script: dict[str, list[Any]] | None = None
+
+
+@dataclass
+class CampaignResult:
+    """What a finished campaign produced.
+
+    Attributes:
+        run_dir: The run folder.
+        spec: The spec that ran.
+        observations: Every experiment, in the order they finished.
+        summary: Best overall and best of the initial design (see ``agents.analyst.summarise``).
+        decision: The PI's final decision.
+        report: Path of the report.
+    """
+
+    run_dir: Path
+    spec: CampaignSpec
+    observations: list[Observation]
+    summary: dict[str, Any]
+    decision: dict[str, Any]
+    report: Path
+
+
+def llm_from(options: RunOptions) -> LLMPort:
+    """The LLM back end the options and settings name."""
+    settings = options.settings
+    kind = options.llm or settings.llm
+    if kind == "openai":
+        return make_llm(
+            "openai", model=settings.llm_model, base_url=settings.llm_base_url, api_key=settings.llm_api_key
+        )
+    if kind == "mock":
+        return make_llm("mock", script=options.llm_script)
+    return make_llm(kind)
+
+
+def read_spec(request_or_file: str, llm: LLMPort, seed: int | None) -> CampaignSpec:
+    """A spec from a YAML/JSON file path or a plain-language request."""
+    path = Path(request_or_file)
+    if path.suffix.lower() in {".yaml", ".yml", ".json"}:
+        if not path.is_file():
+            raise SpecError(f"campaign file {request_or_file} does not exist; check the path")
+        from pydantic import ValidationError
+
+        from athanor.errors import format_validation_error
+
+        try:
+            spec = CampaignSpec.from_file(path)
+        except ValidationError as error:
+            raise SpecError(f"{path}:\n" + format_validation_error(error)) from None
+        return spec.model_copy(update={"seed": seed}) if seed is not None else spec
+    return understand(request_or_file, llm, seed)
+
+
+def lab_for(spec: CampaignSpec, options: RunOptions) -> LabDescription:
+    """The lab the campaign runs in: the given ``lab.yaml``, or the virtual lab for its components."""
+    if options.lab_file is not None:
+        return LabDescription.from_file(options.lab_file)
+    return virtual_lab_description(spec.component_names, time_scale=options.time_scale)
+
+
+def check_against_lab(spec: CampaignSpec, lab: LabDescription) -> None:
+    """Refuse a campaign the lab cannot run, naming what is missing and the fix.
+
+    Raises:
+        athanor.errors.SpecError: An instrument, a stock or a measurable objective is missing.
+    """
+    problems = []
+    known = {i.name for i in lab.instruments}
+    for name in spec.instruments:
+        if name not in known:
+            problems.append(
+                f"instruments: unknown instrument {name!r}; this lab has {', '.join(sorted(known))}"
+            )
+    stocked = {s.component for s in lab.stocks}
+    for component in spec.component_names:
+        if component not in stocked:
+            problems.append(
+                f"components: no stock supplies {component!r}; add one under stocks in the lab file"
+            )
+    quantities = lab.measured_quantities()
+    for objective in spec.objectives:
+        if match_quantity(objective.name, quantities) is None:
+            problems.append(
+                f"objectives: no instrument in this lab measures {objective.name!r};"
+                f" it measures {', '.join(quantities) or 'nothing'}"
+            )
+    if spec.budget.experiments > len(lab.wells):
+        problems.append(
+            f"budget.experiments: {spec.budget.experiments} experiments need as many wells;"
+            f" the lab has {len(lab.wells)}"
+        )
+    if problems:
+        raise SpecError("\n".join(problems))
+
+
+@contextlib.contextmanager
+def _ray_lab(lab: LabDescription, seed: int, address: str | None, temp_dir: Path) -> Iterator[RayLab]:
+    started = ensure_ray(address, temp_dir)
+    instruments = RayLab(lab, seed=seed)
+    try:
+        instruments.start()
+        yield instruments
+    finally:
+        instruments.close()
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def run(
+    request_or_file: str,
+    options: RunOptions,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[Path, CampaignSpec], None] | None = None,
+) -> CampaignResult:
+    """Run one campaign end to end and return where its record is.
+
+    Args:
+        request_or_file: A plain-language request or a campaign YAML file.
+        options: How to run it.
+        on_event: Called with every event as it is recorded (progress display).
+        on_start: Called once the run folder exists, before any instrument starts.
+
+    Raises:
+        athanor.errors.AthanorError: The request, the spec or the lab was refused; nothing ran.
+    """
+    llm = llm_from(options)
+    buffered: list[tuple[str, dict[str, Any]]] = []
+    spec = read_spec(request_or_file, _BufferingLLM(llm, buffered), options.seed)
+    lab = lab_for(spec, options)
+    check_against_lab(spec, lab)
+
+    home = athanor_home()
+    run_id = new_run_id(spec.title)
+    run_dir = create_run_dir(run_id)
+    context = RunContext(run_dir, spec.seed, run_id)
+    if on_event is not None:
+        context.log.subscribe(on_event)
+    context.record("run_started", {"run_id": run_id})
+    context.record("request", {"text": spec.request or request_or_file, "llm_backend": llm.name})
+    for kind, payload in buffered:
+        context.record(kind, payload)
+    context.record("spec", spec.model_dump(mode="json"))
+    context.record("lab", lab.model_dump(mode="json"))
+    write_manifest(run_dir, spec, spec.seed, {"request": request_or_file}, llm_backend=llm.name)
+    if on_start is not None:
+        on_start(run_dir, spec)
+
+    csv = ObservationsCSV(run_dir / "observations.csv", spec)
+
+    def on_observation(observation: Observation) -> None:
+        csv.append(observation)
+        context.record("observation", observation.model_dump(mode="json"))
+
+    knowledge = None
+    if options.literature:
+        from knowledge.store import default_knowledge_base
+
+        knowledge = RecordingKnowledge(default_knowledge_base(home), context)
+    try:
+        with _ray_lab(lab, spec.seed, options.settings.ray_address, home / "ray") as instruments:
+            ports = Ports(
+                llm=RecordingLLM(llm, context),
+                knowledge=knowledge,
+                instruments=RecordingInstruments(instruments, context),
+                context=context,
+                lab=lab,
+                on_observation=on_observation,
+            )
+            state = run_campaign(spec, ports, run_dir / "checkpoints.sqlite")
+    except BaseException as error:
+        kind = "run_stopped" if isinstance(error, KeyboardInterrupt) else "run_failed"
+        context.record(kind, {"error": f"{type(error).__name__}: {error}"})
+        csv.close()
+        context.close()
+        raise
+    observations = [Observation.model_validate(o) for o in state.get("observations", [])]
+    summary = summarise(spec, observations)
+    decision = state.get("decision", {})
+    groundings = read_events(context.log.path, "grounding")
+    literature = [passage for event in groundings for passage in event["payload"]["passages"]]
+    report = write_report(
+        run_dir, spec, observations, {"decision": decision, "summary": summary, "literature": literature}
+    )
+    context.record("run_finished", {"summary": summary, "decision": decision, "report": report.name})
+    csv.close()
+    context.close()
+    return CampaignResult(run_dir, spec, observations, summary, decision, report)
+
+
+class _BufferingLLM:
+    """Records the PI's parse exchange in memory until the run folder exists."""
+
+    def __init__(self, inner: LLMPort, sink: list[tuple[str, dict[str, Any]]]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.sink = sink
+
+    def structured(self, task: str, messages: list[dict[str, str]], schema: type) -> Any:
+        self.sink.append(("llm_request", {"task": task, "messages": messages, "schema": schema.__name__}))
+        reply = self.inner.structured(task, messages, schema)
+        self.sink.append(("llm_reply", {"task": task, "reply": reply.model_dump(mode="json")}))
+        return reply

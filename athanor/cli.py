@@ -1,0 +1,272 @@
+"""The ``athanor`` command line: run, plan, runs, show, verify.
+
+Errors a user can act on print one red line (or several, one per problem) and exit 2; ``--debug``
+shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from athanor.errors import AthanorError
+from athanor.spec import CampaignSpec
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="athanor: an autonomous-lab orchestrator. Plan, run and audit optimisation campaigns.",
+)
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+LLMOption = Annotated[
+    str | None, typer.Option("--llm", help="LLM back end: offline (default), openai or mock.")
+]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def _fail(error: BaseException) -> None:
+    if _state["debug"]:
+        err_console.print_exception()
+    message = str(error) or type(error).__name__
+    lines = message.splitlines()
+    err_console.print(f"[bold red]error:[/] {lines[0]}", highlight=False)
+    for line in lines[1:]:
+        err_console.print(f"  {line}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _composition_table(spec: CampaignSpec, rows: list[Any], title: str) -> Table:
+    objective = spec.primary_objective
+    table = Table(title=title, title_justify="left")
+    table.add_column("experiment")
+    for name in spec.component_names:
+        table.add_column(name, justify="right")
+    unit = f" ({objective.unit})" if objective.unit else ""
+    table.add_column(f"{objective.name}{unit}", justify="right", style="bold")
+    for row in rows:
+        cells = [f"{row.composition.get(n, 0.0):.3f}" for n in spec.component_names]
+        table.add_row(row.experiment_id, *cells, f"{row.values[objective.name]:.4g}")
+    return table
+
+
+def best_rows(spec: CampaignSpec, observations: list[Any], n: int = 5) -> list[Any]:
+    """The ``n`` best successful observations, best first."""
+    objective = spec.primary_objective
+    ok = [o for o in observations if o.status == "ok" and objective.name in o.values]
+    return sorted(ok, key=lambda o: o.values[objective.name], reverse=objective.direction == "maximise")[:n]
+
+
+@app.command()
+def run(
+    request: Annotated[str, typer.Argument(help="A plain-language request, or a campaign YAML file.")],
+    seed: Annotated[int | None, typer.Option(help="Seed every random stream (reproducible run).")] = None,
+    llm: LLMOption = None,
+    lab: Annotated[Path | None, typer.Option(help="A lab.yaml; default: the virtual lab.")] = None,
+    time_scale: Annotated[
+        float, typer.Option(help="Multiplier on simulated instrument durations (1 = real time).")
+    ] = 0.01,
+    literature: Annotated[bool, typer.Option(help="Ground the campaign in the literature store.")] = True,
+) -> None:
+    """Run a campaign end to end and record it."""
+    from athanor.app import RunOptions
+    from athanor.app import run as run_campaign
+
+    options = RunOptions(llm=llm, seed=seed, lab_file=lab, time_scale=time_scale, literature=literature)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[best]}"),
+        console=console,
+        transient=False,
+    )
+    task_ids: dict[str, Any] = {}
+    best: dict[str, float] = {}
+
+    def on_start(run_dir: Path, spec: CampaignSpec) -> None:
+        console.print(f"[bold]campaign[/] {spec.title}  [dim]({run_dir.name})[/]")
+        bounds = ", ".join(f"{c.name} {c.lower:g}–{c.upper:g}" for c in spec.components)
+        console.print(f"  components: {bounds}" + (f"; sum {spec.sum_rule.total:g}" if spec.sum_rule else ""))
+        for constraint in spec.constraints:
+            console.print(f"  constraint: {constraint.describe()}")
+        objective = spec.primary_objective
+        console.print(
+            f"  objective: {objective.direction} {objective.name}"
+            f"{' (' + objective.unit + ')' if objective.unit else ''};"
+            f" budget {spec.budget.experiments} experiments in batches of {spec.budget.batch_size}"
+        )
+        progress.start()
+        task_ids["experiments"] = progress.add_task("experiments", total=spec.budget.experiments, best="")
+        task_ids["spec"] = spec
+
+    def on_event(event: dict[str, Any]) -> None:
+        kind, payload = event["kind"], event["payload"]
+        spec = task_ids.get("spec")
+        if kind == "observation" and spec is not None:
+            objective = spec.primary_objective
+            value = payload.get("values", {}).get(objective.name)
+            if value is not None:
+                pick = max if objective.direction == "maximise" else min
+                best["value"] = pick(best.get("value", value), value)
+            text = f"best {best['value']:.4g} {objective.unit}" if "value" in best else ""
+            progress.update(task_ids["experiments"], advance=1, best=text)
+        elif kind == "decision":
+            progress.console.print(
+                f"  iteration {payload['iteration']}: [bold]{payload['action']}[/] — {payload['reason']}",
+                highlight=False,
+            )
+        elif kind == "grounding":
+            cited = ", ".join(p["chunk_id"] for p in payload["passages"]) or "none found"
+            progress.console.print(f"  literature: {cited}", highlight=False)
+
+    try:
+        result = run_campaign(request, options, on_event=on_event, on_start=on_start)
+    except AthanorError as error:
+        progress.stop()
+        _fail(error)
+    except KeyboardInterrupt:
+        progress.stop()
+        err_console.print("[bold red]interrupted:[/] instruments were put in their safe state")
+        raise typer.Exit(130) from None
+    progress.stop()
+    spec, summary = result.spec, result.summary
+    console.print(_composition_table(spec, best_rows(spec, result.observations), "best compositions"))
+    unit = spec.primary_objective.unit
+    initial, overall = summary["best_initial_value"], summary["best_value"]
+    console.print(f"best of the initial design: {_fmt(initial)} {unit}")
+    console.print(f"best measured:              {_fmt(overall)} {unit}  ({summary['best_experiment']})")
+    console.print(f"experiments: {summary['experiments']}, failed: {summary['failed']}")
+    console.print(f"report: {result.report}")
+    print(result.run_dir)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+@app.command()
+def plan(
+    request: Annotated[str, typer.Argument(help="A plain-language request, or a campaign YAML file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the spec's JSON model dump.")] = False,
+    llm: LLMOption = None,
+    seed: Annotated[int | None, typer.Option(help="Seed to put in the spec.")] = None,
+) -> None:
+    """Show what the PI understood from a request, as YAML (or JSON); runs nothing."""
+    from athanor.app import RunOptions, llm_from, read_spec
+
+    try:
+        spec = read_spec(request, llm_from(RunOptions(llm=llm)), seed)
+    except AthanorError as error:
+        _fail(error)
+    if as_json:
+        print(json.dumps(spec.model_dump(mode="json"), indent=2))
+    else:
+        print(spec.to_yaml(), end="")
+
+
+@app.command("runs")
+def list_runs() -> None:
+    """List recorded runs, newest first."""
+    from runs.store import list_runs as stored_runs
+
+    table = Table(title="runs", title_justify="left")
+    table.add_column("run", overflow="fold")
+    for column in ("status", "experiments", "best"):
+        table.add_column(column, no_wrap=True)
+    summaries = stored_runs()
+    for s in summaries:
+        best = "—" if s.best_value is None else f"{s.objective} {s.best_value:.4g} {s.unit or ''}"
+        table.add_row(s.run_id, s.status, str(s.experiments_done), best)
+    if not summaries:
+        console.print('no runs yet: try `athanor run "..."`')
+        return
+    console.print(table)
+
+
+@app.command()
+def show(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique prefix, or run folder.")],
+) -> None:
+    """Summarise one run: spec, best compositions, event chain, files."""
+    from runs.eventlog import verify_log
+    from runs.observations import read_observations
+    from runs.store import resolve_run
+
+    try:
+        run_dir = resolve_run(run_ref)
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+        spec = CampaignSpec.model_validate(manifest["spec"])
+        observations = read_observations(run_dir / "observations.csv", spec)
+    except AthanorError as error:
+        _fail(error)
+    console.print(f"[bold]{run_dir.name}[/]  {spec.title}")
+    if spec.request:
+        console.print(f"  request: {spec.request}", highlight=False)
+    failed = sum(o.status == "failed" for o in observations)
+    console.print(f"  experiments: {len(observations)} of {spec.budget.experiments}, failed: {failed}")
+    console.print(_composition_table(spec, best_rows(spec, observations), "best compositions"))
+    check = verify_log(run_dir / "events.jsonl")
+    verdict = (
+        "[green]verified[/]" if check.ok else f"[red]BROKEN at seq {check.first_bad_seq}: {check.reason}[/]"
+    )
+    console.print(f"  event log: {check.events} events, chain {verdict}")
+    for name in ("report.md", "convergence.png", "observations.csv"):
+        if (run_dir / name).exists():
+            console.print(f"  {name}: {run_dir / name}")
+
+
+@app.command()
+def verify(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique prefix, or run folder.")],
+) -> None:
+    """Check a run's hash-chained event log; exit 1 if it was altered."""
+    from runs.eventlog import verify_log
+    from runs.store import resolve_run
+
+    try:
+        run_dir = resolve_run(run_ref)
+    except AthanorError as error:
+        _fail(error)
+    check = verify_log(run_dir / "events.jsonl")
+    if check.ok:
+        console.print(f"[green]ok[/]: {check.events} events, hash chain intact")
+        return
+    err_console.print(f"[bold red]altered:[/] first bad event seq {check.first_bad_seq}: {check.reason}")
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point that never shows a traceback for an unexpected error unless ``--debug``."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as error:  # a bug or an environment fault: say what, not a wall of frames
+        if "--debug" in sys.argv:
+            raise
+        err_console.print(
+            f"[bold red]error:[/] {type(error).__name__}: {error} (rerun with --debug for details)"
+        )
+        sys.exit(1)

@@ -1,0 +1,78 @@
+"""A campaign the lab cannot run is refused before any instrument exists."""
+
+from __future__ import annotations
+
+import pytest
+
+import athanor.app as app_module
+from athanor.app import RunOptions, run
+from athanor.errors import AthanorError, RequestNotUnderstood, SpecError
+
+
+class ExplodingLab:
+    """Stands in for the Ray lab: any attempt to create instruments fails the test."""
+
+    def __init__(self, *args, **kwargs):
+        raise AssertionError("an instrument was created for a refused request")
+
+
+@pytest.fixture
+def no_instruments(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATHANOR_HOME", str(tmp_path))
+    monkeypatch.setattr(app_module, "RayLab", ExplodingLab)
+    monkeypatch.setattr(app_module, "ensure_ray", lambda *a, **k: pytest.fail("Ray was started"))
+    return tmp_path
+
+
+def options(home, **kwargs):
+    return RunOptions(literature=False, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "error", "phrase"),
+    [
+        ("Make something nice", RequestNotUnderstood, "30 experiments"),
+        (
+            "Maximise the hardness of a blend of A and B (fractions sum to 1), 10 experiments",
+            SpecError,
+            "no instrument in this lab measures 'hardness'",
+        ),
+        (
+            "Maximise the conductivity of a blend of A and B (fractions sum to 1, A at least 0.7,"
+            " B at least 0.5), 10 experiments",
+            SpecError,
+            "lower bounds add up to 1.2",
+        ),
+        (
+            "Maximise the conductivity of a blend of A and B (fractions sum to 1), 200 experiments",
+            SpecError,
+            "the lab has 96",
+        ),
+    ],
+)
+def test_bad_request_is_refused_before_any_instrument(no_instruments, request_text, error, phrase):
+    with pytest.raises(error) as info:
+        run(request_text, options(no_instruments))
+    assert phrase in str(info.value)
+    assert not (no_instruments / "runs").exists() or not any((no_instruments / "runs").iterdir())
+
+
+def test_unknown_instrument_in_campaign_file_is_refused(no_instruments, tmp_path):
+    path = tmp_path / "campaign.yaml"
+    path.write_text(
+        "components: [{name: A}, {name: B}]\n"
+        "objectives: [{name: conductivity}]\n"
+        "budget: {experiments: 4}\n"
+        "instruments: [liquid_handler, xrd]\n"
+    )
+    with pytest.raises(SpecError) as info:
+        run(str(path), options(no_instruments))
+    assert "unknown instrument 'xrd'" in str(info.value)
+
+
+def test_malformed_campaign_file_names_the_field(no_instruments, tmp_path):
+    path = tmp_path / "campaign.yaml"
+    path.write_text("components: [{name: A}, {name: B}]\nobjectives: [{name: conductivity}]\nbudget: {}\n")
+    with pytest.raises(AthanorError) as info:
+        run(str(path), options(no_instruments))
+    assert "budget.experiments: Field required" in str(info.value)

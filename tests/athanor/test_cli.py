@@ -1,0 +1,136 @@
+"""The command line: plan, runs, show and verify, as a user types them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from athanor.cli import app
+from athanor.models import Observation
+from athanor.spec import CampaignSpec
+from runs.context import RunContext
+from runs.manifest import write_manifest
+from runs.observations import ObservationsCSV
+from runs.store import create_run_dir
+
+DEMO = (
+    "Maximise the conductivity of a P3HT/CNT blend of P3HT, D1, D2, D6 and D8 (fractions sum to 1,"
+    " P3HT at least 0.5), 30 experiments in batches of 5"
+)
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATHANOR_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_plan_prints_the_spec_as_yaml_and_runs_nothing(home):
+    result = runner.invoke(app, ["plan", DEMO])
+    assert result.exit_code == 0, result.output
+    spec = CampaignSpec.from_yaml(result.output)
+    assert spec.component_names == ["P3HT", "D1", "D2", "D6", "D8"]
+    assert spec.components[0].lower == 0.5
+    assert spec.budget.experiments == 30 and spec.budget.batch_size == 5
+    assert not (home / "runs").exists()
+
+
+def test_plan_json_holds_the_model_dump(home):
+    result = runner.invoke(app, ["plan", DEMO, "--json", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [c["name"] for c in data["components"]] == ["P3HT", "D1", "D2", "D6", "D8"]
+    assert data["components"][0]["lower"] == 0.5 and data["components"][1]["upper"] == 1.0
+    assert data["sum_rule"]["total"] == 1.0
+    assert data["objectives"][0] == {
+        "name": "conductivity",
+        "direction": "maximise",
+        "unit": "S/cm",
+        "target": None,
+    }
+    assert data["budget"]["experiments"] == 30 and data["budget"]["batch_size"] == 5
+    assert data["seed"] == 4
+
+
+def test_plan_refuses_an_unreadable_request_with_a_working_phrasing(home):
+    result = runner.invoke(
+        app, ["plan", "Maximise the conductivity of P3HT and D1 very quickly, 10 experiments"]
+    )
+    assert result.exit_code == 2
+    assert "error:" in result.output
+    assert "very quickly" in result.output
+    assert "Traceback" not in result.output
+    assert "experiments in batches of" in result.output  # the example phrasing
+
+
+def test_plan_reads_a_campaign_file(home, tmp_path):
+    path = tmp_path / "campaign.yaml"
+    first = runner.invoke(app, ["plan", DEMO])
+    path.write_text(first.output)
+    again = runner.invoke(app, ["plan", str(path)])
+    assert again.exit_code == 0
+    assert yaml.safe_load(again.output) == yaml.safe_load(first.output)
+
+
+def make_run(home) -> str:
+    spec = CampaignSpec.model_validate(
+        {
+            "title": "cli test",
+            "components": [{"name": "A"}, {"name": "B"}],
+            "objectives": [{"name": "conductivity", "unit": "S/cm"}],
+            "budget": {"experiments": 2},
+        }
+    )
+    run_dir = create_run_dir("20261127-000000-cli-test-abcd")
+    context = RunContext(run_dir, seed=1)
+    context.record("run_started", {})
+    write_manifest(run_dir, spec, 1)
+    with ObservationsCSV(run_dir / "observations.csv", spec) as csv:
+        for i, (a, value) in enumerate([(0.2, 10.0), (0.7, 42.0)], start=1):
+            observation = Observation(
+                experiment_id=f"E000{i}",
+                iteration=0,
+                composition={"A": a, "B": 1 - a},
+                values={"conductivity": value},
+            )
+            csv.append(observation)
+            context.record("observation", observation.model_dump(mode="json"))
+    context.record("run_finished", {})
+    context.close()
+    return run_dir.name
+
+
+def test_runs_and_show_accept_an_id_a_prefix_or_a_path(home):
+    run_id = make_run(home)
+    listing = runner.invoke(app, ["runs"])
+    assert listing.exit_code == 0 and run_id[:20] in listing.output
+    assert "finished" in listing.output and "conductivity 42 S/cm" in listing.output
+    for ref in (run_id, run_id[:18], str(home / "runs" / run_id)):
+        shown = runner.invoke(app, ["show", ref])
+        assert shown.exit_code == 0, shown.output
+        assert "E0002" in shown.output and "42" in shown.output
+        assert "verified" in shown.output
+
+
+def test_show_unknown_run_says_how_to_list_runs(home):
+    make_run(home)
+    result = runner.invoke(app, ["show", "no-such-run"])
+    assert result.exit_code == 2
+    assert "athanor runs" in result.output
+
+
+def test_verify_detects_a_flipped_byte(home):
+    run_id = make_run(home)
+    assert runner.invoke(app, ["verify", run_id]).exit_code == 0
+    path = home / "runs" / run_id / "events.jsonl"
+    data = bytearray(path.read_bytes())
+    at = data.index(b"42")
+    data[at] = ord("5")  # 42 -> 52 in the second observation
+    path.write_bytes(bytes(data))
+    result = runner.invoke(app, ["verify", run_id])
+    assert result.exit_code == 1
+    assert "altered" in result.output
