@@ -26,9 +26,12 @@ from athanor.models import Command, Reading
 
 __all__ = [
     "ACTIONS",
+    "DEFAULT_AMBIENT_C",
     "ConductivityMeter",
     "ConductivityMeterBackend",
     "FrontEnd",
+    "Hotplate",
+    "HotplateBackend",
     "LiquidHandler",
     "LiquidHandlerBackend",
     "VolumeLedger",
@@ -65,6 +68,22 @@ class ConductivityMeterBackend(Protocol):
 
     def safe_state(self) -> None:
         """Retract the probe and idle."""
+        ...
+
+
+class HotplateBackend(Protocol):
+    """What a hot-plate back end must do; raising means the action failed."""
+
+    def set_temperature(self, celsius: float) -> None:
+        """Heat towards ``celsius`` °C (switching the heater on)."""
+        ...
+
+    def read_temperature(self) -> float:
+        """The plate temperature, °C."""
+        ...
+
+    def safe_state(self) -> None:
+        """Switch the heater off."""
         ...
 
 
@@ -358,6 +377,140 @@ class ConductivityMeter(FrontEnd):
         return lambda: self.backend.safe_state() or {}
 
 
+#: Temperature a plate with its heater off is taken to start from, °C (``options.ambient_c`` overrides).
+DEFAULT_AMBIENT_C = 25.0
+#: The ramp allowance holds at most this many minutes' worth of ``max_ramp_c_per_min``.
+_RAMP_WINDOW_MIN = 1.0
+#: Slack on temperature comparisons, °C.
+_TEMPERATURE_TOL = 1e-9
+
+
+class Hotplate(FrontEnd):
+    """Front end of a hot plate: ``set_temperature(celsius)``, ``read_temperature()``, ``safe_state()``.
+
+    Set points are checked before the back end is called, and a refusal raises
+    :class:`~athanor.errors.SafetyError`:
+
+    - a set point above the envelope's ``max_temperature_c`` is refused, naming the limit; a hot
+      plate whose envelope has no ``max_temperature_c`` refuses every set point;
+    - raising the set point is limited by ``max_ramp_c_per_min`` (°C per minute of the run clock).
+      The front end keeps a ramp allowance that refills at that rate up to one minute's worth and
+      that every rise spends, so over any T minutes the set point rises by at most
+      ``max_ramp_c_per_min * (T + 1)``. A larger rise is refused with the largest rise allowed now:
+      the front end never ramps on its own, a protocol must heat in steps. Rises count from the
+      current set point, or from ``ambient_c`` while the heater is off. Lowering the set point is
+      always allowed (with less heating the plate cools at its own pace).
+
+    An allowance spent on a set point the back end then failed to apply is not given back.
+
+    Attributes:
+        ambient_c: Where rises start from while the heater is off, °C.
+        setpoint_c: The set point the back end last applied, °C; None while the heater is off.
+    """
+
+    kind = "hotplate"
+    units: ClassVar[dict[str, str]] = {"temperature": "°C", "setpoint": "°C"}
+
+    def __init__(
+        self,
+        spec: InstrumentSpec,
+        backend: HotplateBackend,
+        wells: Sequence[str],
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """Wrap ``backend``; ``spec.options["ambient_c"]`` (°C, default 25) sets :attr:`ambient_c`."""
+        super().__init__(spec, backend, wells, clock)
+        ambient = spec.options.get("ambient_c", DEFAULT_AMBIENT_C)
+        if isinstance(ambient, bool) or not isinstance(ambient, int | float) or not math.isfinite(ambient):
+            raise InstrumentError(f"{spec.name}: options.ambient_c must be a number of °C, got {ambient!r}")
+        self.ambient_c = float(ambient)
+        self.setpoint_c: float | None = None
+        rate = spec.envelope.max_ramp_c_per_min
+        self._allowance_c = math.inf if rate is None else rate * _RAMP_WINDOW_MIN
+        self._allowance_at = self._clock()
+
+    def ramp_allowance_c(self) -> float:
+        """The largest rise of the set point allowed now, °C (infinite without a ramp limit)."""
+        return self._allowance(self._clock())
+
+    def _allowance(self, now: float) -> float:
+        rate = self.spec.envelope.max_ramp_c_per_min
+        if rate is None:
+            return math.inf
+        minutes = max(0.0, now - self._allowance_at) / 60.0
+        return min(rate * _RAMP_WINDOW_MIN, self._allowance_c + rate * minutes)
+
+    def _spend(self, rise_c: float) -> None:
+        now = self._clock()
+        self._allowance_c = max(0.0, self._allowance(now) - rise_c)
+        self._allowance_at = now
+
+    def _prepare(self, action: str, params: dict[str, Any]) -> Callable[[], dict[str, float]]:
+        if action == "set_temperature":
+            return self._prepare_setpoint(params["celsius"])
+        if action == "read_temperature":
+            return lambda: {"temperature": float(self.backend.read_temperature())}
+        return self._heater_off
+
+    def _prepare_setpoint(self, celsius: Any) -> Callable[[], dict[str, float]]:
+        where = f"{self.name}.set_temperature"
+        if isinstance(celsius, bool) or not isinstance(celsius, int | float) or not math.isfinite(celsius):
+            raise InstrumentError(f"{where}: celsius must be a number of °C, got {celsius!r}")
+        celsius = float(celsius)
+        envelope = self.spec.envelope
+        if envelope.max_temperature_c is None:
+            raise SafetyError(
+                f"{where}: the safety envelope has no max_temperature_c; set one in lab.yaml before heating"
+            )
+        if celsius > envelope.max_temperature_c + _TEMPERATURE_TOL:
+            raise SafetyError(
+                f"{where}: celsius={celsius:g} °C is above the envelope's max_temperature_c"
+                f" ({envelope.max_temperature_c:g} °C); choose at most that"
+            )
+        if celsius < -273.15:
+            raise InstrumentError(f"{where}: celsius={celsius:g} °C is below absolute zero")
+        start = self.ambient_c if self.setpoint_c is None else self.setpoint_c
+        rise = celsius - start
+        allowance = self.ramp_allowance_c()
+        if rise > allowance + _TEMPERATURE_TOL:
+            rate = envelope.max_ramp_c_per_min
+            raise SafetyError(
+                f"{where}: raising the set point from {start:g} to {celsius:g} °C at once is faster than"
+                f" the envelope's max_ramp_c_per_min ({rate:g} °C/min); the largest rise allowed now is"
+                f" {allowance:.1f} °C (to {start + allowance:.1f} °C). Heat in steps of at most"
+                f" {rate:g} °C per minute"
+            )
+
+        def run() -> dict[str, float]:
+            if rise > 0:
+                self._spend(rise)
+            self.backend.set_temperature(celsius)
+            self.setpoint_c = celsius
+            return {"setpoint": celsius}
+
+        return run
+
+    def _heater_off(self) -> dict[str, float]:
+        self.backend.safe_state()
+        self.setpoint_c = None
+        return {}
+
+    def safe_state(self) -> Reading:
+        """Switch the heater off; always allowed, whatever the envelope says."""
+        reading = super().safe_state()
+        if reading.ok:
+            self.setpoint_c = None
+        return reading
+
+    def status(self) -> dict[str, Any]:
+        """Name, kind, set point (°C, None when off) and the ramp allowance (°C)."""
+        return {
+            **super().status(),
+            "setpoint_c": self.setpoint_c,
+            "ramp_allowance_c": self.ramp_allowance_c(),
+        }
+
+
 def make_frontend(
     spec: InstrumentSpec, lab: LabDescription, backend: Any, clock: Callable[[], float] | None = None
 ) -> FrontEnd:
@@ -373,6 +526,8 @@ def make_frontend(
         return LiquidHandler(spec, backend, lab.wells, lab.stocks, clock)
     if spec.kind == "conductivity_meter":
         return ConductivityMeter(spec, backend, lab.wells, clock)
+    if spec.kind == "hotplate":
+        return Hotplate(spec, backend, lab.wells, clock)
     raise InstrumentError(
         f"no front end for instrument kind {spec.kind!r}; known kinds: {', '.join(ACTIONS)}"
     )

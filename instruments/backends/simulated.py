@@ -1,4 +1,4 @@
-"""Simulated back ends: the virtual lab's liquid handler and conductivity meter.
+"""Simulated back ends: the virtual lab's liquid handler, conductivity meter and hot plate.
 
 They take realistic time (``duration_s * time_scale`` per action), write to and read from the shared
 :class:`~instruments.virtual_world.World`, add seeded noise and fail on purpose when asked to.
@@ -11,16 +11,27 @@ Options (``InstrumentSpec.options``), all optional:
 - ``noise_rel``: liquid handler: relative error of each dispensed volume (default 0);
   meter: relative measurement noise, overriding the emulator's own estimate.
 - ``durations``: nominal seconds per action, overriding ``duration_s`` for the actions named.
+- ``stall_rate``: probability in ``[0, 1]`` that an eligible action hangs (seeded, reproducible): it
+  waits ``stall_s`` seconds (default 3600) or until :meth:`safe_state` aborts it, then fails.
+- ``stall_actions``: actions eligible for stalls; default every action except ``safe_state``.
+- ``stall_s``: how long a stalled action hangs, s.
 - ``emulator`` (meter only): ``auto`` (default; see :func:`instruments.emulator.emulator_for`),
   ``p3ht_cnt`` or ``synthetic``.
+- ``ambient_c`` (hot plate only): temperature of the plate at start and with the heater off, °C
+  (default 25; the hot-plate front end reads it too).
+- ``time_constant_s`` (hot plate only): seconds for the plate to close 63 % of the gap to its set
+  point, before ``time_scale`` (default 120).
+- ``noise_c`` (hot plate only): standard deviation of a temperature reading, °C (default 0.1);
+  ``noise_rel`` adds relative noise on top.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,15 +43,26 @@ from instruments.virtual_world import World
 
 __all__ = [
     "SimulatedConductivityMeterBackend",
+    "SimulatedHotplateBackend",
     "SimulatedLiquidHandlerBackend",
     "make_simulated_backend",
     "pick_emulator",
 ]
 
-_COMMON_OPTIONS = {"fail_rate", "fail_actions", "fail_wells", "noise_rel", "durations"}
+_COMMON_OPTIONS = {
+    "fail_rate",
+    "fail_actions",
+    "fail_wells",
+    "noise_rel",
+    "durations",
+    "stall_rate",
+    "stall_actions",
+    "stall_s",
+}
 _ACTIONS = {
     "liquid_handler": ("dispense", "mix", "safe_state"),
     "conductivity_meter": ("measure", "safe_state"),
+    "hotplate": ("set_temperature", "read_temperature", "safe_state"),
 }
 
 
@@ -89,16 +111,36 @@ class _SimulatedBackend:
         bad = sorted(set(durations) - set(actions))
         if bad:
             raise InstrumentError(f"{name}: options.durations names unknown action(s) {', '.join(bad)}")
+        self.stall_rate = _number("stall_rate", options.get("stall_rate", 0.0), 0.0, 1.0)
+        self.stall_s = _number("stall_s", options.get("stall_s", 3600.0), 0.0)
+        self.stall_actions = set(options.get("stall_actions", [a for a in actions if a != "safe_state"]))
+        bad = sorted(self.stall_actions - set(actions))
+        if bad:
+            raise InstrumentError(
+                f"{name}: options.stall_actions names {', '.join(bad)};"
+                f" a {self.kind} has {', '.join(actions)}"
+            )
+        self._abort = threading.Event()
         base = _number("duration_s", duration_s, 0.0)
         self.durations = {a: _number(f"durations.{a}", durations.get(a, base), 0.0) for a in actions}
         stream = zlib.crc32(name.encode("utf-8"))
         self._fault_rng = np.random.default_rng([seed, stream, 1])
         self._noise_rng = np.random.default_rng([seed, stream, 2])
+        self._stall_rng = np.random.default_rng([seed, stream, 3])
         self.calls: list[tuple[Any, ...]] = []
 
     def _act(self, action: str, well: str | None = None) -> None:
         """Spend the action's time, then fail if fault injection says so."""
         self.calls.append((action, well))
+        if action != "safe_state":
+            self._abort.clear()
+        stalls = action in self.stall_actions and self.stall_rate > 0
+        if stalls and self._stall_rng.random() < self.stall_rate:
+            aborted = self._abort.wait(self.stall_s)
+            how = "aborted by safe_state" if aborted else f"gave up after {self.stall_s:g} s"
+            raise InstrumentError(
+                f"{self.name}: injected stall in {action} ({how}; options.stall_rate={self.stall_rate:g})"
+            )
         seconds = self.durations[action] * self.time_scale
         if seconds > 0:
             time.sleep(seconds)
@@ -110,8 +152,16 @@ class _SimulatedBackend:
             )
 
     def safe_state(self) -> None:
-        """Stop and park (takes the ``safe_state`` duration; never fails unless asked to)."""
+        """Abort a stalled action, stop and park (takes the ``safe_state`` duration).
+
+        Safe to call from another thread while an action runs; never fails unless asked to.
+        """
+        self._abort.set()
         self._act("safe_state")
+
+    def expected_duration(self, action: str) -> float:
+        """Seconds ``action`` normally takes (its duration times ``time_scale``); 0 if unknown."""
+        return self.durations.get(action, 0.0) * self.time_scale
 
 
 class SimulatedLiquidHandlerBackend(_SimulatedBackend):
@@ -204,6 +254,91 @@ class SimulatedConductivityMeterBackend(_SimulatedBackend):
         return self.emulator.measure(contents, self._noise_rng, noise_rel=self.noise_rel)
 
 
+class SimulatedHotplateBackend(_SimulatedBackend):
+    """A hot plate whose temperature approaches its target as a first-order system.
+
+    With the heater on the target is the set point, with it off the ambient temperature; the plate
+    temperature is ``target + (T0 - target) * exp(-t / time_constant_s)`` in simulated seconds since
+    the target last changed (real seconds divided by ``time_scale``; with ``time_scale == 0`` the
+    plate reaches its target at once). Readings carry seeded Gaussian noise.
+
+    Attributes:
+        ambient_c: Temperature with the heater off, °C.
+        time_constant_s: Time constant of the approach, simulated seconds.
+        noise_c: Standard deviation of a reading, °C.
+        setpoint_c: The set point, °C; None while the heater is off.
+    """
+
+    kind = "hotplate"
+    extra_options = frozenset({"ambient_c", "time_constant_s", "noise_c"})
+
+    def __init__(
+        self,
+        name: str,
+        duration_s: float = 1.0,
+        time_scale: float = 1.0,
+        options: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Create the back end, at ambient temperature with the heater off.
+
+        Args:
+            name: Instrument name.
+            duration_s: Nominal seconds per action (the command exchange, not the heating).
+            time_scale: Multiplier on durations; simulated time runs ``1 / time_scale`` times faster.
+            options: See the module docstring.
+            seed: Seed of the fault and reading-noise streams.
+            clock: Real seconds, monotonic (tests pass a fake one).
+        """
+        super().__init__(name, duration_s, time_scale, options, seed)
+        options = dict(options or {})
+        ambient = options.get("ambient_c", 25.0)
+        self.ambient_c = _number("ambient_c", ambient, -273.15)
+        self.time_constant_s = _number("time_constant_s", options.get("time_constant_s", 120.0), 0.0)
+        self.noise_c = _number("noise_c", options.get("noise_c", 0.1), 0.0)
+        self.setpoint_c: float | None = None
+        self._clock = clock
+        self._origin = clock()
+        self._since = 0.0
+        self._start_c = self.ambient_c
+
+    def _sim_seconds(self) -> float:
+        elapsed = self._clock() - self._origin
+        return elapsed / self.time_scale if self.time_scale > 0 else 0.0
+
+    def true_temperature(self) -> float:
+        """The plate temperature without reading noise, °C."""
+        target = self.ambient_c if self.setpoint_c is None else self.setpoint_c
+        if self.time_constant_s == 0 or self.time_scale == 0:
+            return target
+        elapsed = max(0.0, self._sim_seconds() - self._since)
+        return target + (self._start_c - target) * math.exp(-elapsed / self.time_constant_s)
+
+    def _retarget(self, setpoint_c: float | None) -> None:
+        self._start_c = self.true_temperature()
+        self._since = self._sim_seconds()
+        self.setpoint_c = setpoint_c
+
+    def set_temperature(self, celsius: float) -> None:
+        """Switch the heater on and head for ``celsius`` °C."""
+        self._act("set_temperature")
+        self._retarget(float(celsius))
+
+    def read_temperature(self) -> float:
+        """The plate temperature with reading noise, °C."""
+        self._act("read_temperature")
+        value = self.true_temperature() + self.noise_c * float(self._noise_rng.standard_normal())
+        if self.noise_rel:
+            value *= 1.0 + self.noise_rel * float(self._noise_rng.standard_normal())
+        return value
+
+    def safe_state(self) -> None:
+        """Abort a stalled action and switch the heater off; the plate cools towards ambient."""
+        super().safe_state()
+        self._retarget(None)
+
+
 def pick_emulator(choice: str, components: Sequence[str], seed: int) -> Emulator:
     """The emulator an ``emulator`` option names.
 
@@ -247,4 +382,6 @@ def make_simulated_backend(spec: InstrumentSpec, lab: LabDescription, world: Wor
         return SimulatedConductivityMeterBackend(
             spec.name, world, emulator, spec.duration_s, lab.time_scale, spec.options, seed
         )
+    if spec.kind == "hotplate":
+        return SimulatedHotplateBackend(spec.name, spec.duration_s, lab.time_scale, spec.options, seed)
     raise InstrumentError(f"no simulated back end for instrument kind {spec.kind!r}")
