@@ -22,7 +22,8 @@ from athanor.models import Observation
 from athanor.ports import LLMPort
 from athanor.settings import Settings
 from athanor.spec import CampaignSpec
-from instruments.virtual_lab import RayLab, ensure_ray, virtual_lab_description
+from athanor.yamlfile import load_model
+from instruments.virtual_lab import SHARED_NAMESPACE, RayLab, ensure_ray, virtual_lab_description
 from runs.context import RunContext, new_run_id
 from runs.eventlog import read_events
 from runs.manifest import write_manifest
@@ -93,18 +94,8 @@ def llm_from(options: RunOptions) -> LLMPort:
 
 def read_spec(request_or_file: str, llm: LLMPort, seed: int | None) -> CampaignSpec:
     """A spec from a YAML/JSON file path or a plain-language request."""
-    path = Path(request_or_file)
-    if path.suffix.lower() in {".yaml", ".yml", ".json"}:
-        if not path.is_file():
-            raise SpecError(f"campaign file {request_or_file} does not exist; check the path")
-        from pydantic import ValidationError
-
-        from athanor.errors import format_validation_error
-
-        try:
-            spec = CampaignSpec.from_file(path)
-        except ValidationError as error:
-            raise SpecError(f"{path}:\n" + format_validation_error(error)) from None
+    if Path(request_or_file).suffix.lower() in {".yaml", ".yml", ".json"}:
+        spec = load_model(Path(request_or_file), CampaignSpec, "campaign file")
         return spec.model_copy(update={"seed": seed}) if seed is not None else spec
     return understand(request_or_file, llm, seed)
 
@@ -112,7 +103,7 @@ def read_spec(request_or_file: str, llm: LLMPort, seed: int | None) -> CampaignS
 def lab_for(spec: CampaignSpec, options: RunOptions) -> LabDescription:
     """The lab the campaign runs in: the given ``lab.yaml``, or the virtual lab for its components."""
     if options.lab_file is not None:
-        return LabDescription.from_file(options.lab_file)
+        return load_model(options.lab_file, LabDescription, "lab file")
     return virtual_lab_description(spec.component_names, time_scale=options.time_scale)
 
 
@@ -152,9 +143,18 @@ def check_against_lab(spec: CampaignSpec, lab: LabDescription) -> None:
 
 
 @contextlib.contextmanager
-def _ray_lab(lab: LabDescription, seed: int, address: str | None, temp_dir: Path) -> Iterator[RayLab]:
-    started = ensure_ray(address, temp_dir)
-    instruments = RayLab(lab, seed=seed)
+def _ray_lab(lab: LabDescription, options: RunOptions, context: RunContext, home: Path) -> Iterator[RayLab]:
+    started = ensure_ray(options.settings.ray_address, home / "ray")
+    instruments = RayLab(
+        lab,
+        seed=context.seed,
+        # a described lab's instruments are shared between campaigns; each virtual lab is the run's own
+        namespace=SHARED_NAMESPACE if options.lab_file else None,
+        ledger_dir=home / "ledgers",
+        on_fault=lambda name, reason: context.record(
+            "instrument_fault", {"instrument": name, "reason": reason}
+        ),
+    )
     try:
         instruments.start()
         yield instruments
@@ -217,7 +217,7 @@ def run(
 
         knowledge = RecordingKnowledge(default_knowledge_base(home), context)
     try:
-        with _ray_lab(lab, spec.seed, options.settings.ray_address, home / "ray") as instruments:
+        with _ray_lab(lab, options, context, home) as instruments:
             ports = Ports(
                 llm=RecordingLLM(llm, context),
                 knowledge=knowledge,

@@ -1,20 +1,26 @@
-"""The virtual lab as an :class:`athanor.ports.InstrumentsPort`: in Ray actors, or in-process.
+"""The lab as an :class:`athanor.ports.InstrumentsPort`: in Ray actors, or in-process.
 
 - :func:`virtual_lab_description` builds the lab description of the virtual lab for a campaign's
   components from the shipped template ``instruments/labs/virtual.yaml``.
-- :class:`RayLab` runs one named actor per instrument plus one for the shared world, in a namespace of
-  its own, and pipelines experiments: the liquid handler prepares experiment ``i + 1`` while the
-  meter measures experiment ``i``.
+- :class:`RayLab` runs one named actor per instrument plus one for the shared world and pipelines
+  experiments: the liquid handler prepares experiment ``i + 1`` while the meter measures experiment
+  ``i``. It places actors by Ray custom resources, watches them with heartbeats (a stalled or silent
+  instrument is put in its safe state and its pending commands fail instead of hanging), keeps a
+  persistent ledger per instrument when given a folder, and can share instruments with other
+  campaigns through a common namespace.
 - :class:`LocalLab` has the same interface, runs everything in-process and in sequence (unit tests).
-- :func:`ensure_ray` starts a local Ray once per process.
+- :func:`ensure_ray` starts a local Ray, or joins a cluster, once per process.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,14 +31,26 @@ from pydantic import ValidationError
 from athanor.errors import InstrumentError, SpecError, format_validation_error
 from athanor.lab import LabDescription
 from athanor.models import Protocol, Reading
-from instruments.actors import SKIPPED, InstrumentActor, InstrumentHost, VirtualWorldActor
+from instruments.actors import (
+    SKIPPED,
+    InstrumentActor,
+    InstrumentHost,
+    VirtualWorldActor,
+    lab_fingerprint,
+    ledger_file,
+)
+from instruments.ledger import DONE
+from instruments.placement import actor_options, check_placement, cluster_nodes
 from instruments.virtual_world import RemoteWorld, VirtualWorld, World
+from instruments.watchdog import Watchdog
 
 __all__ = [
+    "SHARED_NAMESPACE",
     "STOCK_VOLUME_UL",
     "TEMPLATE",
     "LocalLab",
     "RayLab",
+    "check_ray_address",
     "ensure_ray",
     "virtual_lab_description",
 ]
@@ -41,8 +59,17 @@ __all__ = [
 TEMPLATE = Path(__file__).parent / "labs" / "virtual.yaml"
 #: Volume of each stock the virtual lab starts with, µL.
 STOCK_VOLUME_UL = 20_000.0
+#: Namespace in which campaigns share instruments (pass it as ``RayLab(namespace=...)``).
+SHARED_NAMESPACE = "athanor"
 _WORLD_ACTOR = "athanor-virtual-world"
 _START_TIMEOUT_S = 120.0
+#: Seconds to wait for a control call (abort, detach, ledger query) to answer.
+_CONTROL_TIMEOUT_S = 10.0
+#: Seconds to wait for the end-of-run safe state of one instrument.
+_SAFE_STATE_TIMEOUT_S = 60.0
+#: Seconds between checks of the run loop for faults reported by the watchdog.
+_POLL_S = 0.1
+_ATTACH_ATTEMPTS = 5
 
 
 def virtual_lab_description(components: list[str], time_scale: float = 0.01) -> LabDescription:
@@ -70,26 +97,70 @@ def virtual_lab_description(components: list[str], time_scale: float = 0.01) -> 
         raise SpecError(format_validation_error(error, prefix="lab.")) from None
 
 
-def ensure_ray(address: str | None, temp_dir: Path | None) -> bool:
-    """Start (or connect to) Ray unless this process already did.
+def check_ray_address(address: str, timeout_s: float = 10.0) -> None:
+    """Refuse, within ``timeout_s``, a Ray address nothing listens on.
+
+    Args:
+        address: ``host:port`` of a head node's GCS (default port 6379) or ``ray://host:port`` of a
+            Ray Client server (default port 10001). ``auto`` and ``local`` are not checked.
+        timeout_s: Seconds to wait for a TCP connection.
+
+    Raises:
+        athanor.errors.InstrumentError: The address is malformed or unreachable.
+    """
+    if address in {"auto", "local"}:
+        return
+    target, default_port = (
+        (address[len("ray://") :], 10001) if address.startswith("ray://") else (address, 6379)
+    )
+    host, _, port_text = target.rstrip("/").rpartition(":")
+    if not host:
+        host, port_text = target.rstrip("/"), str(default_port)
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise InstrumentError(
+            f"Ray address {address!r} is not host:port (e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001);"
+            " fix RAY_ADDRESS"
+        ) from None
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout_s):
+            pass
+    except OSError as error:
+        raise InstrumentError(
+            f"cannot reach the Ray cluster at {address} ({error}); start its head node"
+            f" (`ray start --head`), check that port {port} is open from this machine, or unset"
+            " RAY_ADDRESS to run on a local Ray"
+        ) from None
+
+
+def ensure_ray(address: str | None, temp_dir: Path | None, *, connect_timeout_s: float = 10.0) -> bool:
+    """Start a local Ray, or join a cluster, unless this process already did.
 
     A local Ray is started with two CPUs, no dashboard, worker logs kept out of the terminal and
     token authentication off (``RAY_AUTH_MODE=disabled``). Starting Ray takes a few seconds and
-    close to 1 GB of memory: do it once per process.
+    close to 1 GB of memory: do it once per process. Joining a cluster starts nothing locally; every
+    node of the cluster needs athanor installed.
 
     Args:
-        address: A cluster to connect to (``host:port`` or ``ray://...``); None starts a local Ray
-            of this process's own, even if another one runs on the machine.
+        address: None (or ``local``) starts a local Ray of this process's own, even if another one
+            runs on the machine (``RAY_ADDRESS`` is ignored: pass it here, as the settings do).
+            ``host:port`` or ``ray://host:port`` joins that cluster; ``auto`` joins the cluster Ray
+            finds (``RAY_ADDRESS``, or one started on this machine with ``ray start``).
         temp_dir: Ray's session folder for a local start; None uses Ray's default.
+        connect_timeout_s: Seconds to wait for the cluster to answer before giving up.
 
     Returns:
-        True when this call started or connected Ray (the caller then owns ``ray.shutdown()``).
+        True when this call started or joined Ray (the caller then owns ``ray.shutdown()``).
+
+    Raises:
+        athanor.errors.InstrumentError: The cluster cannot be reached or refused the connection.
     """
     import ray
 
     if ray.is_initialized():
         return False
-    if address is None:
+    if address is None or address == "local":
         os.environ["RAY_AUTH_MODE"] = "disabled"
         options: dict[str, Any] = {
             "address": "local",
@@ -102,8 +173,15 @@ def ensure_ray(address: str | None, temp_dir: Path | None) -> bool:
             temp_dir.mkdir(parents=True, exist_ok=True)
             options["_temp_dir"] = str(temp_dir.resolve())
         ray.init(**options)
-    else:
+        return True
+    check_ray_address(address, connect_timeout_s)
+    try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
+        raise InstrumentError(
+            f"cannot join the Ray cluster at {address}: {error}; check RAY_ADDRESS and that the cluster"
+            " runs the same Ray version"
+        ) from None
     return True
 
 
@@ -124,14 +202,20 @@ def _check_protocols(protocols: Sequence[Protocol], instruments: Sequence[str]) 
                 )
 
 
-def _failure(command: dict[str, Any], error: str) -> Reading:
+def _failure(command: dict[str, Any], error: str, at: float = 0.0) -> Reading:
     return Reading(
         instrument=command["instrument"],
         action=command["action"],
         key=command.get("key", ""),
+        started=at,
+        finished=at,
         ok=False,
         error=error,
     )
+
+
+def _completed(entries: Sequence[dict[str, Any]]) -> dict[str, Reading]:
+    return {e["key"]: Reading.model_validate(e["reading"]) for e in entries if e["state"] == DONE}
 
 
 class LocalLab:
@@ -141,19 +225,29 @@ class LocalLab:
         lab: The lab description.
         seed: The run seed.
         world: The shared well contents.
+        ledger_dir: Folder of the instruments' ledger files (None: in memory).
     """
 
-    def __init__(self, lab: LabDescription, seed: int, *, epoch: float | None = None) -> None:
+    def __init__(
+        self,
+        lab: LabDescription,
+        seed: int,
+        *,
+        epoch: float | None = None,
+        ledger_dir: Path | None = None,
+    ) -> None:
         """Create the lab; instruments are built by :meth:`start` (or the first :meth:`run`).
 
         Args:
             lab: The lab description.
             seed: The run seed.
             epoch: Wall-clock time the run began (reading times count from it); default: now.
+            ledger_dir: Folder for one ledger file per instrument; None keeps ledgers in memory.
         """
         self.lab = lab
         self.seed = seed
         self.world: VirtualWorld = VirtualWorld()
+        self.ledger_dir = ledger_dir
         self._epoch = time.time() if epoch is None else epoch
         self._hosts: dict[str, InstrumentHost] = {}
 
@@ -161,8 +255,9 @@ class LocalLab:
         """Build every instrument."""
         if not self._hosts:
             for spec in self.lab.instruments:
+                path = None if self.ledger_dir is None else ledger_file(self.ledger_dir, spec.name)
                 self._hosts[spec.name] = InstrumentHost(
-                    self.lab, spec.name, self.world, self.seed, self._epoch
+                    self.lab, spec.name, self.world, self.seed, self._epoch, path
                 )
 
     def host(self, name: str) -> InstrumentHost:
@@ -188,6 +283,16 @@ class LocalLab:
                 previous = answer
         return results
 
+    def completed(self, run_id: str) -> dict[str, Reading]:
+        """Key to reading of every command of ``run_id`` the instruments have done."""
+        self.start()
+        return {k: r for h in self._hosts.values() for k, r in _completed(h.history(run_id)).items()}
+
+    def in_doubt(self, run_id: str) -> list[dict[str, Any]]:
+        """Ledger entries of ``run_id`` begun but never finished, each with its ``instrument``."""
+        self.start()
+        return [{**e, "instrument": n} for n, h in self._hosts.items() for e in h.in_doubt(run_id)]
+
     def safe_state(self) -> None:
         """Put every instrument in its safe state.
 
@@ -202,6 +307,8 @@ class LocalLab:
 
     def close(self) -> None:
         """Drop the instruments."""
+        for host in self._hosts.values():
+            host.ledger.close()
         self._hosts.clear()
 
     def __enter__(self) -> LocalLab:
@@ -213,15 +320,29 @@ class LocalLab:
 
 
 class RayLab:
-    """The virtual lab with one Ray actor per instrument, pipelined.
+    """The lab with one Ray actor per instrument, pipelined and watched.
 
-    The caller owns ``ray.init`` (see :func:`ensure_ray`); :meth:`close` kills this lab's actors
-    and leaves Ray running.
+    The caller owns ``ray.init`` (see :func:`ensure_ray`); :meth:`close` detaches from this lab's
+    actors, kills those no other lab uses, and leaves Ray running.
+
+    Namespaces: by default each lab gets a fresh namespace of its own, so runs never share anything
+    (the actors die with this process). With ``namespace=SHARED_NAMESPACE`` (or any given name),
+    actors are named by instrument in that namespace, outlive the process that created them and are
+    shared: every lab with the same lab description attaches to the same instrument actors and
+    virtual world, commands of different runs take turns on each instrument, and the last lab to
+    close removes them. Keys carry the run id, so the runs' ledger entries never clash.
 
     Attributes:
         lab: The lab description.
-        seed: The run seed.
-        namespace: Ray namespace of this lab's named actors (one per run, so runs never clash).
+        seed: The run seed (a shared instrument keeps the seed, and the ledger folder, of the lab
+            that created it).
+        namespace: Ray namespace of the named actors.
+        shared: Whether the namespace was given (actors shared and detached) or made for this lab.
+        ledger_dir: Folder of one ledger file per instrument, on the nodes running the actors.
+        heartbeat_s: Seconds between heartbeats.
+        stall_slack_s: Slack of the stall limit ``3 x expected duration + slack``, s.
+        on_fault: Called as ``on_fault(instrument, reason)`` when an instrument stalls, stops
+            answering or dies (from the watchdog's thread).
     """
 
     def __init__(
@@ -232,48 +353,196 @@ class RayLab:
         *,
         namespace: str | None = None,
         epoch: float | None = None,
+        ledger_dir: Path | None = None,
+        heartbeat_s: float = 1.0,
+        stall_slack_s: float = 10.0,
+        on_fault: Callable[[str, str], None] | None = None,
+        start_timeout_s: float = _START_TIMEOUT_S,
     ) -> None:
         """Describe the lab; nothing starts until :meth:`start`.
 
         Args:
             lab: The lab description.
             seed: The run seed.
-            ray_address: Cluster to connect to if Ray is not initialised yet; None starts a local Ray.
-            namespace: Ray namespace for the actors; default a fresh ``athanor-<hex>``.
+            ray_address: Cluster to join if Ray is not initialised yet; None starts a local Ray.
+            namespace: Shared namespace for the actors (see the class docstring); None: a fresh
+                ``athanor-<hex>`` for this lab alone.
             epoch: Wall-clock time the run began (reading times count from it); default: at start.
+            ledger_dir: Folder for persistent ledgers, e.g. ``<ATHANOR_HOME>/ledgers``; None keeps
+                them in the actors' memory.
+            heartbeat_s: Seconds between heartbeats of the watchdog.
+            stall_slack_s: Seconds added to ``3 x`` an action's expected duration before it stalls
+                (an instrument's ``options.stall_timeout_s`` overrides the whole limit).
+            on_fault: Called as ``on_fault(instrument, reason)`` on a stall, silence or death.
+            start_timeout_s: Seconds :meth:`start` waits for the actors to answer.
         """
         self.lab = lab
         self.seed = seed
+        self.shared = namespace is not None
         self.namespace = namespace or f"athanor-{uuid.uuid4().hex[:12]}"
+        self.ledger_dir = None if ledger_dir is None else Path(ledger_dir).absolute()
+        self.heartbeat_s = heartbeat_s
+        self.stall_slack_s = stall_slack_s
+        self.on_fault = on_fault
+        self.start_timeout_s = start_timeout_s
         self._address = ray_address
         self._epoch = epoch
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._world: Any = None
         self._actors: dict[str, Any] = {}
+        self._watchdog: Watchdog | None = None
+        self._faults: dict[str, str] = {}
+        self._handled: dict[str, threading.Event] = {}
+        self._faults_lock = threading.Lock()
+
+    # Starting, sharing and stopping.
 
     def start(self) -> None:
-        """Create the world actor and one named actor per instrument, and wait until they answer.
+        """Create (or attach to) the world actor and one named actor per instrument.
 
         Raises:
-            athanor.errors.InstrumentError: An instrument could not be built (its message says why).
+            athanor.errors.InstrumentError: An instrument needs Ray resources no node offers, could
+                not be built, did not start in time, or a shared actor serves another lab description.
         """
-        import ray
-
         if self._actors:
             return
         ensure_ray(self._address, None)
+        check_placement(self.lab, cluster_nodes())
         if self._epoch is None:
             self._epoch = time.time()
-        self._world = VirtualWorldActor.options(name=_WORLD_ACTOR, namespace=self.namespace).remote()
+        for _ in range(_ATTACH_ATTEMPTS):
+            if self._create_and_attach():
+                break
+        else:
+            raise InstrumentError(
+                f"the shared instruments in namespace {self.namespace!r} kept shutting down while this lab"
+                " attached; try again once the other campaign has closed"
+            )
+        self._watchdog = Watchdog(
+            list(self._actors),
+            self._probe,
+            self._handle_fault,
+            heartbeat_s=self.heartbeat_s,
+            slack_s=self.stall_slack_s,
+        )
+        self._watchdog.start()
+
+    def _create_and_attach(self) -> bool:
+        """Create or find the actors and attach to them; False if some were closing (try again)."""
+        import ray
+
+        fingerprint = lab_fingerprint(self.lab)
+        common: dict[str, Any] = {"namespace": self.namespace, "get_if_exists": True}
+        if self.shared:
+            common["lifetime"] = "detached"
+        world = VirtualWorldActor.options(name=_WORLD_ACTOR, **common).remote(fingerprint)
         lab = self.lab.model_dump(mode="json")
+        actors: dict[str, Any] = {}
         for spec in self.lab.instruments:
-            self._actors[spec.name] = InstrumentActor.options(
-                name=spec.name, namespace=self.namespace
-            ).remote(lab, spec.name, self._world, self.seed, self._epoch)
-        try:
-            ray.get([a.ping.remote() for a in self._actors.values()], timeout=_START_TIMEOUT_S)
-        except Exception as error:
-            self.close()
-            raise InstrumentError(f"the virtual lab's instruments did not start: {error}") from None
+            ledger = None if self.ledger_dir is None else str(ledger_file(self.ledger_dir, spec.name))
+            actors[spec.name] = InstrumentActor.options(
+                name=spec.name, **common, **actor_options(spec)
+            ).remote(lab, spec.name, world, self.seed, self._epoch, ledger)
+        handles = {_WORLD_ACTOR: world, **actors}
+        refs = {label: h.attach.remote(self._holder, fingerprint) for label, h in handles.items()}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=self.start_timeout_s)
+        problems: list[str] = []
+        attached: set[str] = set()
+        kill: set[str] = set()
+        closing: list[str] = []
+        for label, ref in refs.items():
+            if ref not in ready:
+                problems.append(self._not_started(label))
+                kill.add(label)
+                continue
+            try:
+                answer = ray.get(ref)
+            except ray.exceptions.RayError as error:
+                problems.append(f"{label} could not be built: {_cause(error)}")
+                kill.add(label)
+                continue
+            if answer is None:
+                closing.append(label)
+            elif "error" in answer:
+                problems.append(f"{label} in namespace {self.namespace!r}: {answer['error']}")
+                if not self.shared:
+                    kill.add(label)
+            else:
+                attached.add(label)
+        if problems or closing:
+            self._release(handles, attached, kill)
+        if problems:
+            raise InstrumentError("the lab's instruments did not start: " + "; ".join(problems))
+        if closing:
+            self._wait_gone(closing)
+            return False
+        self._world, self._actors = world, actors
+        return True
+
+    def _not_started(self, label: str) -> str:
+        needs = {} if label == _WORLD_ACTOR else self.lab.instrument(label).resources
+        text = f"{label} did not answer within {self.start_timeout_s:g} s"
+        if needs:
+            text += (
+                f"; its actor needs Ray resources {needs}, which another actor may hold (an instrument of"
+                " another campaign in another namespace?); share it through a common namespace"
+            )
+        return text
+
+    def _wait_gone(self, labels: list[str], timeout_s: float = 30.0) -> None:
+        import ray
+
+        deadline = time.monotonic() + timeout_s
+        for label in labels:
+            while time.monotonic() < deadline:
+                try:
+                    ray.get_actor(label, namespace=self.namespace)
+                except ValueError:
+                    break
+                time.sleep(0.1)
+
+    def _release(self, handles: dict[str, Any], attached: set[str], kill: set[str]) -> None:
+        """Detach from ``attached`` actors and kill the ones nobody uses, plus those in ``kill``."""
+        import ray
+
+        detaching = {label: handles[label].detach.remote(self._holder) for label in attached}
+        killed: list[str] = []
+        for label, handle in handles.items():
+            remove = label in kill
+            if label in detaching:
+                try:
+                    remaining = ray.get(detaching[label], timeout=_CONTROL_TIMEOUT_S)
+                except Exception:  # dead or stuck: nobody can use it
+                    remaining = 0
+                remove = remove or remaining == 0 or not self.shared
+            if remove:
+                try:
+                    ray.kill(handle, no_restart=True)
+                except Exception:  # already gone
+                    continue
+                killed.append(label)
+        self._wait_gone(killed, timeout_s=_CONTROL_TIMEOUT_S)
+
+    def close(self) -> None:
+        """Stop the watchdog, detach from the actors and kill those no other lab uses."""
+        import ray
+
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
+        handles = {**({_WORLD_ACTOR: self._world} if self._world is not None else {}), **self._actors}
+        self._actors = {}
+        self._world = None
+        if not handles or not ray.is_initialized():
+            return
+        self._release(handles, set(handles), set())
+
+    def __enter__(self) -> RayLab:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def actor(self, name: str) -> Any:
         """The Ray actor handle of instrument ``name`` (after :meth:`start`)."""
@@ -284,86 +553,250 @@ class RayLab:
         """The shared well contents (after :meth:`start`)."""
         return RemoteWorld(self._world)
 
+    # Faults.
+
+    @property
+    def faults(self) -> dict[str, str]:
+        """Instrument name to the reason it was declared faulty, for every fault not yet reset."""
+        with self._faults_lock:
+            return dict(self._faults)
+
+    def _probe(self, names: list[str], timeout_s: float) -> dict[str, Any]:
+        import ray
+
+        answers: dict[str, Any] = {}
+        refs: dict[str, Any] = {}
+        for name in names:
+            actor = self._actors.get(name)
+            if actor is None:
+                continue
+            try:
+                refs[name] = actor.heartbeat.remote()
+            except Exception as error:  # handle unusable: the actor is gone
+                answers[name] = error
+        if refs:
+            ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+            for name, ref in refs.items():
+                if ref not in ready:
+                    answers[name] = None
+                    continue
+                try:
+                    answers[name] = ray.get(ref)
+                except ray.exceptions.RayError as error:
+                    answers[name] = error
+        return answers
+
+    def _handle_fault(self, name: str, reason: str) -> None:
+        """Record a fault once, put the instrument in its safe state (best effort), tell ``on_fault``."""
+        import ray
+
+        with self._faults_lock:
+            if name in self._faults:
+                return
+            self._faults[name] = reason
+            handled = self._handled[name] = threading.Event()
+        try:
+            actor = self._actors.get(name)
+            if actor is not None:
+                try:
+                    ray.get(actor.abort.remote(reason), timeout=_CONTROL_TIMEOUT_S)
+                except Exception as error:  # best effort: the instrument may be gone
+                    logging.getLogger(__name__).warning("%s: safe state after fault failed: %s", name, error)
+            if self.on_fault is not None:
+                self.on_fault(name, reason)
+        finally:
+            handled.set()
+
+    def _await_fault_handling(self) -> None:
+        """Wait until every fault seen so far was made safe and reported (bounded)."""
+        with self._faults_lock:
+            pending = list(self._handled.values())
+        deadline = time.monotonic() + 2 * _CONTROL_TIMEOUT_S
+        for event in pending:
+            event.wait(max(0.0, deadline - time.monotonic()))
+
+    def reset(self, name: str) -> None:
+        """Clear an instrument's fault once it has been checked, and watch it again."""
+        import ray
+
+        ray.get(self._actors[name].reset.remote(), timeout=_CONTROL_TIMEOUT_S)
+        with self._faults_lock:
+            self._faults.pop(name, None)
+            self._handled.pop(name, None)
+        if self._watchdog is not None:
+            self._watchdog.clear(name)
+
+    # Running.
+
+    def _now(self) -> float:
+        return time.time() - (self._epoch or time.time())
+
     def run(
         self, protocols: list[Protocol], on_reading: Callable[[Reading], None]
     ) -> dict[str, list[Reading]]:
         """Run protocols with the instruments kept busy; see :meth:`athanor.ports.InstrumentsPort.run`.
 
-        Every command is submitted at once. Each depends on the previous reading of its experiment,
-        and each actor runs its commands in submission order, so experiments go through the
-        instruments like an assembly line. Readings reach ``on_reading`` as they arrive.
+        Each instrument takes its commands in protocol order, one at a time; a command is sent as
+        soon as the previous step of its experiment has finished, so experiments go through the
+        instruments like an assembly line. A failed step skips the rest of its experiment. When the
+        watchdog declares an instrument faulty, its running command gets a reading with the fault
+        (``"stalled: ..."``) and its queued commands fail without being sent.
         """
         import ray
 
         self.start()
         _check_protocols(protocols, list(self._actors))
-        where: dict[Any, tuple[str, int, dict[str, Any]]] = {}
         results: dict[str, list[Reading | None]] = {}
-        pending = []
+        queues: dict[str, deque[tuple[str, int, dict[str, Any]]]] = {n: deque() for n in self._actors}
         for protocol in protocols:
-            previous = None
             results[protocol.experiment_id] = [None] * len(protocol.commands)
             for index, command in enumerate(protocol.commands):
-                payload = command.model_dump(mode="json")
-                ref = self._actors[command.instrument].execute.remote(payload, previous)
-                where[ref] = (protocol.experiment_id, index, payload)
-                pending.append(ref)
-                previous = ref
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+                queues[command.instrument].append(
+                    (protocol.experiment_id, index, command.model_dump(mode="json"))
+                )
+        finished = dict.fromkeys(results, 0)
+        failed: set[str] = set()
+        in_flight: dict[Any, tuple[str, str, int, dict[str, Any]]] = {}
+        busy: dict[str, Any] = {}
+
+        def deliver(experiment_id: str, index: int, reading: Reading) -> None:
+            results[experiment_id][index] = reading
+            finished[experiment_id] = index + 1
+            if not reading.ok:
+                failed.add(experiment_id)
+            on_reading(reading)
+
+        def pump() -> None:
+            faults = self.faults
+            for name, queue in queues.items():
+                while queue and name not in busy:
+                    experiment_id, index, payload = queue[0]
+                    if finished[experiment_id] != index:
+                        break  # its previous step has not finished yet
+                    queue.popleft()
+                    if experiment_id in failed:
+                        deliver(experiment_id, index, _failure(payload, SKIPPED, self._now()))
+                    elif name in faults:
+                        error = f"not run: {name} is faulted ({faults[name]}); check it, then reset it"
+                        deliver(experiment_id, index, _failure(payload, error, self._now()))
+                    else:
+                        ref = self._actors[name].execute.remote(payload, None, self._epoch)
+                        in_flight[ref] = (name, experiment_id, index, payload)
+                        busy[name] = ref
+
+        while True:
+            pump()
+            if not in_flight:
+                break
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=_POLL_S)
             for ref in ready:
-                experiment_id, index, payload = where[ref]
+                name, experiment_id, index, payload = in_flight.pop(ref)
+                busy.pop(name, None)
                 try:
                     reading = Reading.model_validate(ray.get(ref))
                 except ray.exceptions.RayError as error:
-                    earlier = results[experiment_id][:index]
-                    failed_before = any(r is not None and not r.ok for r in earlier)
-                    reading = _failure(
-                        payload, SKIPPED if failed_before else f"instrument actor failed: {error}"
-                    )
-                results[experiment_id][index] = reading
-                on_reading(reading)
+                    self._handle_fault(name, f"unresponsive: {name}'s actor failed ({_cause(error)})")
+                    reading = _failure(payload, f"instrument actor failed: {_cause(error)}", self._now())
+                fault = self.faults.get(name)
+                if fault is not None and not reading.ok and not (reading.error or "").startswith(fault):
+                    # the safe state that followed the fault ended the action before this loop saw it
+                    reading = reading.model_copy(update={"error": f"{fault} ({reading.error})"})
+                deliver(experiment_id, index, reading)
+            faults = self.faults
+            for name, ref in list(busy.items()):
+                if name in faults:  # abandon the running command; its late answer is ignored
+                    busy.pop(name)
+                    _, experiment_id, index, payload = in_flight.pop(ref)
+                    deliver(experiment_id, index, _failure(payload, faults[name], self._now()))
+        self._await_fault_handling()
+        left = [e for e, readings in results.items() if any(r is None for r in readings)]
+        if left:
+            raise InstrumentError(
+                f"experiments {', '.join(left)} did not finish; this is a bug in RayLab.run"
+            )
         return {eid: [r for r in readings if r is not None] for eid, readings in results.items()}
 
     def safe_state(self) -> None:
-        """Put every instrument in its safe state (all are tried).
+        """Put every instrument in its safe state (all are tried; faulty ones at once).
 
         Raises:
             athanor.errors.InstrumentError: Some instrument did not reach it.
         """
         import ray
 
+        faults = self.faults
         problems = []
-        refs = {name: actor.safe_state.remote() for name, actor in self._actors.items()}
+        refs = {
+            name: actor.abort.remote(faults[name]) if name in faults else actor.safe_state.remote()
+            for name, actor in self._actors.items()
+        }
         for name, ref in refs.items():
             try:
-                reading = Reading.model_validate(ray.get(ref))
-            except ray.exceptions.RayError as error:
-                problems.append(f"{name}: {error}")
+                reading = Reading.model_validate(ray.get(ref, timeout=_SAFE_STATE_TIMEOUT_S))
+            except (ray.exceptions.RayError, TimeoutError) as error:
+                problems.append(f"{name}: {_cause(error)}")
                 continue
             if not reading.ok:
                 problems.append(f"{name}: {reading.error}")
         if problems:
             raise InstrumentError("safe state not reached: " + "; ".join(problems))
 
-    def close(self) -> None:
-        """Kill this lab's actors (Ray itself keeps running)."""
+    # Resuming.
+
+    def _ledger_call(self, method: str, *args: Any) -> dict[str, Any]:
         import ray
 
-        handles = [*self._actors.values(), *([self._world] if self._world is not None else [])]
-        self._actors.clear()
-        self._world = None
-        if not ray.is_initialized():
-            return
-        for handle in handles:
-            try:
-                ray.kill(handle, no_restart=True)
-            except Exception:  # already gone
-                continue
+        refs = {name: getattr(actor, method).remote(*args) for name, actor in self._actors.items()}
+        return {name: ray.get(ref, timeout=_START_TIMEOUT_S) for name, ref in refs.items()}
 
-    def __enter__(self) -> RayLab:
+    def completed(self, run_id: str) -> dict[str, Reading]:
+        """Key to reading of every command of ``run_id`` the instruments have done (for resuming).
+
+        Re-running a protocol of that run returns these readings without acting again.
+        """
         self.start()
-        return self
+        done: dict[str, Reading] = {}
+        for entries in self._ledger_call("history", run_id).values():
+            done.update(_completed(entries))
+        return done
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def in_doubt(self, run_id: str) -> list[dict[str, Any]]:
+        """Commands of ``run_id`` begun but never finished (a crash mid-action), each with ``instrument``.
+
+        Such commands are refused until :meth:`resolve` settles them, except actions an instrument
+        lists in ``options.retry_in_doubt``.
+        """
+        self.start()
+        return [
+            {**entry, "instrument": name}
+            for name, entries in self._ledger_call("in_doubt", run_id).items()
+            for entry in entries
+        ]
+
+    def resolve(self, instrument: str, key: str, reading: Reading | None = None) -> None:
+        """Settle an in-doubt command: record what the instrument did, or (None) let it run again.
+
+        Raises:
+            athanor.errors.InstrumentError: Unknown instrument, or the key is not in doubt.
+        """
+        import ray
+
+        self.start()
+        if instrument not in self._actors:
+            raise InstrumentError(
+                f"unknown instrument {instrument!r}; this lab has {', '.join(self._actors)}"
+            )
+        payload = None if reading is None else reading.model_dump(mode="json")
+        try:
+            ray.get(self._actors[instrument].resolve.remote(key, payload), timeout=_CONTROL_TIMEOUT_S)
+        except ray.exceptions.RayTaskError as error:
+            raise InstrumentError(_cause(error)) from None
+
+
+def _cause(error: BaseException) -> str:
+    """The message of what went wrong inside Ray, without Ray's wrapping and traceback."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{cause}" if str(cause) else type(cause).__name__
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else type(error).__name__

@@ -241,3 +241,78 @@ def test_virtual_lab_description_from_the_template():
         virtual_lab_description(["Ni", "Ni"])
     with pytest.raises(SpecError, match="time_scale"):
         virtual_lab_description(["Ni", "Co"], time_scale=-1.0)
+
+
+# Shared instruments: several labs (campaigns) on the same actors.
+
+
+def with_run(protocols: list[Protocol], run_id: str) -> list[Protocol]:
+    return [
+        p.model_copy(
+            update={
+                "commands": [
+                    c.model_copy(update={"key": c.key.replace("run/", f"{run_id}/", 1)}) for c in p.commands
+                ]
+            }
+        )
+        for p in protocols
+    ]
+
+
+def test_labs_in_a_shared_namespace_share_instruments_and_the_last_close_removes_them(ray_local, tmp_path):
+    import threading
+    import uuid
+
+    import ray
+
+    namespace = f"athanor-shared-test-{uuid.uuid4().hex[:8]}"
+    description = make_lab()
+    epoch = time.time()
+    first = RayLab(description, seed=SEED, namespace=namespace, epoch=epoch, ledger_dir=tmp_path)
+    second = RayLab(description, seed=SEED, namespace=namespace, epoch=epoch, ledger_dir=tmp_path)
+    first.start()
+    second.start()
+    try:
+        handler = first.actor("liquid_handler")
+        assert second.actor("liquid_handler")._actor_id == handler._actor_id
+        assert len(ray.get(handler.holders.remote())) == 2
+
+        other = virtual_lab_description(["X", "Y"], time_scale=0.0)
+        with pytest.raises(InstrumentError, match="different lab description"):
+            RayLab(other, seed=0, namespace=namespace).start()
+        assert len(ray.get(handler.holders.remote())) == 2  # the refused lab left them alone
+
+        batch_a = with_run(protocols_for(description, ["C1", "C2"], first=40), "runA")
+        batch_b = with_run(protocols_for(description, ["C3", "C4"], first=50), "runB")
+        outcome: dict[str, dict[str, list[Reading]]] = {}
+        workers = [
+            threading.Thread(target=lambda: outcome.__setitem__("a", first.run(batch_a, lambda r: None))),
+            threading.Thread(target=lambda: outcome.__setitem__("b", second.run(batch_b, lambda r: None))),
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert set(outcome) == {"a", "b"}
+        readings = [r for results in outcome.values() for rs in results.values() for r in rs]
+        assert all(r.ok for r in readings), [r.error for r in readings if not r.ok]
+        # One instrument never runs two commands at once, whichever run they belong to.
+        for name in ("liquid_handler", "conductivity_meter"):
+            spans = sorted((r.started, r.finished) for r in readings if r.instrument == name)
+            assert all(end <= start + 1e-6 for (_, end), (start, _) in itertools.pairwise(spans))
+        # Both runs wrote into the one shared world; each run's ledger entries stay apart.
+        assert {"C1", "C2", "C3", "C4"} <= set(second.world.snapshot())
+        assert set(second.completed("runA")) == {c.key for p in batch_a for c in p.commands}
+        assert set(first.completed("runB")) == {c.key for p in batch_b for c in p.commands}
+
+        first.close()
+        assert len(ray.get(handler.holders.remote())) == 1
+        later = with_run(protocols_for(description, ["C5"], first=60), "runB")
+        assert all(r.ok for r in second.run(later, lambda r: None)["E0060"])
+        assert second.world.contents("C1")  # the world outlived the lab that created it
+    finally:
+        first.close()
+        second.close()
+    for name in ("liquid_handler", "conductivity_meter", "athanor-virtual-world"):
+        with pytest.raises(ValueError):
+            ray.get_actor(name, namespace=namespace)

@@ -1,0 +1,56 @@
+"""YAML files are refused with the file, the line and the field of each problem."""
+
+from __future__ import annotations
+
+import pytest
+
+from athanor.errors import SpecError
+from athanor.lab import LabDescription
+from athanor.spec import CampaignSpec
+from athanor.yamlfile import load_model
+
+LAB = """\
+name: bench
+wells: [A1, A2]
+sample_volume_ul: 200
+instruments:
+  - name: lh
+    kind: liquid_handler
+    envelope:
+      allowed_actions: [dispense, mix]
+      min_volume_ul: 1
+  - name: meter
+    kind: conductivity_meter
+    envelope:
+      allowed_actions: [measure, fly]
+"""
+
+
+def test_lab_error_names_file_line_and_field(tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB)
+    with pytest.raises(SpecError) as info:
+        load_model(path, LabDescription, "lab file")
+    message = str(info.value)
+    assert message.startswith(f"{path}:10: instruments.1: ")
+    assert "fly" in message and "known actions: measure, safe_state" in message
+
+
+def test_nested_field_error_points_at_its_own_line(tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB.replace("min_volume_ul: 1", "min_volume_ul: -1").replace(", fly", ""))
+    with pytest.raises(SpecError) as info:
+        load_model(path, LabDescription, "lab file")
+    assert str(info.value).startswith(f"{path}:9: instruments.0.envelope.min_volume_ul: ")
+
+
+def test_campaign_file_missing_field_and_bad_yaml(tmp_path):
+    path = tmp_path / "campaign.yaml"
+    path.write_text("components: [{name: A}, {name: B}]\nobjectives: [{name: c}]\n")
+    with pytest.raises(SpecError, match=r"campaign.yaml:1: budget: Field required"):
+        load_model(path, CampaignSpec, "campaign file")
+    path.write_text("components: [{name: A}\n  objectives: x\n")
+    with pytest.raises(SpecError, match=r"campaign.yaml:\d+: not valid YAML"):
+        load_model(path, CampaignSpec, "campaign file")
+    with pytest.raises(SpecError, match="does not exist"):
+        load_model(tmp_path / "nope.yaml", CampaignSpec, "campaign file")
