@@ -61,8 +61,18 @@ _DOCS = "docs/request-grammar.md"
 # ---------------------------------------------------------------------------------------------------
 
 _ONES = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-_TEENS = ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-          "nineteen"]
+_TEENS = [
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 _TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _WORD_VALUES: dict[str, int] = {
     **{w: i + 1 for i, w in enumerate(_ONES)},
@@ -118,13 +128,35 @@ _SYSTEM_NOUN = (
 _COPULA = r"(?:(?:is|are|be|should\s+be|must\s+be|stays?|kept|remains?)\s+)?"
 
 _UP_WORDS = [
-    r"at\s+most", r"no\s+more\s+than", r"not\s+more\s+than", r"no\s+higher\s+than", r"no\s+greater\s+than",
-    r"not\s+above", r"not\s+exceeding", r"up\s+to", r"less\s+than", r"lower\s+than", r"below", r"under",
-    r"max(?:imum)?(?:\s+of)?", r"upper\s+bound(?:\s+of)?", r"capped\s+at", r"limited\s+to",
+    r"at\s+most",
+    r"no\s+more\s+than",
+    r"not\s+more\s+than",
+    r"no\s+higher\s+than",
+    r"no\s+greater\s+than",
+    r"not\s+above",
+    r"not\s+exceeding",
+    r"up\s+to",
+    r"less\s+than",
+    r"lower\s+than",
+    r"below",
+    r"under",
+    r"max(?:imum)?(?:\s+of)?",
+    r"upper\s+bound(?:\s+of)?",
+    r"capped\s+at",
+    r"limited\s+to",
 ]
 _LOW_WORDS = [
-    r"at\s+least", r"no\s+less\s+than", r"not\s+less\s+than", r"no\s+lower\s+than", r"not\s+below",
-    r"more\s+than", r"greater\s+than", r"higher\s+than", r"above", r"over", r"min(?:imum)?(?:\s+of)?",
+    r"at\s+least",
+    r"no\s+less\s+than",
+    r"not\s+less\s+than",
+    r"no\s+lower\s+than",
+    r"not\s+below",
+    r"more\s+than",
+    r"greater\s+than",
+    r"higher\s+than",
+    r"above",
+    r"over",
+    r"min(?:imum)?(?:\s+of)?",
     r"lower\s+bound(?:\s+of)?",
 ]
 _UP_SYMBOLS = ["<=", "=<", "≤", "<"]
@@ -295,9 +327,7 @@ _RANGE_PATTERNS = [
         rf"{_pct('pb')}"
     ),
     _rx(rf"{_SUBJECT}\s*{_COPULA}from\s+(?P<a>{_NUM}){_pct('pa')}\s+to\s+(?P<b>{_NUM}){_pct('pb')}"),
-    _rx(
-        rf"{_SUBJECT}\s*{_COPULA}in\s*\[\s*(?P<a>{_NUM})\s*,\s*(?P<b>{_NUM})\s*\]{_pct('pb')}"
-    ),
+    _rx(rf"{_SUBJECT}\s*{_COPULA}in\s*\[\s*(?P<a>{_NUM})\s*,\s*(?P<b>{_NUM})\s*\]{_pct('pb')}"),
 ]
 _BOUND = _rx(rf"{_SUBJECT}\s*{_COPULA}{_CMP}\s*(?P<v>{_NUM}){_pct('pct')}")
 _BOUND_REVERSED = _rx(rf"(?<!\w){_CMP}\s*(?P<v>{_NUM}){_pct('pct')}\s+(?:of\s+)?(?P<name>{_NAME})")
@@ -410,8 +440,14 @@ def _pct_kind(marker: str | None) -> str | None:
     if not marker or not marker.strip():
         return None
     m = marker.strip().lower()
-    for prefix, kind in (("at", "at.%"), ("wt", "wt.%"), ("weight", "wt.%"), ("mass", "wt.%"),
-                         ("mol", "mol.%"), ("vol", "vol.%")):
+    for prefix, kind in (
+        ("at", "at.%"),
+        ("wt", "wt.%"),
+        ("weight", "wt.%"),
+        ("mass", "wt.%"),
+        ("mol", "mol.%"),
+        ("vol", "vol.%"),
+    ):
         if m.startswith(prefix):
             return kind
     return "%"
@@ -590,9 +626,7 @@ class _Parser:
 
     def _add_bound(self, name: str, cmp: str, amount: _Amount, phrase: str) -> None:
         upper = bool(_UP_RE.fullmatch(cmp.strip()))
-        self.read.bounds.append(
-            _Bound(name, None if upper else amount, amount if upper else None, phrase)
-        )
+        self.read.bounds.append(_Bound(name, None if upper else amount, amount if upper else None, phrase))
 
     def _subject(self, m: re.Match[str]) -> str:
         name = m.group("name")
@@ -632,9 +666,7 @@ class _Parser:
         """Quoted stretches of the request that no rule used and that are not filler."""
         fragments = []
         for segment in re.finditer(rf"[^{_USED}]+", self.work):
-            bad = [
-                w for w in _WORD.finditer(segment.group(0)) if w.group(0).lower() not in _FILLER
-            ]
+            bad = [w for w in _WORD.finditer(segment.group(0)) if w.group(0).lower() not in _FILLER]
             if bad:
                 start = segment.start() + bad[0].start()
                 end = segment.start() + bad[-1].end()
@@ -664,9 +696,7 @@ def _resolve_objective(read: _Read, parser: _Parser) -> dict[str, Any] | None:
     for o in read.objectives:
         if not any(o.name == k.name and o.direction == k.direction for k in objectives):
             objectives.append(o)
-    leftover_verbs = {
-        "maximise" if v.group("up") else "minimise" for v in _VERB_WORDS.finditer(parser.work)
-    }
+    leftover_verbs = {"maximise" if v.group("up") else "minimise" for v in _VERB_WORDS.finditer(parser.work)}
     if not objectives:
         problems.append(
             'no objective: say what to optimise, e.g. "Maximise the conductivity" or "Minimise the band gap"'
@@ -703,7 +733,7 @@ def _resolve_objective(read: _Read, parser: _Parser) -> dict[str, Any] | None:
                 f'the target "{t.phrase}" points the other way from "{objective.phrase}"; use "reaches"'
             )
         if t.unit and unit and t.unit.replace(" ", "") != unit.replace(" ", ""):
-            problems.append(f'the target is in {t.unit} but the objective is in {unit}; use one unit')
+            problems.append(f"the target is in {t.unit} but the objective is in {unit}; use one unit")
         unit = unit or t.unit
     if unit is None:
         unit = PROPERTY_UNITS.get(objective.name, "")
@@ -750,8 +780,7 @@ def _check_names(used: list[tuple[str, str]], names: list[str], problems: list[s
         close = close or [n for n in names if n.lower() == name.lower()]
         hint = f" (did you mean {close[0]}?)" if close else ""
         problems.append(
-            f'"{phrase}" bounds {name}, which is not a component{hint}; the components are'
-            f" {', '.join(names)}"
+            f'"{phrase}" bounds {name}, which is not a component{hint}; the components are {", ".join(names)}'
         )
     return ok
 
@@ -776,9 +805,7 @@ def _resolve_unit(read: _Read, amounts: list[_Amount], problems: list[str]) -> t
             unit = "percent" if any(a.pct for a in amounts) else "fraction"
             return None, unit
         if rule.total not in (1.0, 100.0) or (rule.pct and rule.total != 100.0):
-            problems.append(
-                f'"{rule.phrase}": amounts must sum to 1 (fractions) or to 100 % (percent)'
-            )
+            problems.append(f'"{rule.phrase}": amounts must sum to 1 (fractions) or to 100 % (percent)')
             return 1.0, "fraction"
         return rule.total, "fraction" if rule.total == 1.0 else "percent"
     if any(a.pct for a in amounts):

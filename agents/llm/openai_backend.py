@@ -33,9 +33,24 @@ _PLACEHOLDER_KEY = "no-key-needed"
 # Keywords OpenAI's strict mode rejects.
 _UNSUPPORTED = frozenset(
     {
-        "minProperties", "maxProperties", "patternProperties", "propertyNames", "unevaluatedProperties",
-        "unevaluatedItems", "contains", "minContains", "maxContains", "uniqueItems", "allOf", "oneOf", "not",
-        "if", "then", "else", "dependentRequired", "dependentSchemas",
+        "minProperties",
+        "maxProperties",
+        "patternProperties",
+        "propertyNames",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "contains",
+        "minContains",
+        "maxContains",
+        "uniqueItems",
+        "allOf",
+        "oneOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependentRequired",
+        "dependentSchemas",
     }
 )
 _VALUE_KEYS = frozenset({"default", "enum", "const", "examples", "description", "title"})
