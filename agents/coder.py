@@ -1,7 +1,9 @@
 """The coder: compiles each proposal into a protocol and dry-runs it against the lab's envelope.
 
 A protocol that fails the dry run never reaches an instrument: its experiment is recorded as failed
-with the reason, and the rest of the batch goes on.
+with the reason, and the rest of the batch goes on. A batch that would run a stock dry stops the
+campaign before any of it reaches an instrument (event ``stock_low``); a stock that falls below 10 %
+of its start is warned about (event ``stock_warning``).
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import re
 from typing import Any
 
 from agents.state import CampaignState, Ports, proposals_of, spec_of
-from athanor.errors import AthanorError
+from athanor.errors import AthanorError, SafetyError
 from athanor.lab import LabDescription
-from athanor.models import Observation
+from athanor.models import Observation, Protocol
+from tools.mixing import running_low, stock_forecast
 from tools.protocols import compile_protocol, validate_protocol
 
-__all__ = ["code", "well_for"]
+__all__ = ["code", "pooled", "well_for"]
 
 
 def well_for(experiment_id: str, lab: LabDescription) -> str:
@@ -32,6 +35,55 @@ def well_for(experiment_id: str, lab: LabDescription) -> str:
             " add wells (or a plate) to the lab description or lower the budget"
         )
     return lab.wells[index]
+
+
+def pooled(protocol: Protocol, lab: LabDescription) -> Protocol:
+    """Address measuring steps to an instrument kind when the lab has several of that kind.
+
+    The engine then gives each such step to whichever of those instruments is free first, so that
+    four meters of different speeds are all kept busy.
+    """
+    kinds = [i.kind for i in lab.instruments]
+    commands = []
+    for command in protocol.commands:
+        kind = lab.instrument(command.instrument).kind
+        if command.action == "measure" and kinds.count(kind) > 1:  # any free meter may measure it
+            command = command.model_copy(update={"instrument": kind})
+        commands.append(command)
+    return protocol.model_copy(update={"commands": commands})
+
+
+def _stock_left(state: CampaignState, lab: LabDescription) -> dict[str, float]:
+    """µL left in each stock after every protocol compiled so far."""
+    used = state.get("stock_used_ul", {})
+    return {s.name: s.volume_ul - used.get(s.name, 0.0) for s in lab.stocks}
+
+
+def _refuse_run_out(protocols: list[Protocol], state: CampaignState, ports: Ports) -> None:
+    """Stop the campaign, before anything reaches an instrument, if ``protocols`` would run a stock dry.
+
+    Raises:
+        athanor.errors.SafetyError: A stock would run dry; names it, what is left and the fix.
+    """
+    left = _stock_left(state, ports.lab)
+    short = stock_forecast([p.volumes_ul for p in protocols], left, [p.experiment_id for p in protocols])
+    if short:
+        ports.context.record("stock_low", {"problems": short, "left_ul": left})
+        raise SafetyError("; ".join(short))
+
+
+def _draw_stocks(protocols: list[Protocol], state: CampaignState, ports: Ports) -> dict[str, float]:
+    """The campaign's stock use (µL per stock) once ``protocols`` are made; warns of low stocks."""
+    used = dict(state.get("stock_used_ul", {}))
+    start = {s.name: s.volume_ul for s in ports.lab.stocks}
+    before = _stock_left(state, ports.lab)
+    for protocol in protocols:
+        for stock, volume in protocol.volumes_ul.items():
+            used[stock] = round(used.get(stock, 0.0) + volume, 6)
+    after = {name: volume - used.get(name, 0.0) for name, volume in start.items()}
+    for message in running_low(before, after, start):
+        ports.context.record("stock_warning", {"message": message})
+    return used
 
 
 def code(state: CampaignState, ports: Ports) -> dict[str, Any]:
@@ -62,9 +114,13 @@ def code(state: CampaignState, ports: Ports) -> dict[str, Any]:
             if ports.on_observation is not None:
                 ports.on_observation(observation)
             continue
+        protocol = pooled(protocol, ports.lab)
+        _refuse_run_out([*protocols, protocol], state, ports)
         ports.context.record("protocol", protocol.model_dump(mode="json"))
         protocols.append(protocol)
+    stock_used = _draw_stocks(protocols, state, ports)
     return {
+        "stock_used_ul": stock_used,
         "protocols": [p.model_dump(mode="json") for p in protocols],
         "observations": [o.model_dump(mode="json") for o in rejected],
     }

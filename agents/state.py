@@ -7,7 +7,7 @@ plain data; roles validate it back into models at their boundary.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
 from athanor.lab import LabDescription
@@ -27,8 +27,11 @@ class CampaignState(TypedDict, total=False):
         citations: Chunk ids of the literature the PI grounded the campaign in.
         proposals: The current batch, ``Proposal`` dumps.
         protocols: The current batch's protocols, ``Protocol`` dumps.
+        running: Experiments submitted to the instruments and not finished, each
+            ``{"protocol": Protocol dump, "iteration": int}``.
         observations: Every finished experiment so far, ``Observation`` dumps (appended by a reducer).
         decision: The PI's latest ``Decision`` dump.
+        stock_used_ul: µL drawn from each stock by every protocol compiled so far.
     """
 
     spec: dict[str, Any]
@@ -36,8 +39,10 @@ class CampaignState(TypedDict, total=False):
     citations: list[str]
     proposals: list[dict[str, Any]]
     protocols: list[dict[str, Any]]
+    running: list[dict[str, Any]]
     observations: Annotated[list[dict[str, Any]], operator.add]
     decision: dict[str, Any]
+    stock_used_ul: dict[str, float]
 
 
 @dataclass
@@ -51,6 +56,7 @@ class Ports:
         context: Clock, random streams, ids and the event log.
         lab: The lab description protocols are compiled and checked against.
         on_observation: Called with each observation as soon as its last reading arrives.
+        emitted: Experiment ids already passed to ``on_observation`` (each is passed once).
     """
 
     llm: LLMPort
@@ -59,6 +65,7 @@ class Ports:
     context: RunContextPort
     lab: LabDescription
     on_observation: Any = None
+    emitted: set[str] = field(default_factory=set)
 
 
 def spec_of(state: CampaignState) -> CampaignSpec:

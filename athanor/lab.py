@@ -82,11 +82,15 @@ class Stock(_Strict):
 
     Attributes:
         name: Stock name, e.g. ``P3HT_stock``.
-        component: The spec component it supplies.
+        component: The spec component it supplies, or ``solvent`` for pure solvent that tops a sample up
+            to its volume.
         volume_ul: Volume on hand at the start, µL.
         concentration: Amount of the component per volume, in ``concentration_unit`` (None: the stocks
             share one concentration, so volume shares are composition shares).
-        concentration_unit: Unit of ``concentration``, e.g. ``mg/mL`` or ``mol/L``.
+        concentration_unit: Unit of ``concentration``: ``mol/L``, ``mmol/L``, ``mg/mL`` or ``g/L``.
+        molar_mass_g_mol: Molar mass of the component, g/mol, for a component whose name is not a
+            chemical formula (e.g. ``P3HT``); needed only to convert between mass and amount of
+            substance. Elements and formulas (``Cu``, ``TiO2``) are looked up without it.
         labware: Labware (by name) holding the stock, for robots that need a deck position.
         well: Well of that labware holding the stock, e.g. ``A1``.
     """
@@ -96,6 +100,7 @@ class Stock(_Strict):
     volume_ul: float = Field(gt=0)
     concentration: float | None = Field(default=None, gt=0)
     concentration_unit: str | None = None
+    molar_mass_g_mol: float | None = Field(default=None, gt=0)
     labware: str | None = None
     well: str | None = None
 

@@ -7,7 +7,8 @@ and the fix.
 
 Compositions are given in the spec's own unit: fractions (``sum_rule.total == 1``) or percent
 (``sum_rule.total == 100``). :meth:`CampaignSpec.to_unit_fractions` maps a composition to fractions
-of one for the optimiser.
+of one for the optimiser. :attr:`CampaignSpec.basis` says what they are fractions of: volume (vol.%),
+amount of substance (mol.%, at.% for elements) or mass (wt.%).
 """
 
 from __future__ import annotations
@@ -157,11 +158,16 @@ class Budget(_Strict):
         experiments: Total number of experiments, the initial design included.
         batch_size: Experiments proposed and run together.
         initial_experiments: Size of the space-filling initial design; defaults to one batch.
+        mode: ``"batch"``: propose ``batch_size`` experiments, run them, wait for all, refit.
+            ``"async"``: keep ``batch_size`` experiments in flight; as each finishes, refit and propose
+            its replacement with the running ones as pending points, so instruments never wait for
+            the slowest member of a batch.
     """
 
     experiments: int = Field(ge=1, le=100_000)
     batch_size: int = Field(default=1, ge=1)
     initial_experiments: int | None = Field(default=None, ge=1)
+    mode: Literal["batch", "async"] = "batch"
 
     @model_validator(mode="after")
     def _batch_fits(self) -> Budget:
@@ -196,6 +202,11 @@ class CampaignSpec(_Strict):
         budget: Experiments and batch size.
         instruments: Instrument names from the lab description that the campaign uses.
         seed: Seed of every random stream in the run.
+        basis: What the composition is a fraction of: ``"volume"`` (vol.%: shares of the mixed stock
+            volumes; the default, and the only basis that needs no concentrations), ``"mole"`` (mol.%,
+            at.% when the components are elements) or ``"mass"`` (wt.%). Mole and mass bases need each
+            stock's concentration; the coder turns a composition into volumes with
+            :func:`tools.mixing.mixing_plan`.
     """
 
     title: str = "campaign"
@@ -209,6 +220,7 @@ class CampaignSpec(_Strict):
         default_factory=lambda: ["liquid_handler", "conductivity_meter"], min_length=1
     )
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    basis: Literal["volume", "mole", "mass"] = "volume"
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignSpec:

@@ -1,10 +1,11 @@
 """The coder's tool: compile a proposal into instrument commands, and dry-run a protocol.
 
-Each stock supplies one component at the same concentration, so a component's share of the sample
-volume equals its fraction of one. Volumes are rounded to :data:`RESOLUTION_UL` with
-largest-remainder rounding so that they always add up to the sample volume exactly; a share below
-the liquid handler's minimum volume is left out and its volume goes to the other components. The
-protocol reports the composition those rounded volumes actually make.
+The volumes come from :func:`tools.mixing.mixing_plan` on the spec's basis: with stocks of one
+concentration on the volume basis a component's share of the sample volume equals its fraction of
+one. Volumes are rounded to :data:`RESOLUTION_UL` with largest-remainder rounding so that they always
+add up to the sample volume exactly; a share below the liquid handler's minimum volume is left out
+and its volume goes to the other components. The protocol reports the composition those rounded
+volumes actually make, on the spec's basis.
 """
 
 from __future__ import annotations
@@ -18,34 +19,15 @@ from athanor.errors import SafetyError, SpecError
 from athanor.lab import ACTIONS, MEASURES, InstrumentSpec, LabDescription, match_quantity
 from athanor.models import Command, Proposal, Protocol
 from athanor.spec import CampaignSpec
+from tools.mixing import RESOLUTION_UL, amounts_per_ul, composition_of, mixing_plan
 
 __all__ = ["ACTIONS", "MEASURE_ACTION", "RESOLUTION_UL", "compile_protocol", "validate_protocol"]
 
-#: Volume resolution of the liquid handler, µL.
-RESOLUTION_UL = 0.1
 #: The action that measures a sample, per measuring instrument kind.
 MEASURE_ACTION: dict[str, str] = {"conductivity_meter": "measure"}
 
 _SUM_TOL = 1e-6  # fractions of one
 _VOLUME_TOL = 1e-6  # µL
-
-
-def _apportion(weights: Sequence[float], total: int) -> list[int]:
-    """Split ``total`` integer units in proportion to ``weights`` (largest-remainder method).
-
-    Returns:
-        Non-negative integers that add up to ``total``; a zero weight gets zero.
-    """
-    weight_sum = sum(weights)
-    exact = [w / weight_sum * total for w in weights]
-    counts = [math.floor(e + 1e-9) for e in exact]
-    remainders = sorted(
-        (i for i, w in enumerate(weights) if w > 0),
-        key=lambda i: (-(exact[i] - counts[i]), -weights[i], i),
-    )
-    for i in remainders[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
 
 
 def _split(ticks: int, max_ticks: int | None) -> list[int]:
@@ -81,8 +63,8 @@ def _measuring_instruments(spec: CampaignSpec, lab: LabDescription) -> list[Inst
     return chosen
 
 
-def _shares(proposal: Proposal, spec: CampaignSpec) -> tuple[list[float], float]:
-    """Each component's share of the sample volume (summing to 1), and the amounts' sum in fractions."""
+def _fractions(proposal: Proposal, spec: CampaignSpec) -> tuple[list[float], float]:
+    """Each component's amount in fractions of one, and their sum."""
     names = spec.component_names
     missing = [n for n in names if n not in proposal.composition]
     extra = sorted(set(proposal.composition) - set(names))
@@ -108,42 +90,49 @@ def _shares(proposal: Proposal, spec: CampaignSpec) -> tuple[list[float], float]
             f"proposal {proposal.experiment_id}: amounts sum to {total * spec.unit_scale:g}, not the"
             f" sum-rule total {spec.unit_scale:g}; rescale the composition"
         )
-    return [f / total for f in fractions], total
+    return fractions, total
 
 
-def _volume_ticks(
-    proposal: Proposal, spec: CampaignSpec, lab: LabDescription, handler: InstrumentSpec, shares: list[float]
-) -> tuple[list[int], int]:
-    """Rounded volume of each component in resolution steps, and the sample volume in steps."""
-    n_ticks = round(lab.sample_volume_ul / RESOLUTION_UL)
-    if n_ticks <= 0 or abs(n_ticks * RESOLUTION_UL - lab.sample_volume_ul) > _VOLUME_TOL:
-        raise SpecError(
-            f"lab.sample_volume_ul={lab.sample_volume_ul:g} µL is not a positive multiple of the"
-            f" {RESOLUTION_UL:g} µL pipetting resolution; round it"
+def _volumes(
+    proposal: Proposal,
+    spec: CampaignSpec,
+    lab: LabDescription,
+    handler: InstrumentSpec,
+    fractions: list[float],
+) -> dict[str, float]:
+    """Stock name to rounded µL for the proposal (see :func:`tools.mixing.mixing_plan`)."""
+    names = spec.component_names
+    # the bounds fix the solute amount per sample; proportions without a sum rule have no such bounds
+    bounds = None
+    if spec.sum_rule is not None:
+        bounds = {c.name: (c.lower / spec.unit_scale, c.upper / spec.unit_scale) for c in spec.components}
+    try:
+        return mixing_plan(
+            dict(zip(names, fractions, strict=True)),
+            spec.basis,
+            lab.stocks,
+            lab.sample_volume_ul,
+            bounds=bounds,
+            min_volume_ul=handler.envelope.min_volume_ul or 0.0,
+            resolution_ul=RESOLUTION_UL,
         )
-    min_volume = handler.envelope.min_volume_ul or 0.0
-    min_ticks = max(1, math.ceil(min_volume / RESOLUTION_UL - 1e-9))
-    slack = spec.unit_scale / n_ticks  # one resolution step, in the spec's unit
-    weights = list(shares)
-    for i, component in enumerate(spec.components):
-        exact = shares[i] * n_ticks
-        if 0 < exact < min_ticks - 1e-9:
-            if component.lower > slack:
-                raise SpecError(
-                    f"proposal {proposal.experiment_id}: {component.name} needs"
-                    f" {exact * RESOLUTION_UL:.2f} µL, below the {handler.name}'s minimum of"
-                    f" {min_volume:g} µL, and its lower bound"
-                    f" ({component.lower:g}) forbids leaving it out; raise its amount to at least"
-                    f" {min_volume / lab.sample_volume_ul * spec.unit_scale:g}, lower its bound to 0,"
-                    " raise sample_volume_ul or use a more dilute stock"
-                )
-            weights[i] = 0.0
-    if sum(weights) <= 0:
-        raise SpecError(
-            f"proposal {proposal.experiment_id}: every component is below the {handler.name}'s minimum"
-            f" volume of {min_volume:g} µL; raise sample_volume_ul"
-        )
-    return _apportion(weights, n_ticks), n_ticks
+    except (SpecError, SafetyError) as error:
+        raise type(error)(f"proposal {proposal.experiment_id}: {error}") from None
+
+
+def _rounding_tolerance(spec: CampaignSpec, lab: LabDescription, steps: dict[str, int]) -> float:
+    """How far (fractions of one) one resolution step per component can move the composition.
+
+    Args:
+        spec: The campaign spec.
+        lab: The lab.
+        steps: Stock name to volume in resolution steps.
+    """
+    names = spec.component_names
+    strength = amounts_per_ul(names, spec.basis, lab.stocks)
+    stock_of = {c: lab.stock_for(c).name for c in names}
+    made = sum(steps.get(stock_of[c], 0) * strength[c] for c in names)
+    return sum(strength[c] for c in names) / made
 
 
 def compile_protocol(proposal: Proposal, spec: CampaignSpec, lab: LabDescription, well: str) -> Protocol:
@@ -180,18 +169,14 @@ def compile_protocol(proposal: Proposal, spec: CampaignSpec, lab: LabDescription
     if handler is None:
         raise SpecError("this lab has no liquid_handler to make samples with; add one to lab.yaml")
     meters = _measuring_instruments(spec, lab)
-    shares, amount_sum = _shares(proposal, spec)
-    ticks, n_ticks = _volume_ticks(proposal, spec, lab, handler, shares)
+    fractions, amount_sum = _fractions(proposal, spec)
+    volumes = _volumes(proposal, spec, lab, handler, fractions)
 
     max_volume = handler.envelope.max_volume_ul
     max_ticks = None if max_volume is None else max(1, math.floor(max_volume / RESOLUTION_UL + 1e-9))
     commands: list[Command] = []
-    volumes: dict[str, float] = {}
-    for name, count in zip(spec.component_names, ticks, strict=True):
-        if count == 0:
-            continue
-        stock = lab.stock_for(name).name
-        volumes[stock] = round(count * RESOLUTION_UL, 1)
+    steps = {stock: round(volume / RESOLUTION_UL) for stock, volume in volumes.items()}
+    for stock, count in steps.items():
         for part in _split(count, max_ticks):
             params = {"stock": stock, "well": well, "volume_ul": round(part * RESOLUTION_UL, 1)}
             commands.append(Command(instrument=handler.name, action="dispense", params=params))
@@ -203,9 +188,8 @@ def compile_protocol(proposal: Proposal, spec: CampaignSpec, lab: LabDescription
 
     # Without a sum rule the amounts are proportions: keep their scale.
     scale = spec.unit_scale * (1.0 if spec.sum_rule is not None else amount_sum)
-    composition = {
-        name: count / n_ticks * scale for name, count in zip(spec.component_names, ticks, strict=True)
-    }
+    made = composition_of(steps, spec.component_names, spec.basis, lab.stocks)
+    composition = {name: fraction * scale for name, fraction in made.items()}
     protocol = Protocol(
         experiment_id=proposal.experiment_id,
         well=well,
@@ -213,7 +197,7 @@ def compile_protocol(proposal: Proposal, spec: CampaignSpec, lab: LabDescription
         composition=composition,
         commands=commands,
     )
-    violations = spec.violations(composition, tol=len(ticks) / n_ticks)
+    violations = spec.violations(composition, tol=_rounding_tolerance(spec, lab, steps))
     if violations:
         raise SpecError(
             f"proposal {proposal.experiment_id}: after rounding to {RESOLUTION_UL:g} µL steps the sample"
