@@ -17,11 +17,12 @@ __all__ = ["design"]
 
 
 def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
-    """Graph node: propose the next batch, never past the budget."""
+    """Graph node: propose the next batch (or fill the freed slots), never past the budget."""
     spec = spec_of(state)
     observations = observations_of(state)
     iteration = state.get("iteration", 0)
-    remaining = spec.budget.experiments - len(observations)
+    running = [r["protocol"] for r in state.get("running", [])]
+    remaining = spec.budget.experiments - len(observations) - len(running)
     context = ports.context
 
     if iteration == 0:
@@ -39,9 +40,11 @@ def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
         ]
         call = {"method": "initial_design", "n": n, "seed": seed}
     else:
-        n = min(spec.budget.batch_size, remaining)
+        # in async mode the slots of the experiments still running are taken
+        n = min(spec.budget.batch_size - len(running), remaining)
         seed = context.seed_for(f"propose-{iteration}")
-        suggestions = propose(spec, observations, n, seed)
+        pending = [protocol["composition"] for protocol in running]
+        suggestions = propose(spec, observations, n, seed, pending)
         proposals = [
             Proposal(
                 experiment_id=context.next_experiment_id(),
@@ -54,7 +57,13 @@ def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
             )
             for s in suggestions
         ]
-        call = {"method": "propose", "n": n, "seed": seed, "observations": len(observations)}
+        call = {
+            "method": "propose",
+            "n": n,
+            "seed": seed,
+            "observations": len(observations),
+            "pending": pending,
+        }
 
     context.record(
         "optimiser_call",

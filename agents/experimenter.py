@@ -3,15 +3,20 @@
 Each command gets an idempotency key ``run/experiment/step`` so that an instrument that sees a key
 twice answers from its ledger instead of acting twice. Observations are emitted the moment an
 experiment's last reading arrives, so a crash mid-batch loses no finished experiment.
+
+In ``batch`` mode the node waits for the whole batch; in ``async`` mode it returns as soon as one
+experiment finishes, leaving the others running, so the designer can fill the freed slot.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from agents.analyst import observation_from_readings
 from agents.state import CampaignState, Ports, protocols_of, spec_of
 from athanor.models import Observation, Protocol, Reading
+from athanor.spec import CampaignSpec
 
 __all__ = ["experiment", "with_keys"]
 
@@ -25,37 +30,65 @@ def with_keys(protocol: Protocol, run_id: str) -> Protocol:
     return protocol.model_copy(update={"commands": commands})
 
 
-def experiment(state: CampaignState, ports: Ports) -> dict[str, Any]:
-    """Graph node: run the batch's protocols and turn each finished experiment into an observation."""
-    spec = spec_of(state)
-    iteration = state.get("iteration", 1) - 1
-    protocols = [with_keys(p, ports.context.run_id) for p in protocols_of(state)]
+_EMIT_LOCK = threading.Lock()
+
+
+def _emit(ports: Ports, observation: Observation) -> None:
+    """Pass an observation on once, from whichever thread delivers its last reading first."""
+    with _EMIT_LOCK:
+        if observation.experiment_id in ports.emitted:
+            return
+        ports.emitted.add(observation.experiment_id)
+    if ports.on_observation is not None:
+        ports.on_observation(observation)
+
+
+def _reading_sink(spec: CampaignSpec, ports: Ports, protocols: list[Protocol], iteration: int) -> Any:
+    """A callback that emits each experiment's observation as soon as its last reading arrives."""
     by_key = {c.key: p for p in protocols for c in p.commands}
     received: dict[str, list[Reading]] = {p.experiment_id: [] for p in protocols}
-    done: dict[str, Observation] = {}
-
-    def finish(protocol: Protocol, readings: list[Reading]) -> None:
-        observation = observation_from_readings(spec, protocol, readings, iteration)
-        done[protocol.experiment_id] = observation
-        if ports.on_observation is not None:
-            ports.on_observation(observation)
 
     def on_reading(reading: Reading) -> None:
         protocol = by_key.get(reading.key)
-        if protocol is None or protocol.experiment_id in done:
+        if protocol is None:
             return
         readings = received[protocol.experiment_id]
         readings.append(reading)
         if len(readings) == len(protocol.commands) or not reading.ok:
-            finish(protocol, readings)
+            _emit(ports, observation_from_readings(spec, protocol, readings, iteration))
+
+    return on_reading
+
+
+def experiment(state: CampaignState, ports: Ports) -> dict[str, Any]:
+    """Graph node: submit the new protocols, wait for one (async) or all (batch) to finish."""
+    spec = spec_of(state)
+    iteration = state.get("iteration", 1) - 1
+    new = [with_keys(p, ports.context.run_id) for p in protocols_of(state)]
+    running = {r["protocol"]["experiment_id"]: r for r in state.get("running", [])}
+    for protocol in new:
+        running[protocol.experiment_id] = {
+            "protocol": protocol.model_dump(mode="json"),
+            "iteration": iteration,
+        }
 
     try:
-        results = ports.instruments.run(protocols, on_reading) if protocols else {}
+        if new:
+            ports.instruments.submit(new, _reading_sink(spec, ports, new, iteration))
+        results = ports.instruments.wait(1 if spec.budget.mode == "async" else None) if running else {}
     except BaseException:
         ports.instruments.safe_state()
         raise
-    for protocol in protocols:
-        if protocol.experiment_id not in done:
-            finish(protocol, results.get(protocol.experiment_id, received[protocol.experiment_id]))
-    observations = [done[p.experiment_id] for p in protocols]
-    return {"observations": [o.model_dump(mode="json") for o in observations]}
+
+    observations = []
+    for experiment_id, readings in results.items():
+        entry = running.pop(experiment_id)
+        protocol = Protocol.model_validate(entry["protocol"])
+        observation = observation_from_readings(spec, protocol, readings, entry["iteration"])
+        _emit(ports, observation)
+        observations.append(observation)
+    return {
+        "protocols": [],
+        "running": list(running.values()),
+        "observations": [o.model_dump(mode="json") for o in observations],
+    }

@@ -1,5 +1,8 @@
 """The campaign state machine: PI -> designer -> coder -> experimenter -> analyst -> PI, until stop.
 
+From the PI the graph goes back to the designer when there is budget and a free slot, to the
+experimenter when it must wait for running experiments, or to the end.
+
 Compiled with a SQLite checkpointer in the run folder and run with ``durability="sync"``: every
 super-step is on disk before the next one starts, which a run next to hardware needs.
 """
@@ -51,7 +54,9 @@ def build_graph(ports: Ports) -> StateGraph:
     graph.add_edge("coder", "experimenter")
     graph.add_edge("experimenter", "analyst")
     graph.add_edge("analyst", "pi_decide")
-    graph.add_conditional_edges("pi_decide", pi.route, {"continue": "designer", "stop": END})
+    graph.add_conditional_edges(
+        "pi_decide", pi.route, {"continue": "designer", "wait": "experimenter", "stop": END}
+    )
     return graph
 
 

@@ -93,6 +93,7 @@ def decide(state: CampaignState, ports: Ports) -> dict[str, Any]:
     observations = observations_of(state)
     iteration = state.get("iteration", 0)
     done = len(observations)
+    running = len(state.get("running", []))
     objective = spec.primary_objective
     best = best_value(spec, observations)
     earlier = [o for o in observations if o.iteration < iteration - 1]
@@ -107,6 +108,7 @@ def decide(state: CampaignState, ports: Ports) -> dict[str, Any]:
         progress = {
             "iteration": iteration,
             "experiments_done": done,
+            "experiments_running": running,
             "experiments_budget": spec.budget.experiments,
             "best_value": best,
             "best_before": best_before,
@@ -125,5 +127,16 @@ def decide(state: CampaignState, ports: Ports) -> dict[str, Any]:
 
 
 def route(state: CampaignState) -> str:
-    """Edge: back to the designer, or finish."""
-    return "stop" if state.get("decision", {}).get("action") == "stop" else "continue"
+    """Edge: design more, wait for running experiments, or finish.
+
+    A stopped campaign still waits for the experiments already on the instruments: a prepared
+    sample is measured, never abandoned mid-protocol.
+    """
+    spec = spec_of(state)
+    running = len(state.get("running", []))
+    submitted = len(state.get("observations", [])) + running
+    if state.get("decision", {}).get("action") == "stop" or submitted >= spec.budget.experiments:
+        return "wait" if running else "stop"
+    if spec.budget.mode == "async":
+        return "continue" if running < spec.budget.batch_size else "wait"
+    return "wait" if running else "continue"

@@ -44,6 +44,7 @@ class RunOptions:
         llm: Back end name, overriding ``settings.llm``.
         seed: Overrides the spec's seed.
         lab_file: A ``lab.yaml``; None uses the virtual lab.
+        lab: A lab description given directly (benchmarks, tests); wins over ``lab_file``.
         time_scale: Multiplier on simulated instrument durations (virtual lab only).
         literature: Ground the campaign in the literature store.
         llm_script: Scripted replies for the ``mock`` back end.
@@ -53,6 +54,7 @@ class RunOptions:
     llm: str | None = None
     seed: int | None = None
     lab_file: Path | None = None
+    lab: LabDescription | None = None
     time_scale: float = 0.01
     literature: bool = True
     llm_script: dict[str, list[Any]] | None = None
@@ -102,6 +104,8 @@ def read_spec(request_or_file: str, llm: LLMPort, seed: int | None) -> CampaignS
 
 def lab_for(spec: CampaignSpec, options: RunOptions) -> LabDescription:
     """The lab the campaign runs in: the given ``lab.yaml``, or the virtual lab for its components."""
+    if options.lab is not None:
+        return options.lab
     if options.lab_file is not None:
         return load_model(options.lab_file, LabDescription, "lab file")
     return virtual_lab_description(spec.component_names, time_scale=options.time_scale)
@@ -114,7 +118,7 @@ def check_against_lab(spec: CampaignSpec, lab: LabDescription) -> None:
         athanor.errors.SpecError: An instrument, a stock or a measurable objective is missing.
     """
     problems = []
-    known = {i.name for i in lab.instruments}
+    known = {i.name for i in lab.instruments} | {i.kind for i in lab.instruments}
     for name in spec.instruments:
         if name not in known:
             problems.append(

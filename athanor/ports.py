@@ -73,11 +73,31 @@ class InstrumentsPort(Protocol):
     def run(
         self, protocols: list[LabProtocol], on_reading: Callable[[Reading], None]
     ) -> dict[str, list[Reading]]:
-        """Run protocols, keeping instruments busy; call ``on_reading`` as each reading arrives.
+        """Run protocols to the end (``submit`` then ``wait(None)``).
 
         Returns:
             Experiment id to its readings, in command order. A failed command gives a reading
             with ``ok=False`` and the experiment's remaining commands are skipped.
+        """
+        ...
+
+    def submit(self, protocols: list[LabProtocol], on_reading: Callable[[Reading], None]) -> None:
+        """Queue protocols behind those already running, keeping instruments busy.
+
+        ``on_reading`` is called as each reading arrives. A command may name an instrument kind
+        instead of an instrument: whichever instrument of that kind is free first takes it.
+        """
+        ...
+
+    def running(self) -> list[str]:
+        """Experiment ids submitted and not yet returned by ``wait``."""
+        ...
+
+    def wait(self, min_finished: int | None = 1) -> dict[str, list[Reading]]:
+        """Drive the queue until ``min_finished`` experiments are complete (None: all).
+
+        Returns:
+            Experiment id to its readings for each experiment completed since the last call.
         """
         ...
 

@@ -250,6 +250,7 @@ class LocalLab:
         self.ledger_dir = ledger_dir
         self._epoch = time.time() if epoch is None else epoch
         self._hosts: dict[str, InstrumentHost] = {}
+        self._queue: list[tuple[Protocol, Callable[[Reading], None]]] = []
 
     def start(self) -> None:
         """Build every instrument."""
@@ -269,14 +270,34 @@ class LocalLab:
         self, protocols: list[Protocol], on_reading: Callable[[Reading], None]
     ) -> dict[str, list[Reading]]:
         """Run protocols in order; see :meth:`athanor.ports.InstrumentsPort.run`."""
+        self.submit(protocols, on_reading)
+        return self.wait(None)
+
+    def submit(self, protocols: list[Protocol], on_reading: Callable[[Reading], None]) -> None:
+        """Queue protocols; :meth:`wait` runs them one after another."""
         self.start()
-        _check_protocols(protocols, list(self._hosts))
+        kinds = sorted({spec.kind for spec in self.lab.instruments})
+        _check_protocols(protocols, [*self._hosts, *kinds])
+        self._queue.extend((protocol, on_reading) for protocol in protocols)
+
+    def running(self) -> list[str]:
+        """Experiment ids submitted and not yet returned by :meth:`wait`."""
+        return [protocol.experiment_id for protocol, _ in self._queue]
+
+    def wait(self, min_finished: int | None = 1) -> dict[str, list[Reading]]:
+        """Run queued experiments until ``min_finished`` are done (None: all); return their readings."""
+        count = len(self._queue) if min_finished is None else min(min_finished, len(self._queue))
         results: dict[str, list[Reading]] = {}
-        for protocol in protocols:
+        for _ in range(count):
+            protocol, on_reading = self._queue.pop(0)
             previous: dict[str, Any] | None = None
             readings = results.setdefault(protocol.experiment_id, [])
             for command in protocol.commands:
-                answer = self._hosts[command.instrument].execute(command.model_dump(mode="json"), previous)
+                name = command.instrument
+                if name not in self._hosts:  # an instrument kind: its first instrument
+                    name = next(s.name for s in self.lab.instruments if s.kind == command.instrument)
+                payload = {**command.model_dump(mode="json"), "instrument": name}
+                answer = self._hosts[name].execute(payload, previous)
                 reading = Reading.model_validate(answer)
                 readings.append(reading)
                 on_reading(reading)
@@ -394,6 +415,20 @@ class RayLab:
         self._faults: dict[str, str] = {}
         self._handled: dict[str, threading.Event] = {}
         self._faults_lock = threading.Lock()
+        # The queue of submitted experiments (see submit / wait).
+        self._results: dict[str, list[Reading | None]] = {}
+        self._finished: dict[str, int] = {}
+        self._failed: set[str] = set()
+        self._callbacks: dict[str, Callable[[Reading], None]] = {}
+        self._queues: dict[str, deque[tuple[str, int, dict[str, Any]]]] = {}
+        self._in_flight: dict[Any, tuple[str, str, int, dict[str, Any]]] = {}
+        self._busy: dict[str, Any] = {}
+        # A dispatcher thread keeps sending queued commands while the caller is busy elsewhere
+        # (refitting the model, say), so a free instrument never waits for the next wait() call.
+        self._cond = threading.Condition()
+        self._dispatcher: threading.Thread | None = None
+        self._stop_dispatch = threading.Event()
+        self._dispatch_error: BaseException | None = None
 
     # Starting, sharing and stopping.
 
@@ -524,9 +559,15 @@ class RayLab:
         self._wait_gone(killed, timeout_s=_CONTROL_TIMEOUT_S)
 
     def close(self) -> None:
-        """Stop the watchdog, detach from the actors and kill those no other lab uses."""
+        """Stop the dispatcher and the watchdog, detach from the actors and kill those no other lab uses."""
         import ray
 
+        self._stop_dispatch.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout=5 * _POLL_S + 1)
+            self._dispatcher = None
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
@@ -634,87 +675,185 @@ class RayLab:
     def run(
         self, protocols: list[Protocol], on_reading: Callable[[Reading], None]
     ) -> dict[str, list[Reading]]:
-        """Run protocols with the instruments kept busy; see :meth:`athanor.ports.InstrumentsPort.run`.
+        """Run protocols with the instruments kept busy; see :meth:`athanor.ports.InstrumentsPort.run`."""
+        self.submit(protocols, on_reading)
+        return self.wait(None)
 
-        Each instrument takes its commands in protocol order, one at a time; a command is sent as
+    def submit(self, protocols: list[Protocol], on_reading: Callable[[Reading], None]) -> None:
+        """Queue protocols behind those already running; :meth:`wait` drives them.
+
+        Each instrument takes its commands in submission order, one at a time; a command is sent as
         soon as the previous step of its experiment has finished, so experiments go through the
-        instruments like an assembly line. A failed step skips the rest of its experiment. When the
-        watchdog declares an instrument faulty, its running command gets a reading with the fault
-        (``"stalled: ..."``) and its queued commands fail without being sent.
+        instruments like an assembly line. A command may name an instrument kind instead of an
+        instrument (``conductivity_meter``): it goes to whichever instrument of that kind is free
+        first. A failed step skips the rest of its experiment. When the watchdog declares an
+        instrument faulty, its running command gets a reading with the fault (``"stalled: ..."``) and
+        its queued commands fail without being sent.
+
+        Raises:
+            athanor.errors.InstrumentError: A protocol names an unknown instrument or kind, or reuses
+                an experiment id still in the queue.
         """
+        self.start()
+        pools = self._pools()
+        _check_protocols(protocols, [*self._actors, *pools])
+        with self._cond:
+            clash = [p.experiment_id for p in protocols if p.experiment_id in self._results]
+            if clash:
+                raise InstrumentError(
+                    f"experiments {', '.join(clash)} are already queued; give each its own id"
+                )
+            for protocol in protocols:
+                self._results[protocol.experiment_id] = [None] * len(protocol.commands)
+                self._finished[protocol.experiment_id] = 0
+                self._callbacks[protocol.experiment_id] = on_reading
+                for index, command in enumerate(protocol.commands):
+                    instrument = command.instrument
+                    queue = instrument if instrument in self._actors else f"pool:{instrument}"
+                    self._queues.setdefault(queue, deque()).append(
+                        (protocol.experiment_id, index, command.model_dump(mode="json"))
+                    )
+            self._cond.notify_all()
+        if self._dispatcher is None or not self._dispatcher.is_alive():
+            self._stop_dispatch.clear()
+            self._dispatcher = threading.Thread(
+                target=self._dispatch_loop, name="athanor-dispatch", daemon=True
+            )
+            self._dispatcher.start()
+
+    def running(self) -> list[str]:
+        """Experiment ids submitted and not yet returned by :meth:`wait`."""
+        with self._cond:
+            return list(self._results)
+
+    def _pools(self) -> dict[str, list[str]]:
+        pools: dict[str, list[str]] = {}
+        for spec in self.lab.instruments:
+            if spec.kind not in self._actors:
+                pools.setdefault(spec.kind, []).append(spec.name)
+        return pools
+
+    def _deliver(self, experiment_id: str, index: int, reading: Reading) -> None:
+        self._results[experiment_id][index] = reading
+        self._finished[experiment_id] = index + 1
+        if not reading.ok:
+            self._failed.add(experiment_id)
+        self._callbacks[experiment_id](reading)
+
+    def _send(self, name: str, experiment_id: str, index: int, payload: dict[str, Any]) -> None:
+        payload = {**payload, "instrument": name}
+        ref = self._actors[name].execute.remote(payload, None, self._epoch)
+        self._in_flight[ref] = (name, experiment_id, index, payload)
+        self._busy[name] = ref
+
+    def _pump(self) -> None:
+        """Send every command whose instrument is free and whose previous step has finished."""
+        faults = self.faults
+        pools = self._pools()
+        for queue_name, queue in self._queues.items():
+            while queue:
+                experiment_id, index, payload = queue[0]
+                if self._finished[experiment_id] != index:
+                    break  # its previous step has not finished yet
+                if queue_name.startswith("pool:"):
+                    members = pools[queue_name.removeprefix("pool:")]
+                    healthy = [m for m in members if m not in faults]
+                    free = [m for m in healthy if m not in self._busy]
+                    if healthy and not free:
+                        break
+                    name = free[0] if free else members[0]
+                else:
+                    name = queue_name
+                    if name in self._busy:
+                        break
+                queue.popleft()
+                if experiment_id in self._failed:
+                    self._deliver(experiment_id, index, _failure(payload, SKIPPED, self._now()))
+                elif name in faults:
+                    error = f"not run: {name} is faulted ({faults[name]}); check it, then reset it"
+                    self._deliver(experiment_id, index, _failure(payload, error, self._now()))
+                else:
+                    self._send(name, experiment_id, index, payload)
+
+    def _complete(self) -> list[str]:
+        return [e for e, readings in self._results.items() if all(r is not None for r in readings)]
+
+    def _collect(self, ready: list[Any]) -> None:
+        """Deliver the readings of finished commands and abandon commands of faulted instruments."""
         import ray
 
-        self.start()
-        _check_protocols(protocols, list(self._actors))
-        results: dict[str, list[Reading | None]] = {}
-        queues: dict[str, deque[tuple[str, int, dict[str, Any]]]] = {n: deque() for n in self._actors}
-        for protocol in protocols:
-            results[protocol.experiment_id] = [None] * len(protocol.commands)
-            for index, command in enumerate(protocol.commands):
-                queues[command.instrument].append(
-                    (protocol.experiment_id, index, command.model_dump(mode="json"))
-                )
-        finished = dict.fromkeys(results, 0)
-        failed: set[str] = set()
-        in_flight: dict[Any, tuple[str, str, int, dict[str, Any]]] = {}
-        busy: dict[str, Any] = {}
+        for ref in ready:
+            name, experiment_id, index, payload = self._in_flight.pop(ref)
+            self._busy.pop(name, None)
+            try:
+                reading = Reading.model_validate(ray.get(ref))
+            except ray.exceptions.RayError as error:
+                self._handle_fault(name, f"unresponsive: {name}'s actor failed ({_cause(error)})")
+                reading = _failure(payload, f"instrument actor failed: {_cause(error)}", self._now())
+            fault = self.faults.get(name)
+            if fault is not None and not reading.ok and not (reading.error or "").startswith(fault):
+                # the safe state that followed the fault ended the action before this loop saw it
+                reading = reading.model_copy(update={"error": f"{fault} ({reading.error})"})
+            self._deliver(experiment_id, index, reading)
+        faults = self.faults
+        for name, ref in list(self._busy.items()):
+            if name in faults:  # abandon the running command; its late answer is ignored
+                self._busy.pop(name)
+                _, experiment_id, index, payload = self._in_flight.pop(ref)
+                self._deliver(experiment_id, index, _failure(payload, faults[name], self._now()))
 
-        def deliver(experiment_id: str, index: int, reading: Reading) -> None:
-            results[experiment_id][index] = reading
-            finished[experiment_id] = index + 1
-            if not reading.ok:
-                failed.add(experiment_id)
-            on_reading(reading)
+    def _dispatch_loop(self) -> None:
+        import ray
 
-        def pump() -> None:
-            faults = self.faults
-            for name, queue in queues.items():
-                while queue and name not in busy:
-                    experiment_id, index, payload = queue[0]
-                    if finished[experiment_id] != index:
-                        break  # its previous step has not finished yet
-                    queue.popleft()
-                    if experiment_id in failed:
-                        deliver(experiment_id, index, _failure(payload, SKIPPED, self._now()))
-                    elif name in faults:
-                        error = f"not run: {name} is faulted ({faults[name]}); check it, then reset it"
-                        deliver(experiment_id, index, _failure(payload, error, self._now()))
-                    else:
-                        ref = self._actors[name].execute.remote(payload, None, self._epoch)
-                        in_flight[ref] = (name, experiment_id, index, payload)
-                        busy[name] = ref
+        try:
+            while not self._stop_dispatch.is_set():
+                with self._cond:
+                    self._pump()
+                    refs = list(self._in_flight)
+                    if not refs:
+                        self._cond.notify_all()
+                        self._cond.wait(timeout=_POLL_S)
+                        continue
+                ready, _ = ray.wait(refs, num_returns=1, timeout=_POLL_S)
+                with self._cond:
+                    self._collect(ready)
+                    self._pump()
+                    self._cond.notify_all()
+        except BaseException as error:  # handed to the caller of wait()
+            with self._cond:
+                self._dispatch_error = error
+                self._cond.notify_all()
 
-        while True:
-            pump()
-            if not in_flight:
-                break
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=_POLL_S)
-            for ref in ready:
-                name, experiment_id, index, payload = in_flight.pop(ref)
-                busy.pop(name, None)
-                try:
-                    reading = Reading.model_validate(ray.get(ref))
-                except ray.exceptions.RayError as error:
-                    self._handle_fault(name, f"unresponsive: {name}'s actor failed ({_cause(error)})")
-                    reading = _failure(payload, f"instrument actor failed: {_cause(error)}", self._now())
-                fault = self.faults.get(name)
-                if fault is not None and not reading.ok and not (reading.error or "").startswith(fault):
-                    # the safe state that followed the fault ended the action before this loop saw it
-                    reading = reading.model_copy(update={"error": f"{fault} ({reading.error})"})
-                deliver(experiment_id, index, reading)
-            faults = self.faults
-            for name, ref in list(busy.items()):
-                if name in faults:  # abandon the running command; its late answer is ignored
-                    busy.pop(name)
-                    _, experiment_id, index, payload = in_flight.pop(ref)
-                    deliver(experiment_id, index, _failure(payload, faults[name], self._now()))
+    def wait(self, min_finished: int | None = 1) -> dict[str, list[Reading]]:
+        """Wait until ``min_finished`` submitted experiments are complete (None: all of them).
+
+        Returns:
+            Experiment id to its readings, for every experiment completed since the last call; those
+            experiments leave the queue.
+        """
+        with self._cond:
+            target = len(self._results) if min_finished is None else min(min_finished, len(self._results))
+            while True:
+                if self._dispatch_error is not None:
+                    error, self._dispatch_error = self._dispatch_error, None
+                    raise InstrumentError(f"the instrument dispatcher failed: {error}") from error
+                done = self._complete()
+                if len(done) >= target:
+                    break
+                if not self._in_flight and not any(self._queues.values()):
+                    stuck = [e for e in self._results if e not in done]
+                    raise InstrumentError(
+                        f"experiments {', '.join(stuck)} did not finish; this is a bug in RayLab"
+                    )
+                self._cond.wait(timeout=_POLL_S)
+            finished = {}
+            for experiment_id in done:
+                finished[experiment_id] = [r for r in self._results.pop(experiment_id) if r is not None]
+                self._finished.pop(experiment_id)
+                self._callbacks.pop(experiment_id)
+                self._failed.discard(experiment_id)
         self._await_fault_handling()
-        left = [e for e, readings in results.items() if any(r is None for r in readings)]
-        if left:
-            raise InstrumentError(
-                f"experiments {', '.join(left)} did not finish; this is a bug in RayLab.run"
-            )
-        return {eid: [r for r in readings if r is not None] for eid, readings in results.items()}
+        return finished
 
     def safe_state(self) -> None:
         """Put every instrument in its safe state (all are tried; faulty ones at once).

@@ -131,6 +131,11 @@ class RecordingInstruments:
         self, protocols: list[LabProtocol], on_reading: Callable[[Reading], None]
     ) -> dict[str, list[Reading]]:
         """Record each protocol, run them on the inner lab and record each reading as it arrives."""
+        self.submit(protocols, on_reading)
+        return self.wait(None)
+
+    def submit(self, protocols: list[LabProtocol], on_reading: Callable[[Reading], None]) -> None:
+        """Record each protocol and queue it on the inner lab; readings are recorded as they arrive."""
         for protocol in protocols:
             self.context.record("protocol_submitted", protocol.model_dump(mode="json"))
 
@@ -139,10 +144,22 @@ class RecordingInstruments:
             on_reading(reading)
 
         try:
-            return self.inner.run(protocols, recorded)
+            self.inner.submit(protocols, recorded)
         except Exception as exc:
             ids = [p.experiment_id for p in protocols]
             self.context.record("instruments_error", {"experiment_ids": ids, **_error(exc)})
+            raise
+
+    def running(self) -> list[str]:
+        """Experiment ids queued on the inner lab and not yet returned."""
+        return self.inner.running()
+
+    def wait(self, min_finished: int | None = 1) -> dict[str, list[Reading]]:
+        """Wait on the inner lab; a failure is recorded before it propagates."""
+        try:
+            return self.inner.wait(min_finished)
+        except Exception as exc:
+            self.context.record("instruments_error", {"experiment_ids": self.inner.running(), **_error(exc)})
             raise
 
     def safe_state(self) -> None:

@@ -75,3 +75,31 @@ def test_twelve_experiment_campaign_runs_end_to_end(ray_local, home):
     assert (result.run_dir / "report.md").exists()
     assert (result.run_dir / "convergence.png").stat().st_size > 1000
     assert (result.run_dir / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_async_campaign_keeps_slots_filled_with_pending_points(ray_local, home):
+    spec = {**SPEC, "budget": {"experiments": 10, "batch_size": 3, "mode": "async"}, "seed": 5}
+    options = RunOptions(llm="mock", llm_script={"parse_request": [spec]}, literature=False, time_scale=0.001)
+    result = run("scripted", options)
+
+    assert len(result.observations) == 10
+    assert all(o.status == "ok" for o in result.observations)
+    events = read_events(result.run_dir / "events.jsonl")
+    in_flight, most = 0, 0
+    for event in events:
+        if event["kind"] == "protocol_submitted":
+            in_flight += 1
+            most = max(most, in_flight)
+        elif event["kind"] == "observation":
+            in_flight -= 1
+    assert in_flight == 0
+    assert most == 3  # never more than batch_size experiments on the instruments at once
+    calls = [
+        e["payload"] for e in events if e["kind"] == "optimiser_call" and e["payload"]["method"] == "propose"
+    ]
+    # each model call filled the freed slot(s) while the others were still running
+    assert len(calls) >= 5
+    assert all(call["n"] + len(call["pending"]) <= 3 for call in calls)
+    assert sum(len(call["pending"]) > 0 for call in calls) >= len(calls) - 1
+    assert sum(call["n"] for call in calls) == 7  # 3 initial + 7 model-guided = budget

@@ -44,8 +44,29 @@ class FakeLab:
     def __init__(self, fail_on: str | None = None) -> None:
         self.fail_on = fail_on
         self.safe_calls = 0
+        self.queued: list[tuple[list[Protocol], Callable[[Reading], None]]] = []
 
     def run(
+        self, protocols: list[Protocol], on_reading: Callable[[Reading], None]
+    ) -> dict[str, list[Reading]]:
+        self.submit(protocols, on_reading)
+        return self.wait(None)
+
+    def submit(self, protocols: list[Protocol], on_reading: Callable[[Reading], None]) -> None:
+        self.queued.append((protocols, on_reading))
+
+    def running(self) -> list[str]:
+        return [p.experiment_id for protocols, _ in self.queued for p in protocols]
+
+    def wait(self, min_finished: int | None = 1) -> dict[str, list[Reading]]:
+        results: dict[str, list[Reading]] = {}
+        while self.queued:
+            protocols, on_reading = self.queued[0]
+            results.update(self._work(protocols, on_reading))
+            self.queued.pop(0)
+        return results
+
+    def _work(
         self, protocols: list[Protocol], on_reading: Callable[[Reading], None]
     ) -> dict[str, list[Reading]]:
         if self.fail_on and any(p.experiment_id == self.fail_on for p in protocols):

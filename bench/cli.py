@@ -1,0 +1,103 @@
+"""The ``athanor bench`` sub-commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+
+from athanor.errors import AthanorError
+
+__all__ = ["bench_app"]
+
+bench_app = typer.Typer(
+    no_args_is_help=True,
+    help="Benchmarks: the optimiser on real data sets, side by side with peer libraries.",
+)
+_console = Console()
+_err_console = Console(stderr=True)
+
+
+def _fail(error: AthanorError) -> None:
+    lines = (str(error) or type(error).__name__).splitlines()
+    _err_console.print(f"[bold red]error:[/] {lines[0]}", highlight=False)
+    for line in lines[1:]:
+        _err_console.print(f"  {line}", highlight=False)
+    raise typer.Exit(2)
+
+
+@bench_app.command("optimiser")
+def optimiser(
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="CSV with a header; inputs first, the objective last.")
+    ],
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds (independent runs) per method.")] = 20,
+    budget: Annotated[
+        int, typer.Option("--budget", help="Experiments per run, the 2 random initial ones included.")
+    ] = 100,
+    direction: Annotated[
+        str,
+        typer.Option("--direction", help="Whether the objective is to be maximised or minimised: max|min."),
+    ] = "max",
+    methods: Annotated[
+        str, typer.Option("--methods", help="Comma-separated: random, athanor, baybe, ax.")
+    ] = "random,athanor,baybe,ax",
+    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+) -> None:
+    """Pool-based benchmark (Liang et al. 2021): experiments to find the top 5 % of a data set."""
+    from bench.optimiser import run_cli
+
+    try:
+        if direction not in ("min", "max"):
+            raise AthanorError(f"--direction {direction!r} is not understood; use max or min")
+        chosen: Literal["min", "max"] = "min" if direction == "min" else "max"
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        run_cli(
+            dataset, seeds=seeds, budget=budget, direction=chosen, methods=names, out=out, console=_console
+        )
+    except AthanorError as error:
+        _fail(error)
+
+
+@bench_app.command("utilisation")
+def utilisation(
+    experiments: Annotated[int, typer.Option(help="Experiments per campaign.")] = 40,
+    time_scale: Annotated[
+        float, typer.Option(help="Multiplier on the meters' 2, 4, 6 and 8 s measurements.")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of both campaigns.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+) -> None:
+    """Instrument utilisation with four meters of different speeds: async proposals vs sync batches."""
+    import json
+
+    from rich.table import Table
+
+    from bench.utilisation import measure
+
+    try:
+        results = measure(experiments=experiments, time_scale=time_scale, seed=seed)
+    except AthanorError as error:
+        _fail(error)
+    table = Table(title="instrument utilisation (busy time / wall time)", title_justify="left")
+    table.add_column("mode")
+    table.add_column("utilisation", justify="right")
+    table.add_column("wall (s)", justify="right")
+    for name in results["async"]["per_instrument"]:
+        table.add_column(name, justify="right")
+    for mode in ("async", "sync"):
+        row = results[mode]
+        per = [f"{u:.0%}" for u in row["per_instrument"].values()]
+        table.add_row(mode, f"{row['utilisation']:.1%}", f"{row['wall_s']:.1f}", *per)
+    _console.print(table)
+    ratio = results["sync"]["wall_s"] / results["async"]["wall_s"]
+    _console.print(f"async finishes the same {experiments} experiments {ratio:.2f}x faster")
+    if out is not None:
+        summary = {
+            mode: {k: results[mode][k] for k in ("utilisation", "wall_s")} for mode in ("async", "sync")
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        _console.print(f"wrote {out}")
