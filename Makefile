@@ -9,7 +9,7 @@ OT_VENV := .venv-opentrons
 OT_STAMP := $(OT_VENV)/.athanor-installed
 DEMO_REQUEST := Maximise the conductivity of a P3HT/CNT blend of P3HT, D1, D2, D6 and D8 (fractions sum to 1, P3HT at least 0.3), 30 experiments in batches of 5
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean bench-setup
 
 setup: $(STAMP) $(OT_STAMP)
 
@@ -25,6 +25,10 @@ $(OT_STAMP): requirements/opentrons.txt
 	test -x $(OT_VENV)/bin/python || $(PYTHON) -m venv $(OT_VENV)
 	$(OT_VENV)/bin/python -m pip install -q -r requirements/opentrons.txt
 	touch $(OT_STAMP)
+
+# Optional: the peer optimisers (BayBE, Ax) that `athanor bench optimiser` compares against.
+bench-setup: setup
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[test,bench]'
 
 demo: setup
 	$(BIN)/athanor run "$(DEMO_REQUEST)" --seed 7

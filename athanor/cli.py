@@ -6,6 +6,7 @@ shows the traceback as well.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -18,7 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from athanor.errors import AthanorError
+from athanor.lab_cli import lab_app
 from athanor.spec import CampaignSpec
+from bench.cli import bench_app
 
 __all__ = ["app", "main"]
 
@@ -28,6 +31,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="athanor: an autonomous-lab orchestrator. Plan, run and audit optimisation campaigns.",
 )
+app.add_typer(bench_app, name="bench")
+app.add_typer(lab_app, name="lab")
 console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}
@@ -87,12 +92,21 @@ def run(
         float, typer.Option(help="Multiplier on simulated instrument durations (1 = real time).")
     ] = 0.01,
     literature: Annotated[bool, typer.Option(help="Ground the campaign in the literature store.")] = True,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster (host:port); overrides RAY_ADDRESS.")
+    ] = None,
 ) -> None:
     """Run a campaign end to end and record it."""
     from athanor.app import RunOptions
     from athanor.app import run as run_campaign
+    from athanor.settings import Settings
 
-    options = RunOptions(llm=llm, seed=seed, lab_file=lab, time_scale=time_scale, literature=literature)
+    settings = Settings.from_env()
+    if ray_address:
+        settings = dataclasses.replace(settings, ray_address=ray_address)
+    options = RunOptions(
+        settings=settings, llm=llm, seed=seed, lab_file=lab, time_scale=time_scale, literature=literature
+    )
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

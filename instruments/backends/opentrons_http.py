@@ -14,6 +14,8 @@
   "totalLength"}}``; 20 commands a page unless asked otherwise.
 - ``POST /commands?waitUntilComplete=true`` with ``{"data": {"commandType": "home", "params": {}}}``:
   homes the robot; refused (409) while a run is active.
+- ``GET /health``: ``{"name", "robot_model", "api_version", "fw_version", "system_version", ...}``;
+  ``robot_model`` is ``OT-2 Standard`` or ``OT-3 Standard`` (a Flex); 503 while the server starts.
 
 Failed requests answer ``{"errors": [{"id", "title", "detail"}]}``.
 
@@ -175,8 +177,10 @@ class OpentronsHTTPClient:
         json: Any = None,
         files: Any = None,
         params: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
         url = self.base_url + path
+        extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
         try:
             response = self._session.request(
                 method,
@@ -185,6 +189,7 @@ class OpentronsHTTPClient:
                 files=files,
                 params=params,
                 headers={"Opentrons-Version": API_VERSION},
+                **extra,
             )
         except httpx.ConnectError as error:
             raise InstrumentError(
@@ -215,6 +220,18 @@ class OpentronsHTTPClient:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             raise InstrumentError(f"the robot's answer to {what} has no data.id")
         return data["id"]
+
+    def health(self, timeout_s: float | None = 5.0) -> dict[str, Any]:
+        """The robot server's ``GET /health`` answer (name, ``robot_model``, ``api_version``, ...).
+
+        Args:
+            timeout_s: Limit on the request, s; None uses the client's own limit.
+
+        Raises:
+            athanor.errors.InstrumentError: The robot cannot be reached, did not answer in time, or
+                answered with an error (e.g. 503 while its server is still starting).
+        """
+        return self._request("GET", "/health", timeout_s=timeout_s)
 
     def upload_protocol(self, text: str, filename: str = "protocol.py") -> str:
         """Upload a Python protocol; returns the robot's protocol id."""

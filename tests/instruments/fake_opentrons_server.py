@@ -8,6 +8,9 @@ with the robot server's shapes, and records every request. Behaviours (``FakeRob
 - ``"stall"``: the run stays ``running`` with a fixed command count until a stop action.
 - ``"upload_500"``: ``POST /protocols`` answers HTTP 500.
 
+``GET /health`` answers like the robot server, with ``robot_model`` (``OT-2 Standard``, or ``OT-3
+Standard`` for a Flex).
+
 The command log is made from the uploaded protocol's pipetting lines, one command per call, so a
 test can check the volumes that reached the "robot".
 """
@@ -91,11 +94,15 @@ class FakeRobot:
         requests: Every request received, in order.
         protocols: Protocol id to uploaded text.
         runs: Run id to its state.
+        robot_model: What ``GET /health`` reports as ``robot_model``.
     """
 
-    def __init__(self, mode: str = "succeed", running_polls: int = 2) -> None:
+    def __init__(
+        self, mode: str = "succeed", running_polls: int = 2, robot_model: str = "OT-2 Standard"
+    ) -> None:
         self.mode = mode
         self.running_polls = running_polls
+        self.robot_model = robot_model
         self.requests: list[Request] = []
         self.protocols: dict[str, str] = {}
         self.runs: dict[str, _Run] = {}
@@ -185,6 +192,8 @@ class FakeRobot:
         if request.headers.get("opentrons-version") is None:
             return self._error(422, "OpentronsVersionHeaderMissing", "Missing header", "Opentrons-Version")
         parts = [p for p in request.path.split("/") if p]
+        if request.method == "GET" and parts == ["health"]:
+            return 200, self._health()
         if request.method == "POST" and parts == ["protocols"]:
             return self._upload(request)
         if request.method == "POST" and parts == ["runs"]:
@@ -205,6 +214,17 @@ class FakeRobot:
                 return self._error(409, "RunActive", "Run Active", "There is an active run.")
             return 201, {"data": {"id": "home-1", "commandType": "home", "status": "succeeded"}}
         return self._error(404, "NotFound", "Not Found", request.path)
+
+    def _health(self) -> dict[str, Any]:
+        return {
+            "name": "fake-robot",
+            "robot_model": self.robot_model,
+            "api_version": "8.0.0",
+            "fw_version": "v1.1.0",
+            "system_version": "8.0.0",
+            "robot_serial": "FAKE0001",
+            "links": {"apiLog": "/logs/api.log", "serialLog": "/logs/serial.log"},
+        }
 
     def _upload(self, request: Request) -> tuple[int, dict[str, Any]]:
         if self.mode == "upload_500":

@@ -1,0 +1,129 @@
+"""The ``athanor lab`` commands: check a lab description against the instruments it names.
+
+``athanor lab check LAB_FILE`` reads the file (a malformed one is refused naming the line and the
+fix, exit 2), builds and dry-runs every instrument (:func:`instruments.check.check_lab`), prints a
+table and what to fix, and exits 1 if any instrument would fail a campaign (0 when all are ok or
+only have warnings). With ``RAY_ADDRESS`` set it joins that cluster to check where each instrument's
+actor can run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from athanor.errors import AthanorError
+from athanor.lab import LabDescription
+from athanor.yamlfile import load_model
+
+if TYPE_CHECKING:
+    from instruments.check import InstrumentCheck
+
+__all__ = ["lab_app"]
+
+lab_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Describe and check your lab (lab.yaml).",
+)
+
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+#: Seconds to wait for the Ray cluster named by ``RAY_ADDRESS`` to answer.
+_RAY_TIMEOUT_S = 5.0
+
+
+@contextlib.contextmanager
+def _cluster(connect: bool, console: Console) -> Iterator[None]:
+    """Join the cluster ``RAY_ADDRESS`` names (when connecting), so that placement is checked."""
+    address = os.environ.get("RAY_ADDRESS")
+    if not connect or not address:
+        yield
+        return
+    from instruments.virtual_lab import check_ray_address, ensure_ray
+
+    try:
+        check_ray_address(address, _RAY_TIMEOUT_S)
+        started = ensure_ray(address, None, connect_timeout_s=_RAY_TIMEOUT_S)
+    except AthanorError as error:
+        console.print(f"[yellow]placement not checked:[/] {error}", highlight=False)
+        yield
+        return
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _table(lab: LabDescription, results: list[InstrumentCheck]) -> Table:
+    table = Table(title=f"lab {lab.name!r}", title_justify="left")
+    for column in ("instrument", "kind", "back end", "connection", "envelope", "dry run", "status"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        status = f"[{_STYLE[r.status]}]{r.status}[/]"
+        table.add_row(r.name, r.kind, r.backend, r.connection, r.envelope, r.dry_run, status)
+    return table
+
+
+@lab_app.command()
+def check(
+    ctx: typer.Context,
+    lab_file: Annotated[Path, typer.Argument(metavar="LAB_FILE", help="The lab description (lab.yaml).")],
+    no_connect: Annotated[
+        bool,
+        typer.Option(
+            "--no-connect", help="Open no serial port and contact no robot; build and simulate only."
+        ),
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """Build and dry-run every instrument of a lab file; exit 1 if any would fail a campaign."""
+    from instruments.check import check_lab
+
+    debug = debug or bool(ctx.find_root().params.get("debug"))
+    console, err_console = Console(), Console(stderr=True)
+    try:
+        lab = load_model(lab_file, LabDescription, "lab file")
+    except AthanorError as error:
+        if debug:
+            err_console.print_exception()
+        first, *rest = str(error).splitlines()
+        err_console.print(f"[bold red]error:[/] {first}", highlight=False)
+        for line in rest:
+            err_console.print(f"  {line}", highlight=False)
+        raise typer.Exit(2) from None
+
+    connect = not no_connect
+    with tempfile.TemporaryDirectory(prefix="athanor-lab-check-") as folder, _cluster(connect, console):
+        results = check_lab(lab, connect=connect, workdir=Path(folder))
+
+    console.print(_table(lab, results))
+    for r in results:
+        for found in r.problems():
+            style = _STYLE[found.status]
+            console.print(
+                f"[{style}]{found.status}[/] {r.name} · {found.name}: {found.detail}", highlight=False
+            )
+            if found.fix:
+                console.print(f"    fix: {found.fix}", highlight=False)
+            if debug and found.trace:
+                console.print(found.trace, highlight=False, markup=False)
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "warn", "fail")}
+    verdict = "[bold red]lab check failed[/]" if counts["fail"] else "[green]lab check passed[/]"
+    console.print(
+        f"{verdict}: {len(results)} instrument(s), {counts['ok']} ok, {counts['warn']} with warnings,"
+        f" {counts['fail']} failing"
+    )
+    if counts["fail"]:
+        raise typer.Exit(1)
