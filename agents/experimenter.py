@@ -72,9 +72,20 @@ def experiment(state: CampaignState, ports: Ports) -> dict[str, Any]:
             "iteration": iteration,
         }
 
+    # After a resume the instruments port starts empty: experiments the checkpoint says are running
+    # go again with their keys, and each instrument's ledger answers for the steps it already did.
+    queued = set(ports.instruments.running())
+    new_ids = {p.experiment_id for p in new}
+    lost = [
+        Protocol.model_validate(entry["protocol"])
+        for experiment_id, entry in running.items()
+        if experiment_id not in queued and experiment_id not in new_ids
+    ]
+    batches = [(new, iteration)] + [([p], running[p.experiment_id]["iteration"]) for p in lost]
     try:
-        if new:
-            ports.instruments.submit(new, _reading_sink(spec, ports, new, iteration))
+        for protocols, batch_iteration in batches:
+            if protocols:
+                ports.instruments.submit(protocols, _reading_sink(spec, ports, protocols, batch_iteration))
         results = ports.instruments.wait(1 if spec.budget.mode == "async" else None) if running else {}
     except BaseException:
         ports.instruments.safe_state()

@@ -60,18 +60,26 @@ def build_graph(ports: Ports) -> StateGraph:
     return graph
 
 
-def run_campaign(spec: CampaignSpec, ports: Ports, checkpoint_path: Path) -> CampaignState:
+def run_campaign(
+    spec: CampaignSpec, ports: Ports, checkpoint_path: Path, resume: bool = False
+) -> CampaignState:
     """Run a campaign to its end and return the final state.
 
     Args:
         spec: The validated campaign spec.
         ports: The (recorded) ports.
         checkpoint_path: SQLite file for LangGraph's checkpoints (one thread per run id).
+        resume: Continue from the last checkpoint of this run instead of starting afresh.
     """
     with closing(sqlite3.connect(checkpoint_path, check_same_thread=False)) as connection:
         app = build_graph(ports).compile(checkpointer=SqliteSaver(connection))
         # A batch is 5 super-steps; allow one batch per experiment and some slack.
         limit = 10 + 6 * (spec.budget.experiments + 1)
         config = {"configurable": {"thread_id": ports.context.run_id}, "recursion_limit": limit}
-        initial: CampaignState = {"spec": spec.model_dump(mode="json"), "observations": []}
+        initial: CampaignState | None = {"spec": spec.model_dump(mode="json"), "observations": []}
+        if resume:
+            snapshot = app.get_state(config)
+            if not snapshot.next:
+                return snapshot.values
+            initial = None  # LangGraph continues from the checkpoint
         return app.invoke(initial, config, durability="sync")

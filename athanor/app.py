@@ -16,7 +16,7 @@ from agents.graph import run_campaign
 from agents.llm import make_llm
 from agents.pi import understand
 from agents.state import Ports
-from athanor.errors import SpecError
+from athanor.errors import AthanorError, SpecError
 from athanor.lab import LabDescription, match_quantity
 from athanor.models import Observation
 from athanor.ports import LLMPort
@@ -27,12 +27,21 @@ from instruments.virtual_lab import SHARED_NAMESPACE, RayLab, ensure_ray, virtua
 from runs.context import RunContext, new_run_id
 from runs.eventlog import read_events
 from runs.manifest import write_manifest
-from runs.observations import ObservationsCSV
+from runs.observations import ObservationsCSV, read_observations
 from runs.recorder import RecordingInstruments, RecordingKnowledge, RecordingLLM
 from runs.report import write_report
-from runs.store import athanor_home, create_run_dir
+from runs.store import athanor_home, create_run_dir, resolve_run
 
-__all__ = ["CampaignResult", "RunOptions", "check_against_lab", "lab_for", "llm_from", "read_spec", "run"]
+__all__ = [
+    "CampaignResult",
+    "RunOptions",
+    "check_against_lab",
+    "lab_for",
+    "llm_from",
+    "read_spec",
+    "resume",
+    "run",
+]
 
 
 @dataclass
@@ -158,6 +167,8 @@ def _ray_lab(lab: LabDescription, options: RunOptions, context: RunContext, home
         on_fault=lambda name, reason: context.record(
             "instrument_fault", {"instrument": name, "reason": reason}
         ),
+        # the virtual plate keeps its liquid across a crash, as a real one does
+        world_path=context.run_dir / "virtual_world.json",
     )
     try:
         instruments.start()
@@ -193,7 +204,6 @@ def run(
     lab = lab_for(spec, options)
     check_against_lab(spec, lab)
 
-    home = athanor_home()
     run_id = new_run_id(spec.title)
     run_dir = create_run_dir(run_id)
     context = RunContext(run_dir, spec.seed, run_id)
@@ -208,7 +218,62 @@ def run(
     write_manifest(run_dir, spec, spec.seed, {"request": request_or_file}, llm_backend=llm.name)
     if on_start is not None:
         on_start(run_dir, spec)
+    return _execute(spec, lab, llm, context, options, resume=False)
 
+
+def resume(
+    run_ref: str,
+    options: RunOptions,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[Path, CampaignSpec], None] | None = None,
+) -> CampaignResult:
+    """Continue a run that stopped (crash, interrupt, instrument fault) from its last checkpoint.
+
+    The graph restarts from the last super-step on disk. Experiments that were on the instruments are
+    submitted again with the same idempotency keys, so every command an instrument's ledger records
+    as done answers from the ledger instead of acting twice; observations already in
+    ``observations.csv`` are not written again.
+
+    Args:
+        run_ref: Run id, unique prefix, or run folder.
+        options: How to run it (the LLM back end may differ from the first run's).
+        on_event: Called with every event as it is recorded.
+        on_start: Called once the run is reopened, before any instrument starts.
+
+    Raises:
+        athanor.errors.AthanorError: The run cannot be found, is finished, or its record is damaged.
+    """
+    run_dir = resolve_run(run_ref)
+    events = read_events(run_dir / "events.jsonl")
+    kinds = [e["kind"] for e in events]
+    if "run_finished" in kinds:
+        raise AthanorError(f"run {run_dir.name} already finished; start a new one with `athanor run`")
+    spec = CampaignSpec.model_validate(next(e["payload"] for e in events if e["kind"] == "spec"))
+    lab = LabDescription.model_validate(next(e["payload"] for e in events if e["kind"] == "lab"))
+    llm = llm_from(options)
+    context = RunContext(run_dir, spec.seed, repair=True)
+    if on_event is not None:
+        context.log.subscribe(on_event)
+    done = {o.experiment_id for o in read_observations(run_dir / "observations.csv", spec)}
+    context.record("run_resumed", {"llm_backend": llm.name, "observations_on_disk": len(done)})
+    if on_start is not None:
+        on_start(run_dir, spec)
+    return _execute(spec, lab, llm, context, options, resume=True, emitted=done)
+
+
+def _execute(
+    spec: CampaignSpec,
+    lab: LabDescription,
+    llm: LLMPort,
+    context: RunContext,
+    options: RunOptions,
+    *,
+    resume: bool,
+    emitted: set[str] | None = None,
+) -> CampaignResult:
+    """Run (or continue) the graph with recorded ports, then write the report."""
+    home = athanor_home()
+    run_dir = context.run_dir
     csv = ObservationsCSV(run_dir / "observations.csv", spec)
 
     def on_observation(observation: Observation) -> None:
@@ -229,8 +294,9 @@ def run(
                 context=context,
                 lab=lab,
                 on_observation=on_observation,
+                emitted=set(emitted or ()),
             )
-            state = run_campaign(spec, ports, run_dir / "checkpoints.sqlite")
+            state = run_campaign(spec, ports, run_dir / "checkpoints.sqlite", resume=resume)
     except BaseException as error:
         kind = "run_stopped" if isinstance(error, KeyboardInterrupt) else "run_failed"
         context.record(kind, {"error": f"{type(error).__name__}: {error}"})

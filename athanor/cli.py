@@ -1,4 +1,4 @@
-"""The ``athanor`` command line: run, plan, runs, show, verify.
+"""The ``athanor`` command line: run, resume, plan, runs, show, verify, lab, bench.
 
 Errors a user can act on print one red line (or several, one per problem) and exit 2; ``--debug``
 shows the traceback as well.
@@ -107,64 +107,113 @@ def run(
     options = RunOptions(
         settings=settings, llm=llm, seed=seed, lab_file=lab, time_scale=time_scale, literature=literature
     )
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[best]}"),
-        console=console,
-        transient=False,
+    display = _CampaignDisplay()
+    _finish(
+        display, lambda: run_campaign(request, options, on_event=display.on_event, on_start=display.on_start)
     )
-    task_ids: dict[str, Any] = {}
-    best: dict[str, float] = {}
 
-    def on_start(run_dir: Path, spec: CampaignSpec) -> None:
+
+@app.command()
+def resume(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique prefix, or run folder.")],
+    llm: LLMOption = None,
+    literature: Annotated[bool, typer.Option(help="Ground the campaign in the literature store.")] = True,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster (host:port); overrides RAY_ADDRESS.")
+    ] = None,
+) -> None:
+    """Continue a stopped run from its last checkpoint; no instrument action runs twice."""
+    from athanor.app import RunOptions
+    from athanor.app import resume as resume_campaign
+    from athanor.settings import Settings
+
+    settings = Settings.from_env()
+    if ray_address:
+        settings = dataclasses.replace(settings, ray_address=ray_address)
+    options = RunOptions(settings=settings, llm=llm, literature=literature)
+    display = _CampaignDisplay()
+    _finish(
+        display,
+        lambda: resume_campaign(run_ref, options, on_event=display.on_event, on_start=display.on_start),
+    )
+
+
+class _CampaignDisplay:
+    """Live progress of a campaign: a bar over experiments, the PI's decisions, the literature cited."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[best]}"),
+            console=console,
+            transient=False,
+        )
+        self.spec: CampaignSpec | None = None
+        self.task: Any = None
+        self.best: float | None = None
+
+    def on_start(self, run_dir: Path, spec: CampaignSpec) -> None:
         console.print(f"[bold]campaign[/] {spec.title}  [dim]({run_dir.name})[/]")
         bounds = ", ".join(f"{c.name} {c.lower:g}–{c.upper:g}" for c in spec.components)
         console.print(f"  components: {bounds}" + (f"; sum {spec.sum_rule.total:g}" if spec.sum_rule else ""))
         for constraint in spec.constraints:
             console.print(f"  constraint: {constraint.describe()}")
         objective = spec.primary_objective
-        console.print(
-            f"  objective: {objective.direction} {objective.name}"
-            f"{' (' + objective.unit + ')' if objective.unit else ''};"
-            f" budget {spec.budget.experiments} experiments in batches of {spec.budget.batch_size}"
+        budget = spec.budget
+        pace = (
+            f"{budget.batch_size} kept running"
+            if budget.mode == "async"
+            else f"in batches of {budget.batch_size}"
         )
-        progress.start()
-        task_ids["experiments"] = progress.add_task("experiments", total=spec.budget.experiments, best="")
-        task_ids["spec"] = spec
+        unit = f" ({objective.unit})" if objective.unit else ""
+        console.print(
+            f"  objective: {objective.direction} {objective.name}{unit};"
+            f" budget {budget.experiments} experiments, {pace}"
+        )
+        self.spec = spec
+        self.progress.start()
+        self.task = self.progress.add_task("experiments", total=spec.budget.experiments, best="")
 
-    def on_event(event: dict[str, Any]) -> None:
+    def on_event(self, event: dict[str, Any]) -> None:
         kind, payload = event["kind"], event["payload"]
-        spec = task_ids.get("spec")
-        if kind == "observation" and spec is not None:
-            objective = spec.primary_objective
+        if kind == "observation" and self.spec is not None:
+            objective = self.spec.primary_objective
             value = payload.get("values", {}).get(objective.name)
             if value is not None:
                 pick = max if objective.direction == "maximise" else min
-                best["value"] = pick(best.get("value", value), value)
-            text = f"best {best['value']:.4g} {objective.unit}" if "value" in best else ""
-            progress.update(task_ids["experiments"], advance=1, best=text)
+                self.best = value if self.best is None else pick(self.best, value)
+            text = f"best {self.best:.4g} {objective.unit}" if self.best is not None else ""
+            self.progress.update(self.task, advance=1, best=text)
         elif kind == "decision":
-            progress.console.print(
+            self.progress.console.print(
                 f"  iteration {payload['iteration']}: [bold]{payload['action']}[/] — {payload['reason']}",
                 highlight=False,
             )
         elif kind == "grounding":
             cited = ", ".join(p["chunk_id"] for p in payload["passages"]) or "none found"
-            progress.console.print(f"  literature: {cited}", highlight=False)
+            self.progress.console.print(f"  literature: {cited}", highlight=False)
+        elif kind in {"instrument_fault", "stock_low", "stock_warning"}:
+            self.progress.console.print(f"  [yellow]{kind}[/]: {payload}", highlight=False)
 
+
+def _finish(display: _CampaignDisplay, start: Any) -> None:
+    """Run a campaign under the live display, then print its best compositions and its folder."""
     try:
-        result = run_campaign(request, options, on_event=on_event, on_start=on_start)
+        result = start()
     except AthanorError as error:
-        progress.stop()
+        display.progress.stop()
         _fail(error)
     except KeyboardInterrupt:
-        progress.stop()
-        err_console.print("[bold red]interrupted:[/] instruments were put in their safe state")
+        display.progress.stop()
+        err_console.print(
+            "[bold red]interrupted:[/] instruments were put in their safe state;"
+            " continue with `athanor resume RUN`"
+        )
         raise typer.Exit(130) from None
-    progress.stop()
+    display.progress.stop()
     spec, summary = result.spec, result.summary
     console.print(_composition_table(spec, best_rows(spec, result.observations), "best compositions"))
     unit = spec.primary_objective.unit

@@ -473,8 +473,8 @@ class InstrumentActor(InstrumentHost):
 class _SharedWorld(VirtualWorld, Attachments):
     """A :class:`~instruments.virtual_world.VirtualWorld` that counts the labs using it."""
 
-    def __init__(self, fingerprint: str = "") -> None:
-        VirtualWorld.__init__(self)
+    def __init__(self, fingerprint: str = "", path: str | None = None) -> None:
+        VirtualWorld.__init__(self, path)
         self._init_attachments(fingerprint)
 
 

@@ -379,6 +379,7 @@ class RayLab:
         stall_slack_s: float = 10.0,
         on_fault: Callable[[str, str], None] | None = None,
         start_timeout_s: float = _START_TIMEOUT_S,
+        world_path: Path | None = None,
     ) -> None:
         """Describe the lab; nothing starts until :meth:`start`.
 
@@ -396,6 +397,7 @@ class RayLab:
                 (an instrument's ``options.stall_timeout_s`` overrides the whole limit).
             on_fault: Called as ``on_fault(instrument, reason)`` on a stall, silence or death.
             start_timeout_s: Seconds :meth:`start` waits for the actors to answer.
+            world_path: File that keeps the virtual wells' contents across a crash (None: memory).
         """
         self.lab = lab
         self.seed = seed
@@ -406,6 +408,7 @@ class RayLab:
         self.stall_slack_s = stall_slack_s
         self.on_fault = on_fault
         self.start_timeout_s = start_timeout_s
+        self.world_path = None if world_path is None else Path(world_path).absolute()
         self._address = ray_address
         self._epoch = epoch
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -470,7 +473,8 @@ class RayLab:
         common: dict[str, Any] = {"namespace": self.namespace, "get_if_exists": True}
         if self.shared:
             common["lifetime"] = "detached"
-        world = VirtualWorldActor.options(name=_WORLD_ACTOR, **common).remote(fingerprint)
+        world_path = None if self.world_path is None else str(self.world_path)
+        world = VirtualWorldActor.options(name=_WORLD_ACTOR, **common).remote(fingerprint, world_path)
         lab = self.lab.model_dump(mode="json")
         actors: dict[str, Any] = {}
         for spec in self.lab.instruments:

@@ -8,7 +8,10 @@ directly. Both satisfy :class:`World`.
 
 from __future__ import annotations
 
+import json
+import os
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from athanor.errors import InstrumentError
@@ -42,11 +45,28 @@ class World(Protocol):
 
 
 class VirtualWorld:
-    """Well contents of the virtual lab, in µL per component."""
+    """Well contents of the virtual lab, in µL per component.
 
-    def __init__(self) -> None:
+    With a ``path`` the contents are kept on disk after every change, as a real plate keeps its
+    liquid when the software crashes: a resumed run finds the wells as they were.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
         self._wells: dict[str, dict[str, float]] = defaultdict(dict)
         self._mixes: dict[str, int] = defaultdict(int)
+        self._path = None if path is None else Path(path)
+        if self._path is not None and self._path.exists():
+            saved = json.loads(self._path.read_text(encoding="utf-8"))
+            self._wells.update({well: dict(c) for well, c in saved["wells"].items()})
+            self._mixes.update(saved["mixes"])
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"wells": self._wells, "mixes": self._mixes}), encoding="utf-8")
+        os.replace(temporary, self._path)
 
     def add(self, well: str, component: str, volume_ul: float) -> float:
         """Add ``volume_ul`` µL of ``component`` to ``well``.
@@ -61,11 +81,13 @@ class VirtualWorld:
             raise InstrumentError(f"cannot add a negative volume ({volume_ul} µL) to well {well}")
         contents = self._wells[well]
         contents[component] = contents.get(component, 0.0) + float(volume_ul)
+        self._save()
         return sum(contents.values())
 
     def mix(self, well: str) -> None:
         """Record that ``well`` was mixed."""
         self._mixes[well] += 1
+        self._save()
 
     def contents(self, well: str) -> dict[str, float]:
         """Component name to µL in ``well``; empty for a well nothing was added to."""

@@ -1,0 +1,107 @@
+"""A run that stops part-way continues from its checkpoint: nothing lost, nothing done twice."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+
+import pytest
+
+from athanor.app import RunOptions, resume, run
+from athanor.errors import AthanorError, LLMError
+from runs.eventlog import read_events, verify_log
+from runs.store import list_runs
+
+SPEC = {
+    "title": "resume test",
+    "components": [{"name": "A"}, {"name": "B"}, {"name": "C"}],
+    "objectives": [{"name": "conductivity", "unit": "S/cm"}],
+    "budget": {"experiments": 12, "batch_size": 4},
+    "seed": 3,
+}
+
+
+@pytest.mark.slow
+def test_a_failed_run_resumes_to_its_budget_without_repeating_anything(ray_local, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATHANOR_HOME", str(tmp_path))
+    script = {
+        "parse_request": [SPEC],
+        "decide": [{"action": "continue", "reason": "first batch looks fine"}, LLMError("endpoint down")],
+    }
+    options = RunOptions(llm="mock", llm_script=script, literature=False, time_scale=0.001)
+    with pytest.raises(LLMError, match="endpoint down"):
+        run("scripted", options)
+    (summary,) = list_runs()
+    assert summary.status == "failed"
+    run_dir = summary.path
+    with open(run_dir / "observations.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 8  # two batches were measured before the failure
+
+    result = resume(summary.run_id, RunOptions(llm="offline", literature=False, time_scale=0.001))
+
+    assert result.run_dir == run_dir
+    assert len(result.observations) == 12
+    with open(run_dir / "observations.csv", newline="") as handle:
+        ids = [row["experiment_id"] for row in csv.DictReader(handle)]
+    assert ids == [f"E{i:04d}" for i in range(1, 13)]  # each experiment written once, none lost
+    events = read_events(run_dir / "events.jsonl")
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("run_failed") == 1 and kinds.count("run_resumed") == 1
+    assert kinds[-1] == "run_finished"
+    keys = Counter(e["payload"]["key"] for e in events if e["kind"] == "reading")
+    assert keys and max(keys.values()) == 1  # no instrument command ran twice
+    assert verify_log(run_dir / "events.jsonl").ok
+    (summary,) = list_runs()
+    assert summary.status == "finished"
+    with pytest.raises(AthanorError, match="already finished"):
+        resume(summary.run_id, RunOptions(llm="offline", literature=False))
+
+
+@pytest.mark.slow
+def test_a_crash_mid_batch_resumes_with_the_ledger_answering_for_done_steps(ray_local, tmp_path, monkeypatch):
+    import athanor.app as app_module
+    from instruments.ledger import Ledger
+    from runs.recorder import RecordingInstruments
+
+    monkeypatch.setenv("ATHANOR_HOME", str(tmp_path))
+
+    class PowerCut(RecordingInstruments):
+        """Cuts the power right after the sixth measurement: batch 2 is half done."""
+
+        measured = 0
+
+        def submit(self, protocols, on_reading):
+            def cut(reading):
+                on_reading(reading)
+                if reading.action == "measure":
+                    PowerCut.measured += 1
+                    if PowerCut.measured == 6:
+                        raise RuntimeError("power cut")
+
+            super().submit(protocols, cut)
+
+    monkeypatch.setattr(app_module, "RecordingInstruments", PowerCut)
+    options = RunOptions(llm="mock", llm_script={"parse_request": [SPEC]}, literature=False, time_scale=0.001)
+    with pytest.raises(AthanorError, match="power cut"):
+        run("scripted", options)
+    monkeypatch.undo()
+    monkeypatch.setenv("ATHANOR_HOME", str(tmp_path))
+    (summary,) = list_runs()
+    with open(summary.path / "observations.csv", newline="") as handle:
+        before = [row["experiment_id"] for row in csv.DictReader(handle)]
+    assert 6 <= len(before) < 8  # what was measured before the cut is on disk
+
+    result = resume(summary.run_id, RunOptions(llm="offline", literature=False, time_scale=0.001))
+
+    assert len(result.observations) == 12
+    assert all(o.status == "ok" for o in result.observations), [
+        (o.experiment_id, o.status, o.note) for o in result.observations if o.status != "ok"
+    ]
+    with open(summary.path / "observations.csv", newline="") as handle:
+        ids = [row["experiment_id"] for row in csv.DictReader(handle)]
+    assert ids[: len(before)] == before and sorted(ids) == [f"E{i:04d}" for i in range(1, 13)]
+    for ledger_path in (tmp_path / "ledgers").glob("*.sqlite"):
+        entries = Ledger(ledger_path).history(summary.run_id)
+        assert entries and all(e.attempts == 1 and e.state == "done" for e in entries), [
+            (e.key, e.state, e.attempts) for e in entries if e.attempts != 1 or e.state != "done"
+        ]
