@@ -65,6 +65,7 @@ class SafetyEnvelope(_Strict):
         min_volume_ul: Smallest volume one pipetting step may move, µL.
         max_volume_ul: Largest volume one pipetting step may move, µL.
         max_well_volume_ul: Most liquid one well may hold, µL.
+        tips: Tips on hand (one per dispense); None when the liquid handler does not count them.
         max_temperature_c: Hottest set point allowed, °C.
         max_ramp_c_per_min: Fastest allowed change of the set point, °C per minute.
     """
@@ -73,6 +74,7 @@ class SafetyEnvelope(_Strict):
     min_volume_ul: float | None = Field(default=None, ge=0)
     max_volume_ul: float | None = Field(default=None, gt=0)
     max_well_volume_ul: float | None = Field(default=None, gt=0)
+    tips: int | None = Field(default=None, ge=0)
     max_temperature_c: float | None = None
     max_ramp_c_per_min: float | None = Field(default=None, gt=0)
 

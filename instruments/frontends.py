@@ -284,6 +284,7 @@ class LiquidHandler(FrontEnd):
 
     Attributes:
         ledger: Stock and well volumes, µL.
+        tips_used: Tips used so far (one per dispense).
     """
 
     kind = "liquid_handler"
@@ -301,6 +302,7 @@ class LiquidHandler(FrontEnd):
         super().__init__(spec, backend, wells, clock)
         self._stocks = {s.name: s for s in stocks}
         self.ledger = VolumeLedger(stocks)
+        self.tips_used = 0
 
     def _prepare(self, action: str, params: dict[str, Any]) -> Callable[[], dict[str, float]]:
         if action == "dispense":
@@ -346,9 +348,15 @@ class LiquidHandler(FrontEnd):
                 f"{self.name}.dispense: stock {stock} has {available:g} µL left, not enough for"
                 f" {volume:g} µL; refill it and raise its volume_ul in lab.yaml"
             )
+        if envelope.tips is not None and self.tips_used >= envelope.tips:
+            raise SafetyError(
+                f"{self.name}.dispense: all {envelope.tips} tips are used; load fresh tip racks, raise"
+                " envelope.tips in lab.yaml and resume"
+            )
 
         def run() -> dict[str, float]:
             reservation = self.ledger.reserve(stock, well, volume)
+            self.tips_used += 1  # counted on the attempt: a failed transfer still used its tip
             try:
                 self.backend.dispense(stock, well, volume)
             except BaseException:
@@ -360,8 +368,8 @@ class LiquidHandler(FrontEnd):
         return run
 
     def status(self) -> dict[str, Any]:
-        """Name, kind, and committed stock and well volumes in µL."""
-        return {**super().status(), **self.ledger.snapshot()}
+        """Name, kind, committed stock and well volumes in µL, and tips used."""
+        return {**super().status(), **self.ledger.snapshot(), "tips_used": self.tips_used}
 
 
 class ConductivityMeter(FrontEnd):

@@ -124,6 +124,25 @@ def test_bad_commands_are_refused_before_the_back_end(spy, command, error, words
     assert handler.ledger.stock_available("P3HT_stock") == 500
 
 
+def test_running_out_of_tips_is_refused_before_the_back_end():
+    backend = SpyBackend()
+    handler = LiquidHandler(handler_spec(tips=2), backend, WELLS, STOCKS)
+    handler.execute(dispense(volume=10.0))
+    handler.execute(dispense(well="A2", volume=10.0))
+    assert handler.status()["tips_used"] == 2
+    with pytest.raises(SafetyError, match="all 2 tips are used; load fresh tip racks"):
+        handler.execute(dispense(well="A3", volume=10.0))
+    assert len(backend.calls) == 2
+
+
+def test_a_failed_dispense_still_used_its_tip():
+    handler = LiquidHandler(handler_spec(tips=1), SpyBackend(fail=True), WELLS, STOCKS)
+    assert not handler.execute(dispense(volume=10.0)).ok
+    assert handler.tips_used == 1
+    with pytest.raises(SafetyError, match="tips are used"):
+        handler.execute(dispense(volume=10.0))
+
+
 def test_overflowing_a_well_is_refused(spy):
     handler, backend = spy
     handler.execute(dispense(volume=250.0))
