@@ -103,3 +103,25 @@ def test_async_campaign_keeps_slots_filled_with_pending_points(ray_local, home):
     assert all(call["n"] + len(call["pending"]) <= 3 for call in calls)
     assert sum(len(call["pending"]) > 0 for call in calls) >= len(calls) - 1
     assert sum(call["n"] for call in calls) == 7  # 3 initial + 7 model-guided = budget
+
+
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_campaign(ray_local, home):
+    spec = {**SPEC, "budget": {"experiments": 8, "batch_size": 4}}
+    options = RunOptions(llm="mock", llm_script={"parse_request": [spec]}, literature=False, time_scale=0.001)
+    first = run("scripted", options)
+    options = RunOptions(llm="mock", llm_script={"parse_request": [spec]}, literature=False, time_scale=0.001)
+    second = run("scripted", options)
+    assert first.run_dir != second.run_dir
+    assert (first.run_dir / "observations.csv").read_text() == (
+        second.run_dir / "observations.csv"
+    ).read_text()
+    calls = [
+        [
+            e["payload"]["proposals"]
+            for e in read_events(r.run_dir / "events.jsonl")
+            if e["kind"] == "optimiser_call"
+        ]
+        for r in (first, second)
+    ]
+    assert calls[0] == calls[1]
