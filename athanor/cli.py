@@ -99,11 +99,7 @@ def run(
     """Run a campaign end to end and record it."""
     from athanor.app import RunOptions
     from athanor.app import run as run_campaign
-    from athanor.settings import Settings
-
-    settings = Settings.from_env()
-    if ray_address:
-        settings = dataclasses.replace(settings, ray_address=ray_address)
+    settings = _settings(ray_address)
     options = RunOptions(
         settings=settings, llm=llm, seed=seed, lab_file=lab, time_scale=time_scale, literature=literature
     )
@@ -125,17 +121,21 @@ def resume(
     """Continue a stopped run from its last checkpoint; no instrument action runs twice."""
     from athanor.app import RunOptions
     from athanor.app import resume as resume_campaign
-    from athanor.settings import Settings
-
-    settings = Settings.from_env()
-    if ray_address:
-        settings = dataclasses.replace(settings, ray_address=ray_address)
+    settings = _settings(ray_address)
     options = RunOptions(settings=settings, llm=llm, literature=literature)
     display = _CampaignDisplay()
     _finish(
         display,
         lambda: resume_campaign(run_ref, options, on_event=display.on_event, on_start=display.on_start),
     )
+
+
+def _settings(ray_address: str | None) -> Any:
+    """Settings from the environment, with ``--ray-address`` winning over ``RAY_ADDRESS``."""
+    from athanor.settings import Settings
+
+    settings = Settings.from_env()
+    return dataclasses.replace(settings, ray_address=ray_address) if ray_address else settings
 
 
 class _CampaignDisplay:

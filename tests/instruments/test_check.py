@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from support import fake_opentrons_server as fake_robot
+from support import fake_serial_device as fake_serial
 
 from athanor.lab import LabDescription
 from instruments.check import check_lab
 from instruments.virtual_lab import virtual_lab_description
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "instruments" / "labs" / "example-ot2-serial.yaml"
-
-
-def _load(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fake_serial = _load("fake_serial_device")
-fake_robot = _load("fake_opentrons_server")
 
 
 def virtual_data(time_scale: float = 1.0) -> dict:

@@ -3,13 +3,12 @@ fault as a clear InstrumentError, stall detection with a stop, and simulate-befo
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from support import fake_opentrons_server as fake
 
 from athanor.errors import InstrumentError, SafetyError
 from athanor.lab import LabDescription, RobotConnection
@@ -27,18 +26,6 @@ from instruments.virtual_world import VirtualWorld
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "instruments" / "labs" / "example-ot2-serial.yaml"
 
-
-def _load_fake_server():
-    name = "fake_opentrons_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fake = _load_fake_server()
 
 PROTOCOL = """from opentrons import protocol_api
 metadata = {'protocolName': 't'}

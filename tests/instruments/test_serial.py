@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from support import fake_serial_device as fake
 
 from athanor.errors import InstrumentError
 from athanor.lab import InstrumentSpec, LabDescription, SafetyEnvelope, SerialConnection
@@ -22,19 +20,6 @@ from instruments.backends.serial import (
     make_serial_backend,
 )
 from instruments.frontends import Hotplate, make_frontend
-
-
-def _load_fake_device():
-    name = "fake_serial_device"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fake = _load_fake_device()
 
 TIMEOUT = 0.2
 FAST_REOPEN = (0.05, 0.1, 0.2, 0.4)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from support import fake_openai_server as fake
 
 from agents.llm import make_llm
 from agents.llm.openai_backend import OpenAIBackend, fits_strict_mode
@@ -17,19 +15,6 @@ from athanor.errors import LLMError, SpecError
 from athanor.models import Decision
 from athanor.ports import LLMPort
 from athanor.spec import CampaignSpec
-
-
-def _load_fake_server():
-    name = "fake_openai_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fake = _load_fake_server()
 
 KEY = "sk-test-secret-123"
 MESSAGES = [

@@ -1,0 +1,1 @@
+"""Stand-ins for things that cannot exist in a test: an LLM service, serial devices, a robot."""
