@@ -13,6 +13,7 @@ from typing import Any
 from agents.state import CampaignState, Ports, observations_of, spec_of
 from athanor.lab import match_quantity
 from athanor.models import Observation, Protocol, Reading
+from athanor.pareto import counts, pareto_front
 from athanor.spec import CampaignSpec
 
 __all__ = ["analyse", "observation_from_readings", "summarise"]
@@ -37,6 +38,7 @@ def observation_from_readings(
             composition=protocol.composition,
             status="failed",
             note=note,
+            choices=protocol.choices,
         )
 
     faults = [r for r in readings if not r.ok]
@@ -49,31 +51,40 @@ def observation_from_readings(
     for reading in readings:
         measured.update(reading.values)
     values: dict[str, float] = {}
-    for objective in spec.objectives:
-        quantity = match_quantity(objective.name, list(measured))
+    for name in spec.measured_names:  # the objectives, then other outcome-constrained quantities
+        quantity = match_quantity(name, list(measured))
         if quantity is None:
-            return failed(f"no instrument reported {objective.name}")
+            return failed(f"no instrument reported {name}")
         value = float(measured[quantity])
         if not math.isfinite(value):
-            return failed(f"{objective.name} reading is not a finite number ({value})")
-        values[objective.name] = value
+            return failed(f"{name} reading is not a finite number ({value})")
+        values[name] = value
     return Observation(
         experiment_id=protocol.experiment_id,
         iteration=iteration,
         composition=protocol.composition,
         values=values,
+        choices=protocol.choices,
     )
 
 
 def summarise(spec: CampaignSpec, observations: list[Observation]) -> dict[str, Any]:
-    """Best overall, best of the initial design and failure count, for the PI and the report."""
+    """Best overall, best of the initial design and failure count, for the PI and the report.
+
+    With outcome constraints only experiments that meet them count as best (``feasible`` says how
+    many do); with several objectives ``best_*`` is about the primary one and ``pareto_front`` lists
+    the experiments no other dominates (``experiment_id``, ``values``), best first by the primary
+    objective.
+    """
     objective = spec.primary_objective
     pick = max if objective.direction == "maximise" else min
     ok = [o for o in observations if o.status == "ok" and objective.name in o.values]
+    if spec.outcome_constraints:
+        ok = [o for o in ok if counts(spec, o)]
     initial = [o for o in ok if o.iteration == 0]
     best = pick(ok, key=lambda o: o.values[objective.name], default=None)
     best_initial = pick(initial, key=lambda o: o.values[objective.name], default=None)
-    return {
+    summary: dict[str, Any] = {
         "objective": objective.name,
         "unit": objective.unit,
         "experiments": len(observations),
@@ -83,6 +94,14 @@ def summarise(spec: CampaignSpec, observations: list[Observation]) -> dict[str, 
         "best_composition": best.composition if best else None,
         "best_initial_value": best_initial.values[objective.name] if best_initial else None,
     }
+    if spec.outcome_constraints:
+        summary["feasible"] = len(ok)
+    if len(spec.objectives) > 1:
+        summary["pareto_front"] = [
+            {"experiment_id": o.experiment_id, "values": dict(o.values)}
+            for o in pareto_front(spec, observations)
+        ]
+    return summary
 
 
 def analyse(state: CampaignState, ports: Ports) -> dict[str, Any]:

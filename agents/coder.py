@@ -109,6 +109,7 @@ def code(state: CampaignState, ports: Ports) -> dict[str, Any]:
                 composition=proposal.composition,
                 status="failed",
                 note="protocol rejected by dry run: " + "; ".join(problems),
+                choices=proposal.choices,
             )
             rejected.append(observation)
             if ports.on_observation is not None:

@@ -2,6 +2,8 @@
 
 The first batch is a seeded space-filling design; later batches come from the Bayesian optimiser
 fitted to every observation so far. Each optimiser call is recorded with its inputs, seed and output.
+A spec that limits the present components, has categorical choices or a grid gets its initial design
+from :func:`tools.mixed_space.mixed_initial_design`, and its proposals carry their choices.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 from agents.state import CampaignState, Ports, observations_of, spec_of
 from athanor.models import Proposal
 from tools.initial_design import initial_design
+from tools.mixed_space import MixedPoint, mixed_initial_design, needs_mixed_space
 from tools.optimise import propose
 
 __all__ = ["design"]
@@ -28,13 +31,17 @@ def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
     if iteration == 0:
         n = min(spec.budget.n_initial, remaining)
         seed = context.seed_for("initial-design")
-        points = initial_design(spec, n, seed)
+        if needs_mixed_space(spec):
+            points = mixed_initial_design(spec, n, seed)
+        else:
+            points = [MixedPoint(composition=c) for c in initial_design(spec, n, seed)]
         proposals = [
             Proposal(
                 experiment_id=context.next_experiment_id(),
-                composition=point,
+                composition=point.composition,
                 source="initial",
                 rationale="space-filling initial design",
+                choices=point.choices,
             )
             for point in points
         ]
@@ -44,7 +51,8 @@ def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
         n = min(spec.budget.batch_size - len(running), remaining)
         seed = context.seed_for(f"propose-{iteration}")
         pending = [protocol["composition"] for protocol in running]
-        suggestions = propose(spec, observations, n, seed, pending)
+        pending_choices = [protocol.get("choices", {}) for protocol in running]
+        suggestions = propose(spec, observations, n, seed, pending, pending_choices=pending_choices)
         proposals = [
             Proposal(
                 experiment_id=context.next_experiment_id(),
@@ -54,6 +62,7 @@ def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
                 predicted_std=s.predicted_std,
                 acquisition_value=s.acquisition_value,
                 rationale=s.rationale,
+                choices=s.choices,
             )
             for s in suggestions
         ]
@@ -64,6 +73,8 @@ def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
             "observations": len(observations),
             "pending": pending,
         }
+        if spec.categories:
+            call["pending_choices"] = pending_choices
 
     context.record(
         "optimiser_call",

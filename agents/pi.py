@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from agents.state import CampaignState, Ports, observations_of, spec_of
 from athanor.errors import SpecError, format_validation_error
 from athanor.models import Decision, Observation
+from athanor.pareto import counts, pareto_front, targets_met
 from athanor.ports import LLMPort
 from athanor.spec import CampaignSpec
 
@@ -58,10 +59,17 @@ def understand(request: str, llm: LLMPort, seed: int | None = None) -> CampaignS
 
 
 def best_value(spec: CampaignSpec, observations: list[Observation]) -> float | None:
-    """Best measured value of the primary objective, or None when nothing was measured."""
+    """Best measured value of the primary objective, or None when nothing was measured.
+
+    With outcome constraints only the experiments that meet them count.
+    """
     objective = spec.primary_objective
     values = [
-        o.values[objective.name] for o in observations if o.status == "ok" and objective.name in o.values
+        o.values[objective.name]
+        for o in observations
+        if o.status == "ok"
+        and objective.name in o.values
+        and (not spec.outcome_constraints or counts(spec, o))
     ]
     if not values:
         return None
@@ -98,10 +106,20 @@ def decide(state: CampaignState, ports: Ports) -> dict[str, Any]:
     best = best_value(spec, observations)
     earlier = [o for o in observations if o.iteration < iteration - 1]
     best_before = best_value(spec, earlier)
-    target_reached = best is not None and objective.reached(best)
+    several = len(spec.objectives) > 1 or bool(spec.outcome_constraints)
+    # with several objectives one experiment must reach every target that is set (and be feasible)
+    met = targets_met(spec, observations) if several else None
+    target_reached = met is not None if several else best is not None and objective.reached(best)
 
     if done >= spec.budget.experiments:
         decision = Decision(action="stop", reason=f"budget of {spec.budget.experiments} experiments used")
+    elif met is not None:
+        reached = ", ".join(
+            f"{o.name} {met.values[o.name]:.4g} {o.unit}".rstrip()
+            for o in spec.objectives
+            if o.target is not None
+        )
+        decision = Decision(action="stop", reason=f"every target reached by {met.experiment_id} ({reached})")
     elif target_reached:
         decision = Decision(action="stop", reason=f"target {objective.target:g} {objective.unit} reached")
     else:
@@ -117,6 +135,9 @@ def decide(state: CampaignState, ports: Ports) -> dict[str, Any]:
             "target": objective.target,
             "target_reached": target_reached,
         }
+        if len(spec.objectives) > 1:
+            progress["objectives"] = [o.name for o in spec.objectives]
+            progress["pareto_front_size"] = len(pareto_front(spec, observations))
         messages = [
             {"role": "system", "content": _DECIDE_SYSTEM},
             {"role": "user", "content": json.dumps(progress)},

@@ -6,10 +6,16 @@ Everything that can be refused is refused here, before Ray starts or any instrum
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
+import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agents.analyst import summarise
 from agents.graph import run_campaign
@@ -24,11 +30,21 @@ from athanor.settings import Settings
 from athanor.spec import CampaignSpec
 from athanor.yamlfile import load_model
 from instruments.virtual_lab import SHARED_NAMESPACE, RayLab, ensure_ray, virtual_lab_description
-from runs.context import RunContext, new_run_id
-from runs.eventlog import read_events
+from runs.context import EVENTS_FILE, RunContext, new_run_id
+from runs.eventlog import is_being_written, read_events, verify_log
 from runs.manifest import write_manifest
 from runs.observations import ObservationsCSV, read_observations
 from runs.recorder import RecordingInstruments, RecordingKnowledge, RecordingLLM
+from runs.replay import ReplayContext, ReplayDivergence, ReplayInstruments, ReplayKnowledge, ReplayLLM
+from runs.replay_audit import (
+    COMPARED_KINDS,
+    Attempt,
+    Divergence,
+    ReplayReport,
+    compare_events,
+    earliest,
+    split_attempts,
+)
 from runs.report import write_report
 from runs.store import athanor_home, create_run_dir, resolve_run
 
@@ -39,6 +55,7 @@ __all__ = [
     "lab_for",
     "llm_from",
     "read_spec",
+    "replay",
     "resume",
     "run",
 ]
@@ -117,7 +134,9 @@ def lab_for(spec: CampaignSpec, options: RunOptions) -> LabDescription:
         return options.lab
     if options.lab_file is not None:
         return load_model(options.lab_file, LabDescription, "lab file")
-    return virtual_lab_description(spec.component_names, time_scale=options.time_scale)
+    return virtual_lab_description(
+        spec.component_names, time_scale=options.time_scale, measures=spec.measured_names
+    )
 
 
 def check_against_lab(spec: CampaignSpec, lab: LabDescription) -> None:
@@ -144,6 +163,12 @@ def check_against_lab(spec: CampaignSpec, lab: LabDescription) -> None:
         if match_quantity(objective.name, quantities) is None:
             problems.append(
                 f"objectives: no instrument in this lab measures {objective.name!r};"
+                f" it measures {', '.join(quantities) or 'nothing'}"
+            )
+    for name in spec.measured_names[len(spec.objectives) :]:
+        if match_quantity(name, quantities) is None:
+            problems.append(
+                f"outcome_constraints: no instrument in this lab measures {name!r};"
                 f" it measures {', '.join(quantities) or 'nothing'}"
             )
     if spec.budget.experiments > len(lab.wells):
@@ -315,6 +340,186 @@ def _execute(
     csv.close()
     context.close()
     return CampaignResult(run_dir, spec, observations, summary, decision, report)
+
+
+def replay(run_ref: str, *, write: bool = True) -> ReplayReport:
+    """Re-make a recorded run's decisions with the current code and compare them with the record.
+
+    The graph runs again from the recorded spec, with the run's id and seed (so idempotency keys and
+    random streams match), on ports that answer from the record: the LLM gives its recorded replies,
+    the literature store its recorded retrievals and the instruments their recorded readings; no
+    instrument is touched and Ray is not started. A run that stopped is replayed up to where it
+    stopped; a resumed run attempt by attempt, each attempt after the first resumed from the
+    replay's own checkpoint as :func:`resume` does. The replay works in a scratch folder: nothing
+    is written to the run's folder except, with ``write``, a ``replay-<time>.json`` report.
+
+    Args:
+        run_ref: Run id, unique prefix, or run folder.
+        write: Write the report next to the run's event log.
+
+    Raises:
+        athanor.errors.AthanorError: The run cannot be found, is still being written, its log fails
+            verification, or it stopped before its campaign began.
+    """
+    run_dir = resolve_run(run_ref)
+    log = run_dir / EVENTS_FILE
+    if not log.exists():
+        raise AthanorError(f"run {run_dir.name} has no {EVENTS_FILE}; there is nothing to replay")
+    if is_being_written(log):
+        raise AthanorError(f"run {run_dir.name} is still running; replay it once it has finished or stopped")
+    check = verify_log(log)
+    if not check.ok:
+        raise AthanorError(
+            f"run {run_dir.name} cannot be replayed: its event log fails verification at seq"
+            f" {check.first_bad_seq} (line {check.line}): {check.reason}. Only an intact log can be"
+            " audited; see `athanor verify`"
+        )
+    events = read_events(log)
+    setup = {e["kind"]: e["payload"] for e in events if e["kind"] in ("run_started", "spec", "lab")}
+    if "spec" not in setup or "lab" not in setup:
+        raise AthanorError(
+            f"run {run_dir.name} stopped before its campaign began (no spec or lab recorded); there is"
+            " nothing to replay"
+        )
+    spec = CampaignSpec.model_validate(setup["spec"])
+    lab = LabDescription.model_validate(setup["lab"])
+    run_id = str(setup.get("run_started", {}).get("run_id") or run_dir.name)
+    attempts = split_attempts(events)
+    literature = any(e["kind"] in ("retrieval", "retrieval_error") for e in events)
+    notes: list[str] = []
+    problem: Divergence | None = None
+    missing_after: int | None = None
+    with tempfile.TemporaryDirectory(prefix="athanor-replay-") as scratch:
+        folder = Path(scratch) / "run"
+        folder.mkdir()
+        observed: set[str] = set()
+        for index, attempt in enumerate(attempts):
+            error = _replay_attempt(spec, lab, run_id, folder, attempt, index > 0, literature, observed)
+            problem, note, missing_after = _judge_attempt(attempt, index, error)
+            notes.append(note)
+            if problem is not None:
+                break
+        replayed = read_events(folder / EVENTS_FILE)
+    tallies, first = compare_events(events, replayed, missing_after=missing_after)
+    report = ReplayReport(
+        run_id, run_dir, _replay_scope(attempts, len(notes)), tallies, earliest([first, problem]), notes
+    )
+    if write:
+        report.report_path = _write_replay_report(run_dir, report)
+    return report
+
+
+def _replay_attempt(
+    spec: CampaignSpec,
+    lab: LabDescription,
+    run_id: str,
+    folder: Path,
+    attempt: Attempt,
+    resume: bool,
+    literature: bool,
+    observed: set[str],
+) -> Exception | None:
+    """Run the graph on ports that answer from one recorded attempt; return what it stopped with."""
+    checkpoints = folder / "checkpoints.sqlite"
+    before = _checkpointed_observations(checkpoints, run_id) if resume else 0
+    context = ReplayContext(folder, spec.seed, run_id, None if attempt.finished else attempt.limits())
+
+    def on_observation(observation: Observation) -> None:
+        observed.add(observation.experiment_id)
+        context.record("observation", observation.model_dump(mode="json"))
+
+    ports = Ports(
+        llm=RecordingLLM(ReplayLLM(attempt.events), context),
+        knowledge=RecordingKnowledge(ReplayKnowledge(attempt.events), context) if literature else None,
+        instruments=RecordingInstruments(ReplayInstruments(attempt.events, before), context),
+        context=context,
+        lab=lab,
+        on_observation=on_observation,
+        emitted=set(observed),  # a resume passes on only what the earlier attempts did not
+    )
+    try:
+        run_campaign(spec, ports, checkpoints, resume=resume)
+    except Exception as error:
+        return error
+    finally:
+        context.close()
+    return None
+
+
+def _checkpointed_observations(path: Path, run_id: str) -> int:
+    """How many observations the state in the last checkpoint of ``run_id`` holds."""
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        saved = SqliteSaver(connection).get_tuple({"configurable": {"thread_id": run_id}})
+    return len(saved.checkpoint["channel_values"].get("observations", [])) if saved else 0
+
+
+def _judge_attempt(
+    attempt: Attempt, index: int, error: Exception | None
+) -> tuple[Divergence | None, str, int | None]:
+    """Whether one replayed attempt ended as its record did.
+
+    Returns:
+        The divergence (None if it ended as recorded), a note for the report, and the recorded seq
+        after which recorded events the replay never reached are expected (None: none are).
+    """
+    label = f"attempt {index + 1} (seq {attempt.start_seq}–{attempt.end_seq})"
+    recorded = attempt.outcome + (f" with {attempt.error!r}" if attempt.error else "")
+    if error is None:
+        return None, f"{label}: recorded {recorded}; the replay finished", None
+    if isinstance(error, ReplayDivergence):
+        stop = error.seq if error.seq is not None else -1
+        if not error.end_of_record:
+            where = f"seq {error.seq}" if error.seq is not None else "a request never recorded"
+            note = f"{label}: the replay diverged at {where} ({error.kind})"
+            return Divergence(error.seq, error.kind, str(error)), note, stop
+        if not attempt.finished:
+            return None, f"{label}: recorded {recorded}; replayed up to where it stopped", None
+        message = f"the replay went on past the end of the recorded run: {error}"
+        return Divergence(error.seq, error.kind, message), f"{label}: {message}", stop
+    text = f"{type(error).__name__}: {error}"
+    if not attempt.finished and attempt.error and str(error) == attempt.error:
+        return None, f"{label}: recorded {recorded}; the replay failed the same way", None
+    message = f"the replay failed with {text}; the recorded attempt {recorded}"
+    return Divergence(None, "run_failed", message), f"{label}: {message}", None
+
+
+def _replay_scope(attempts: list[Attempt], replayed: int) -> str:
+    """What a replay covered and compared, in words."""
+    last = attempts[-1]
+    if len(attempts) == 1:
+        reach = (
+            f"the whole run (seq 0–{last.end_seq})"
+            if last.finished
+            else f"seq 0–{last.end_seq}, where the recorded run {last.outcome}; the replay goes no further"
+        )
+    else:
+        starts = ", ".join(str(a.start_seq) for a in attempts[1:])
+        reach = (
+            f"{len(attempts)} attempts (resumed at seq {starts}), each replayed up to where it stopped"
+            " and resumed from the replay's own checkpoint as `athanor resume` does"
+        )
+        if replayed < len(attempts):
+            reach += f"; attempts after attempt {replayed} were not replayed"
+    return (
+        f"{reach}; compared in order, kind by kind: {', '.join(COMPARED_KINDS)}; checked as the replay"
+        " made them: every LLM request, literature search and instrument command"
+    )
+
+
+def _write_replay_report(run_dir: Path, report: ReplayReport) -> Path:
+    """Write ``replay-<UTC time>.json`` next to the run's log (never over an earlier one)."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    data = {**report.to_json(), "replayed_at": stamp}
+    for number in range(1, 1000):
+        path = run_dir / (f"replay-{stamp}.json" if number == 1 else f"replay-{stamp}-{number}.json")
+        try:
+            with open(path, "x", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2, ensure_ascii=False)
+                handle.write("\n")
+            return path
+        except FileExistsError:
+            continue
+    raise AthanorError(f"{run_dir}: too many replay reports from {stamp}; remove some and try again")
 
 
 class _BufferingLLM:

@@ -1,4 +1,4 @@
-"""The ``athanor`` command line: run, resume, plan, runs, show, verify, lab, bench.
+"""The ``athanor`` command line: run, resume, replay, plan, runs, show, verify, lab, bench.
 
 Errors a user can act on print one red line (or several, one per problem) and exit 2; ``--debug``
 shows the traceback as well.
@@ -20,6 +20,7 @@ from rich.table import Table
 
 from athanor.errors import AthanorError
 from athanor.lab_cli import lab_app
+from athanor.pareto import counts, pareto_front
 from athanor.spec import CampaignSpec
 from bench.cli import bench_app
 
@@ -62,23 +63,32 @@ def _fail(error: BaseException) -> None:
 
 
 def _composition_table(spec: CampaignSpec, rows: list[Any], title: str) -> Table:
-    objective = spec.primary_objective
+    # with several objectives the rows are the Pareto front (see best_rows), with every objective
+    objectives = spec.objectives if len(spec.objectives) > 1 else [spec.primary_objective]
+    title = "Pareto front" if len(objectives) > 1 else title
     table = Table(title=title, title_justify="left")
     table.add_column("experiment")
     for name in spec.component_names:
         table.add_column(name, justify="right")
-    unit = f" ({objective.unit})" if objective.unit else ""
-    table.add_column(f"{objective.name}{unit}", justify="right", style="bold")
+    for objective in objectives:
+        unit = f" ({objective.unit})" if objective.unit else ""
+        table.add_column(f"{objective.name}{unit}", justify="right", style="bold")
     for row in rows:
         cells = [f"{row.composition.get(n, 0.0):.3f}" for n in spec.component_names]
-        table.add_row(row.experiment_id, *cells, f"{row.values[objective.name]:.4g}")
+        table.add_row(row.experiment_id, *cells, *(f"{row.values[o.name]:.4g}" for o in objectives))
     return table
 
 
 def best_rows(spec: CampaignSpec, observations: list[Any], n: int = 5) -> list[Any]:
-    """The ``n`` best successful observations, best first."""
+    """The ``n`` best successful observations, best first; with several objectives, the Pareto front.
+
+    With outcome constraints only the observations that meet them count.
+    """
+    if len(spec.objectives) > 1:
+        return pareto_front(spec, observations)
     objective = spec.primary_objective
     ok = [o for o in observations if o.status == "ok" and objective.name in o.values]
+    ok = [o for o in ok if counts(spec, o)] if spec.outcome_constraints else ok
     return sorted(ok, key=lambda o: o.values[objective.name], reverse=objective.direction == "maximise")[:n]
 
 
@@ -99,6 +109,7 @@ def run(
     """Run a campaign end to end and record it."""
     from athanor.app import RunOptions
     from athanor.app import run as run_campaign
+
     settings = _settings(ray_address)
     options = RunOptions(
         settings=settings, llm=llm, seed=seed, lab_file=lab, time_scale=time_scale, literature=literature
@@ -121,6 +132,7 @@ def resume(
     """Continue a stopped run from its last checkpoint; no instrument action runs twice."""
     from athanor.app import RunOptions
     from athanor.app import resume as resume_campaign
+
     settings = _settings(ray_address)
     options = RunOptions(settings=settings, llm=llm, literature=literature)
     display = _CampaignDisplay()
@@ -136,6 +148,43 @@ def _settings(ray_address: str | None) -> Any:
 
     settings = Settings.from_env()
     return dataclasses.replace(settings, ray_address=ray_address) if ray_address else settings
+
+
+@app.command()
+def replay(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique prefix, or run folder.")],
+    report: Annotated[
+        bool, typer.Option(help="Write replay-<time>.json next to the run's event log.")
+    ] = True,
+) -> None:
+    """Re-make a recorded run's decisions with the current code, from its record; exit 1 if any differs."""
+    from athanor.app import replay as replay_run
+
+    try:
+        result = replay_run(run_ref, write=report)
+    except AthanorError as error:
+        _fail(error)
+    console.print(f"[bold]replay[/] {result.run_id}", highlight=False)
+    table = Table(title="decisions", title_justify="left")
+    for column in ("kind", "recorded", "replayed", "matched"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    for tally in result.tallies:
+        style = "" if tally.matched == tally.recorded == tally.replayed else "red"
+        table.add_row(tally.kind, str(tally.recorded), str(tally.replayed), str(tally.matched), style=style)
+    console.print(table)
+    console.print(f"replayed: {result.scope}", highlight=False)
+    for note in result.notes:
+        console.print(f"  {note}", highlight=False)
+    if result.report_path is not None:
+        console.print(f"report: {result.report_path}", highlight=False)
+    if result.divergence is None:
+        console.print(f"[green]every decision matched[/] ({result.matched} events)")
+        return
+    lines = result.divergence.describe().splitlines()
+    err_console.print(f"[bold red]diverged[/] at {lines[0]}", highlight=False)
+    for line in lines[1:]:
+        err_console.print(line, highlight=False)
+    raise typer.Exit(1)
 
 
 class _CampaignDisplay:

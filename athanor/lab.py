@@ -31,6 +31,7 @@ ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "liquid_handler": {"dispense": ("stock", "well", "volume_ul"), "mix": ("well",), "safe_state": ()},
     "conductivity_meter": {"measure": ("well",), "safe_state": ()},
     "hotplate": {"set_temperature": ("celsius",), "read_temperature": (), "safe_state": ()},
+    "spectrometer": {"measure": ("well",), "safe_state": ()},
 }
 
 #: Quantities each instrument kind measures, by the names its readings use.
@@ -38,6 +39,7 @@ MEASURES: dict[str, list[str]] = {
     "liquid_handler": [],
     "conductivity_meter": ["conductivity"],
     "hotplate": ["temperature"],
+    "spectrometer": ["transmittance"],
 }
 
 
@@ -162,7 +164,8 @@ class InstrumentSpec(_Strict):
 
     Attributes:
         name: Unique name, used by campaigns and commands.
-        kind: ``liquid_handler``, ``conductivity_meter`` or ``hotplate``.
+        kind: ``liquid_handler``, ``conductivity_meter``, ``hotplate`` or ``spectrometer`` (a UV-Vis
+            spectrometer that measures a sample film's optical transmittance).
         backend: ``simulated`` (the virtual lab), ``opentrons`` or ``serial``.
         serial: Connection settings for the ``serial`` back end.
         robot: Connection settings for the ``opentrons`` back end.
@@ -174,7 +177,7 @@ class InstrumentSpec(_Strict):
     """
 
     name: str
-    kind: Literal["liquid_handler", "conductivity_meter", "hotplate"]
+    kind: Literal["liquid_handler", "conductivity_meter", "hotplate", "spectrometer"]
     backend: Literal["simulated", "opentrons", "serial"] = "simulated"
     serial: SerialConnection | None = None
     robot: RobotConnection | None = None

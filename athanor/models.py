@@ -36,6 +36,7 @@ class Proposal(_Message):
         predicted_std: Model standard deviation of the primary objective.
         acquisition_value: Value of the acquisition function at this point (None for initial).
         rationale: One line saying why this point was chosen.
+        choices: Categorical variable name to the chosen option (empty when the spec has none).
     """
 
     experiment_id: str
@@ -45,6 +46,7 @@ class Proposal(_Message):
     predicted_std: float | None = None
     acquisition_value: float | None = None
     rationale: str = ""
+    choices: dict[str, str] = Field(default_factory=dict)
 
 
 class Command(_Message):
@@ -72,6 +74,7 @@ class Protocol(_Message):
         volumes_ul: Stock name to dispensed volume in µL, after rounding.
         composition: The composition those volumes actually give (spec unit).
         commands: Commands in execution order.
+        choices: The proposal's categorical choices, carried to the observation.
     """
 
     experiment_id: str
@@ -79,6 +82,7 @@ class Protocol(_Message):
     volumes_ul: dict[str, float]
     composition: dict[str, float]
     commands: list[Command]
+    choices: dict[str, str] = Field(default_factory=dict)
 
 
 class Reading(_Message):
@@ -117,6 +121,7 @@ class Observation(_Message):
         values: Objective name to measured value; empty when the experiment failed.
         status: ``"ok"``, ``"failed"`` or ``"outlier"``.
         note: Why an experiment failed or was flagged.
+        choices: Categorical variable name to the option used (empty when the spec has none).
     """
 
     experiment_id: str
@@ -125,6 +130,7 @@ class Observation(_Message):
     values: dict[str, float] = Field(default_factory=dict)
     status: Literal["ok", "failed", "outlier"] = "ok"
     note: str = ""
+    choices: dict[str, str] = Field(default_factory=dict)
 
 
 class Decision(_Message):

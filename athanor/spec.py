@@ -16,23 +16,42 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 __all__ = [
+    "MAX_OBJECTIVES",
+    "RESERVED_COLUMNS",
     "Budget",
     "CampaignSpec",
+    "CategoricalVariable",
     "Component",
     "LinearConstraint",
     "Objective",
+    "OutcomeConstraint",
     "SumRule",
 ]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 #: Slack allowed when comparing sums of bounds (in units of the sum-rule total).
 _TOL = 1e-9
+#: Columns of ``observations.csv`` that are not components, choices or objectives.
+RESERVED_COLUMNS = ("experiment_id", "iteration", "status", "note")
+#: Grid steps, as fractions of the total, suggested when a resolution does not divide the total.
+_NICE_STEPS = (1e-3, 2e-3, 2.5e-3, 5e-3, 1e-2, 2e-2, 2.5e-2, 5e-2, 0.1, 0.125, 0.2, 0.25, 0.5)
+#: Most objectives a campaign may have: the hypervolume acquisition's cost grows exponentially with
+#: their number, and with more nearly every composition is Pareto-optimal.
+MAX_OBJECTIVES = 4
 
 
 class _Strict(BaseModel):
@@ -119,6 +138,50 @@ class LinearConstraint(_Strict):
         return lhs <= self.rhs + tol if self.operator == "<=" else lhs >= self.rhs - tol
 
 
+class CategoricalVariable(_Strict):
+    """A process choice made once per experiment, e.g. the annealing route.
+
+    Attributes:
+        name: Identifier used in proposals, observations and the CSV column (letters, digits, ``_``,
+            ``-``), e.g. ``annealing``.
+        choices: The options, at least two, each named once, e.g. ``["none", "150C", "200C"]``.
+    """
+
+    name: str
+    choices: list[str]
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"categorical variable name {value!r} must start with a letter and hold only letters,"
+                " digits, '_' or '-' (e.g. 'annealing')"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _valid_choices(self) -> CategoricalVariable:
+        if len(self.choices) < 2:
+            raise ValueError(
+                f"categorical variable {self.name} has {len(self.choices)} choice(s); give at least two"
+                " (a single choice is a fixed setting, not a variable)"
+            )
+        for choice in self.choices:
+            if not choice.strip() or choice != choice.strip():
+                raise ValueError(
+                    f"categorical variable {self.name}: choice {choice!r} must be non-empty text without"
+                    " leading or trailing spaces"
+                )
+        dupes = sorted({c for c in self.choices if self.choices.count(c) > 1})
+        if dupes:
+            raise ValueError(
+                f"categorical variable {self.name}: choice(s) {', '.join(dupes)} listed more than once;"
+                " name each once"
+            )
+        return self
+
+
 class Objective(_Strict):
     """A measured property to optimise.
 
@@ -126,13 +189,19 @@ class Objective(_Strict):
         name: Property name as measured, e.g. ``conductivity``.
         direction: ``"maximise"`` or ``"minimise"``.
         unit: Unit of the reading, e.g. ``S/cm``.
-        target: Optional value that, once reached, may stop the campaign.
+        target: Optional value that, once reached, may stop the campaign. With several objectives the
+            campaign may stop once one experiment reaches every target that is set.
+        threshold: With several objectives, the worst acceptable value, in ``unit``: the coordinate of
+            the hypervolume reference point (below the target when maximising, above it when
+            minimising). None lets the optimiser infer it from the measured Pareto front. Left out
+            of the serialised spec when None.
     """
 
     name: str
     direction: Literal["maximise", "minimise"] = "maximise"
     unit: str = ""
     target: float | None = None
+    threshold: float | None = None
 
     @field_validator("name")
     @classmethod
@@ -149,6 +218,76 @@ class Objective(_Strict):
         if self.target is None:
             return False
         return value >= self.target if self.direction == "maximise" else value <= self.target
+
+    @model_validator(mode="after")
+    def _threshold_below_target(self) -> Objective:
+        if self.threshold is None:
+            return self
+        if not math.isfinite(self.threshold):
+            raise ValueError(f"objective {self.name}: threshold must be finite, not {self.threshold}")
+        if self.target is not None:
+            maximise = self.direction == "maximise"
+            if (self.threshold >= self.target) if maximise else (self.threshold <= self.target):
+                side = "below" if self.direction == "maximise" else "above"
+                raise ValueError(
+                    f"objective {self.name}: threshold {self.threshold:g} is not {side} the target"
+                    f" {self.target:g}; when you {self.direction} {self.name} the threshold is the worst"
+                    f" acceptable value, so put it {side} the target (or swap the two)"
+                )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if self.threshold is None:
+            data.pop("threshold", None)  # single-objective specs serialise as they always did
+        return data
+
+
+class OutcomeConstraint(_Strict):
+    """A measured quantity every acceptable composition must satisfy, e.g. ``conductivity >= 500``.
+
+    The optimiser weights its acquisition by the modelled probability that a composition meets every
+    outcome constraint; infeasible experiments never join the Pareto front or count as best.
+
+    Attributes:
+        name: An objective's name or a quantity an instrument measures (e.g. ``transmittance``).
+        operator: ``">="`` or ``"<="``.
+        value: The bound, in ``unit``.
+        unit: Unit of the quantity, e.g. ``S/cm`` (for reports only).
+    """
+
+    name: str
+    operator: Literal[">=", "<="] = ">="
+    value: float
+    unit: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"outcome constraint name {value!r} must start with a letter and hold only letters,"
+                " digits, '_' or '-' (e.g. 'conductivity')"
+            )
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(f"outcome constraint value must be a finite number, got {value}")
+        return value
+
+    def describe(self) -> str:
+        """A human-readable form, e.g. ``conductivity >= 500 S/cm``."""
+        return f"{self.name} {self.operator} {self.value:g} {self.unit}".rstrip()
+
+    def satisfied_by(self, value: float | None) -> bool:
+        """Whether a measured ``value`` meets the constraint (a missing or non-finite value does not)."""
+        if value is None or not math.isfinite(value):
+            return False
+        return value >= self.value if self.operator == ">=" else value <= self.value
 
 
 class Budget(_Strict):
@@ -207,6 +346,18 @@ class CampaignSpec(_Strict):
             at.% when the components are elements) or ``"mass"`` (wt.%). Mole and mass bases need each
             stock's concentration; the coder turns a composition into volumes with
             :func:`tools.mixing.mixing_plan`.
+        max_active_components: At most this many components may be non-zero in one composition
+            ("choose at most 3 of these 5 elements"); None lets every component be present. A
+            component with a positive lower bound is always present and counts towards it.
+        resolution: Grid step of every amount, in the spec's unit (0.01 for fractions, 1 for at.%):
+            each amount is a whole multiple of it. With a sum rule it must divide the total. None
+            leaves amounts continuous.
+        categories: Process choices made per experiment (e.g. the annealing route), each a
+            :class:`CategoricalVariable`; proposals and observations carry the chosen option.
+        outcome_constraints: Measured quantities every acceptable composition must satisfy (e.g.
+            ``conductivity >= 500``), each on an objective or on a quantity an instrument measures.
+            With several objectives (at most :data:`MAX_OBJECTIVES`) or outcome constraints the
+            designer uses :func:`tools.multiobjective.propose_pareto`.
     """
 
     title: str = "campaign"
@@ -221,6 +372,10 @@ class CampaignSpec(_Strict):
     )
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     basis: Literal["volume", "mole", "mass"] = "volume"
+    max_active_components: int | None = None
+    resolution: float | None = None
+    categories: list[CategoricalVariable] = Field(default_factory=list)
+    outcome_constraints: list[OutcomeConstraint] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignSpec:
@@ -231,6 +386,7 @@ class CampaignSpec(_Strict):
         obj_names = [o.name for o in self.objectives]
         if len(set(obj_names)) != len(obj_names):
             raise ValueError("objectives: each objective name must appear once")
+        self._check_outcomes()
         if self.sum_rule is not None:
             self._check_sum_rule(self.sum_rule)
         for i, constraint in enumerate(self.constraints):
@@ -242,7 +398,204 @@ class CampaignSpec(_Strict):
                 )
         if self.constraints:
             self._check_feasible()
+        self._check_categories()
+        if self.max_active_components is not None:
+            self._check_cardinality(self.max_active_components)
+        if self.resolution is not None:
+            self._check_resolution(self.resolution)
+        if self.max_active_components is not None or self.resolution is not None:
+            self._check_feasible_discrete()
         return self
+
+    def _check_outcomes(self) -> None:
+        """Several objectives, thresholds and outcome constraints: what the Pareto optimiser can use."""
+        from athanor.lab import MEASURES, match_quantity
+
+        count = len(self.objectives)
+        if count > MAX_OBJECTIVES:
+            raise ValueError(
+                f"objectives: {count} objectives given, at most {MAX_OBJECTIVES} are supported: the"
+                " hypervolume acquisition's cost grows exponentially with the number of objectives, and"
+                " with more almost every composition is Pareto-optimal, so the campaign learns little;"
+                " combine objectives or turn some into outcome_constraints"
+            )
+        if count == 1 and self.objectives[0].threshold is not None:
+            raise ValueError(
+                f"objectives[0].threshold: a threshold is the reference point of a campaign with several"
+                f" objectives; with one objective use target (to stop once it is reached) or an outcome"
+                f" constraint ({self.objectives[0].name} >= ...) to require a value"
+            )
+        objectives = {o.name: o for o in self.objectives}
+        quantities = sorted({q for measured in MEASURES.values() for q in measured})
+        taken = set(self.component_names) | {v.name for v in self.categories} | set(RESERVED_COLUMNS)
+        for i, constraint in enumerate(self.outcome_constraints):
+            where = f"outcome_constraints[{i}] ({constraint.describe()})"
+            if constraint.name not in objectives and match_quantity(constraint.name, quantities) is None:
+                raise ValueError(
+                    f"{where}: {constraint.name!r} is neither an objective ({', '.join(objectives)}) nor a"
+                    f" quantity an instrument measures ({', '.join(quantities)}); constrain one of those"
+                )
+            if constraint.name not in objectives and constraint.name in taken:
+                raise ValueError(
+                    f"{where}: {constraint.name!r} is already a component, categorical variable or"
+                    " observations column; rename the quantity"
+                )
+        for name in dict.fromkeys(c.name for c in self.outcome_constraints):
+            bounds = [c for c in self.outcome_constraints if c.name == name]
+            low = max((c.value for c in bounds if c.operator == ">="), default=-math.inf)
+            high = min((c.value for c in bounds if c.operator == "<="), default=math.inf)
+            if low > high:
+                raise ValueError(
+                    f"outcome_constraints: no value of {name} is both >= {low:g} and <= {high:g};"
+                    " relax one of them"
+                )
+        several = count > 1 or bool(self.outcome_constraints)
+        mixed = [
+            field
+            for field, used in (
+                ("max_active_components", self.max_active_components is not None),
+                ("resolution", self.resolution is not None),
+                ("categories", bool(self.categories)),
+            )
+            if used
+        ]
+        if several and mixed:
+            what = "several objectives" if count > 1 else "outcome_constraints"
+            raise ValueError(
+                f"{what} cannot be combined with {', '.join(mixed)} yet: the Pareto optimiser works on"
+                f" continuous compositions only; drop {' and '.join(mixed)}, or optimise one objective"
+            )
+
+    @property
+    def measured_names(self) -> list[str]:
+        """Every value an observation holds: the objectives, then other outcome-constrained quantities."""
+        names = [o.name for o in self.objectives]
+        return names + list(dict.fromkeys(c.name for c in self.outcome_constraints if c.name not in names))
+
+    def _check_categories(self) -> None:
+        names = [v.name for v in self.categories]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"categories: {', '.join(dupes)} listed more than once; name each once")
+        taken = set(self.component_names) | {o.name for o in self.objectives} | set(RESERVED_COLUMNS)
+        clash = [n for n in names if n in taken]
+        if clash:
+            raise ValueError(
+                f"categories: {', '.join(clash)} is already the name of a component, an objective or an"
+                " observations column; rename the categorical variable"
+            )
+
+    def _check_cardinality(self, k: int) -> None:
+        n = len(self.components)
+        if k < 1:
+            raise ValueError(
+                f"max_active_components is {k}; it must be at least 1 (how many components may be"
+                " non-zero at once), or left out to allow every component"
+            )
+        if k > n:
+            raise ValueError(
+                f"max_active_components ({k}) exceeds the number of components ({n}); lower it to at"
+                f" most {n}, or leave it out to allow every component"
+            )
+        present = [c.name for c in self.components if c.lower > 0]
+        if k < len(present):
+            raise ValueError(
+                f"max_active_components is {k} but {', '.join(present)} have positive lower bounds and are"
+                f" always present; raise it to at least {len(present)} or lower those bounds to 0"
+            )
+
+    def _check_resolution(self, step: float) -> None:
+        if not math.isfinite(step) or step <= 0:
+            raise ValueError(
+                f"resolution is {step}; give a positive grid step in the spec's unit (e.g. 0.01 for"
+                " fractions, 1 for at.%), or leave it out for continuous amounts"
+            )
+        if self.sum_rule is None:
+            return
+        total = self.sum_rule.total
+        steps = total / step
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, steps) or round(steps) < 1:
+            nice = sorted(total * f for f in _NICE_STEPS)
+            below = [v for v in nice if v < step]
+            above = [v for v in nice if v > step]
+            hint = " or ".join(f"{v:g}" for v in (below[-1:] + above[:1]))
+            raise ValueError(
+                f"resolution {step:g} does not divide the sum-rule total {total:g} ({total:g}/{step:g} ="
+                f" {steps:.4g} steps), so no composition on the grid adds up to the total; use a step"
+                f" that does, e.g. {hint}"
+            )
+
+    def _check_feasible_discrete(self) -> None:
+        """Refuse a grid or a cardinality limit that no composition can meet (a small MILP)."""
+        k, step = self.max_active_components, self.resolution
+        if step is not None:
+            for c in self.components:
+                if math.floor(c.upper / step + 1e-9) < math.ceil(c.lower / step - 1e-9):
+                    raise ValueError(
+                        f"resolution: the bounds of {c.name} [{c.lower:g}, {c.upper:g}] hold no multiple"
+                        f" of the step {step:g}; widen them to include one or use a finer step"
+                    )
+        if self._discrete_feasible(k, step):
+            return
+        parts = ["the bounds"] + ["the sum rule"] * (self.sum_rule is not None)
+        parts += ["the constraints"] * bool(self.constraints)
+        rules = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+        if k is not None and step is not None and self._discrete_feasible(k, None):
+            field, fix = "resolution", "use a finer step or move the bounds onto the grid"
+            what = f"on the grid of {step:g}"
+        elif k is not None and step is not None and self._discrete_feasible(None, step):
+            field, fix = "max_active_components", "raise it"
+            what = f"with at most {k} non-zero components"
+        elif k is not None:
+            field, fix = "max_active_components", "raise it, or relax the bounds or constraints"
+            what = f"with at most {k} non-zero components" + (f" on the grid of {step:g}" if step else "")
+        else:
+            field, fix = "resolution", "use a finer step or move the bounds onto the grid"
+            what = f"on the grid of {step:g}"
+        raise ValueError(f"{field}: no composition {what} meets {rules}; {fix}")
+
+    def _discrete_feasible(self, k: int | None, step: float | None) -> bool:
+        """Whether some composition meets bounds, sum rule and constraints, on the grid and with <= k."""
+        import numpy as np
+        from scipy.optimize import Bounds, LinearConstraint, milp
+
+        n = len(self.components)
+        scale = step if step is not None else 1.0  # variables are grid steps, or amounts without a grid
+        lower = np.array([c.lower for c in self.components]) / scale
+        upper = np.array([c.upper for c in self.components]) / scale
+        if step is not None:
+            lower, upper = np.ceil(lower - 1e-9), np.floor(upper + 1e-9)
+        rows, lo, hi = [], [], []
+        names = self.component_names
+        for c in self.constraints:
+            row = [c.coefficients.get(name, 0.0) * scale for name in names]
+            slack = 1e-9 * self.unit_scale * max(1.0, sum(abs(v) for v in c.coefficients.values()))
+            rows.append(row + [0.0] * n)
+            lo.append(c.rhs - slack if c.operator == ">=" else -np.inf)
+            hi.append(c.rhs + slack if c.operator == "<=" else np.inf)
+        if self.sum_rule is not None:
+            total = self.sum_rule.total / scale
+            rows.append([1.0] * n + [0.0] * n)
+            slack = 0.0 if step is not None else 1e-9 * total
+            lo.append(total - slack)
+            hi.append(total + slack)
+        # z_i = 1 when component i may be non-zero: x_i <= upper_i * z_i, sum(z) <= k
+        for i in range(n):
+            row = np.zeros(2 * n)
+            row[i], row[n + i] = 1.0, -upper[i]
+            rows.append(list(row))
+            lo.append(-np.inf)
+            hi.append(0.0)
+        rows.append([0.0] * n + [1.0] * n)
+        lo.append(0.0)
+        hi.append(float(k) if k is not None else float(n))
+        result = milp(
+            c=np.zeros(2 * n),
+            integrality=np.r_[np.full(n, 1 if step is not None else 0), np.ones(n)],
+            bounds=Bounds(np.r_[lower, np.zeros(n)], np.r_[upper, np.ones(n)]),
+            constraints=LinearConstraint(np.array(rows), np.array(lo), np.array(hi)),
+        )
+        return bool(result.status == 0)
 
     def _check_sum_rule(self, rule: SumRule) -> None:
         total = rule.total
@@ -323,12 +676,16 @@ class CampaignSpec(_Strict):
         """Map fractions of one to amounts in the spec's unit."""
         return {k: v * self.unit_scale for k, v in fractions.items()}
 
-    def violations(self, composition: dict[str, float], tol: float = 1e-6) -> list[str]:
+    def violations(
+        self, composition: dict[str, float], tol: float = 1e-6, choices: dict[str, str] | None = None
+    ) -> list[str]:
         """Every way ``composition`` (spec unit) breaks the spec; empty when it is feasible.
 
         Args:
             composition: Component name to amount in the spec's unit.
-            tol: Absolute slack, in fractions of the total.
+            tol: Absolute slack, in fractions of the total. An amount above it counts as non-zero for
+                :attr:`max_active_components`, and an amount within it of a grid multiple is on the grid.
+            choices: Categorical variable name to the chosen option; None skips the check of choices.
         """
         problems = []
         slack = tol * self.unit_scale
@@ -346,6 +703,38 @@ class CampaignSpec(_Strict):
         for constraint in self.constraints:
             if not constraint.satisfied_by(composition, slack):
                 problems.append(f"breaks {constraint.describe()}")
+        if self.max_active_components is not None:
+            present = [n for n in self.component_names if composition.get(n, 0.0) > slack]
+            if len(present) > self.max_active_components:
+                problems.append(
+                    f"{len(present)} components are non-zero ({', '.join(present)}); at most"
+                    f" {self.max_active_components} may be"
+                )
+        if self.resolution is not None:
+            step = self.resolution
+            for name in self.component_names:
+                value = composition.get(name, 0.0)
+                if abs(value - step * round(value / step)) > slack:
+                    problems.append(f"{name}={value:g} is not a multiple of the resolution {step:g}")
+        if choices is not None:
+            problems += self.choice_problems(choices)
+        return problems
+
+    def choice_problems(self, choices: dict[str, str]) -> list[str]:
+        """Every way ``choices`` (categorical variable name to option) breaks the spec; empty when valid."""
+        problems = []
+        known = {v.name: v for v in self.categories}
+        for name in sorted(set(choices) - set(known)):
+            listed = ", ".join(known) or "none"
+            problems.append(f"unknown categorical variable {name!r}; the spec's are: {listed}")
+        for variable in self.categories:
+            chosen = choices.get(variable.name)
+            if chosen is None:
+                problems.append(f"no choice for {variable.name}; choose one of {', '.join(variable.choices)}")
+            elif chosen not in variable.choices:
+                problems.append(
+                    f"{variable.name}={chosen!r} is not a choice; choose one of {', '.join(variable.choices)}"
+                )
         return problems
 
     def to_yaml(self) -> str:

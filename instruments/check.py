@@ -207,6 +207,7 @@ _ESSENTIAL = {
     "liquid_handler": ("dispense", "mix"),
     "conductivity_meter": ("measure",),
     "hotplate": ("read_temperature",),
+    "spectrometer": ("measure",),
 }
 
 
@@ -413,6 +414,10 @@ def _safe_state(host: InstrumentHost, what: str) -> Check:
     return Check("safe state", "fail", f"not reached: {reading.error}", f"check the {what} before a campaign")
 
 
+#: Kinds that measure a sample in a well: their simulated dry run needs a sample made first.
+_SAMPLE_MEASURING = ("conductivity_meter", "spectrometer")
+
+
 def _simulated_steps(spec: InstrumentSpec, lab: LabDescription, world: Any) -> list[Command]:
     allowed, well = spec.envelope.allowed_actions, lab.wells[0]
     if spec.kind == "liquid_handler":
@@ -423,7 +428,7 @@ def _simulated_steps(spec: InstrumentSpec, lab: LabDescription, world: Any) -> l
         if "mix" in allowed:
             steps.append(Command(instrument=spec.name, action="mix", params={"well": well}))
         return steps
-    if spec.kind == "conductivity_meter":
+    if spec.kind in _SAMPLE_MEASURING:
         if "measure" not in allowed:
             return []
         if lab.stocks:
@@ -450,7 +455,7 @@ def _dry_run_simulated(
         data["time_scale"] = 0.0  # no waiting
         instrument["options"] = {**instrument["options"], "fail_rate": 0.0, "stall_rate": 0.0}
 
-    if spec.kind == "conductivity_meter" and not lab.stocks:
+    if spec.kind in _SAMPLE_MEASURING and not lab.stocks:
         return "not run", [
             Check(
                 "build",
@@ -461,7 +466,7 @@ def _dry_run_simulated(
         ]
     trial = _variant(lab, spec.name, throwaway)
     with _hosted(trial, spec.name) as host:
-        world = host.frontend.backend.world if spec.kind == "conductivity_meter" else None
+        world = host.frontend.backend.world if spec.kind in _SAMPLE_MEASURING else None
         done = []
         for command in _simulated_steps(trial.instrument(spec.name), trial, world):
             reading = _execute(host, command)

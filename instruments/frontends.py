@@ -34,6 +34,8 @@ __all__ = [
     "HotplateBackend",
     "LiquidHandler",
     "LiquidHandlerBackend",
+    "Spectrometer",
+    "SpectrometerBackend",
     "VolumeLedger",
     "make_frontend",
 ]
@@ -68,6 +70,18 @@ class ConductivityMeterBackend(Protocol):
 
     def safe_state(self) -> None:
         """Retract the probe and idle."""
+        ...
+
+
+class SpectrometerBackend(Protocol):
+    """What a spectrometer back end must do; raising means the action failed."""
+
+    def measure(self, well: str) -> float:
+        """Optical transmittance of the film made from the sample in ``well``, %."""
+        ...
+
+    def safe_state(self) -> None:
+        """Close the shutter and idle."""
         ...
 
 
@@ -385,6 +399,19 @@ class ConductivityMeter(FrontEnd):
         return lambda: self.backend.safe_state() or {}
 
 
+class Spectrometer(FrontEnd):
+    """Front end of a UV-Vis spectrometer: ``measure(well)`` (``{"transmittance": %}``), ``safe_state()``."""
+
+    kind = "spectrometer"
+    units: ClassVar[dict[str, str]] = {"transmittance": "%"}
+
+    def _prepare(self, action: str, params: dict[str, Any]) -> Callable[[], dict[str, float]]:
+        if action == "measure":
+            well = self._check_well(params["well"])
+            return lambda: {"transmittance": float(self.backend.measure(well))}
+        return lambda: self.backend.safe_state() or {}
+
+
 #: Temperature a plate with its heater off is taken to start from, °C (``options.ambient_c`` overrides).
 DEFAULT_AMBIENT_C = 25.0
 #: The ramp allowance holds at most this many minutes' worth of ``max_ramp_c_per_min``.
@@ -536,6 +563,8 @@ def make_frontend(
         return ConductivityMeter(spec, backend, lab.wells, clock)
     if spec.kind == "hotplate":
         return Hotplate(spec, backend, lab.wells, clock)
+    if spec.kind == "spectrometer":
+        return Spectrometer(spec, backend, lab.wells, clock)
     raise InstrumentError(
         f"no front end for instrument kind {spec.kind!r}; known kinds: {', '.join(ACTIONS)}"
     )

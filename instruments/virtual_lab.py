@@ -29,7 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from athanor.errors import InstrumentError, SpecError, format_validation_error
-from athanor.lab import LabDescription
+from athanor.lab import MEASURES, LabDescription, match_quantity
 from athanor.models import Protocol, Reading
 from instruments.actors import (
     SKIPPED,
@@ -72,12 +72,18 @@ _POLL_S = 0.1
 _ATTACH_ATTEMPTS = 5
 
 
-def virtual_lab_description(components: list[str], time_scale: float = 0.01) -> LabDescription:
+def virtual_lab_description(
+    components: list[str], time_scale: float = 0.01, measures: Sequence[str] = ("conductivity",)
+) -> LabDescription:
     """The virtual lab for a campaign: the template plus one stock per component.
 
     Args:
         components: Campaign component names; stock ``<name>_stock`` supplies component ``<name>``.
         time_scale: Multiplier on simulated durations (0.01 turns a 60 s measurement into 0.6 s).
+        measures: Quantities the campaign measures (e.g. ``spec.measured_names``): of the template's
+            measuring instruments, those that measure one of them are kept (the others would only
+            cost an actor each). When none measures any, all are kept, so that the refusal of the
+            campaign lists what the virtual lab can measure.
 
     Raises:
         athanor.errors.SpecError: No components, a repeated component or a negative time scale.
@@ -89,6 +95,9 @@ def virtual_lab_description(components: list[str], time_scale: float = 0.01) -> 
     if repeated:
         raise SpecError(f"components: {', '.join(repeated)} listed more than once; name each once")
     data = yaml.safe_load(TEMPLATE.read_text(encoding="utf-8"))
+    wanted = [i for i in data["instruments"] if any(match_quantity(q, MEASURES[i["kind"]]) for q in measures)]
+    if wanted:
+        data["instruments"] = [i for i in data["instruments"] if not MEASURES[i["kind"]] or i in wanted]
     data["stocks"] = [{"name": f"{n}_stock", "component": n, "volume_ul": STOCK_VOLUME_UL} for n in names]
     data["time_scale"] = time_scale
     try:

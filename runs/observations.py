@@ -1,7 +1,9 @@
 """``observations.csv``: one row per finished experiment, written as each one finishes.
 
 Columns: ``experiment_id, iteration``, one per component (named as in the spec, in the spec's unit),
-one per objective (named as in the spec; empty when not measured), ``status, note``. Each row is
+one per categorical variable when the spec has any (the option used), one per objective (named as in
+the spec; empty when not measured) and one per other quantity an outcome constraint names,
+``status, note``. Each row is
 flushed and fsynced as it is written. Line breaks in a note are written as spaces so that every row
 is one line; the full note stays in the event log.
 """
@@ -30,7 +32,8 @@ def observation_columns(spec: CampaignSpec) -> list[str]:
         "experiment_id",
         "iteration",
         *spec.component_names,
-        *(o.name for o in spec.objectives),
+        *(v.name for v in spec.categories),
+        *spec.measured_names,
         "status",
         "note",
     ]
@@ -100,19 +103,23 @@ class ObservationsCSV:
             ValueError: The observation names a component or value the spec does not have (it
                 would have no column).
         """
-        objectives = [o.name for o in self.spec.objectives]
+        objectives = self.spec.measured_names
+        categories = [v.name for v in self.spec.categories]
         unknown = sorted(set(observation.composition) - set(self.spec.component_names))
+        unknown += sorted(set(observation.choices) - set(categories))
         unknown += sorted(set(observation.values) - set(objectives))
         if unknown:
             raise ValueError(
                 f"observation {observation.experiment_id} names {', '.join(unknown)}, which the spec"
                 f" has no column for (components: {', '.join(self.spec.component_names)};"
-                f" objectives: {', '.join(objectives)})"
+                f" categories: {', '.join(categories) or 'none'}; objectives: {', '.join(objectives)})"
             )
         row = [observation.experiment_id, str(observation.iteration)]
         for name in self.spec.component_names:
             amount = observation.composition.get(name)
             row.append("" if amount is None else _number(amount))
+        for name in categories:
+            row.append(observation.choices.get(name, ""))
         for name in objectives:
             value = observation.values.get(name)
             row.append("" if value is None else _number(value))
@@ -156,7 +163,7 @@ def read_observations(path: Path, spec: CampaignSpec) -> list[Observation]:
         return []
     columns = observation_columns(spec)
     _check_header(path, rows[0], columns)
-    objectives = [o.name for o in spec.objectives]
+    objectives = spec.measured_names
     observations = []
     for number, row in enumerate(rows[1:], start=2):
         if len(row) != len(columns):
@@ -171,6 +178,7 @@ def read_observations(path: Path, spec: CampaignSpec) -> list[Observation]:
                     values={n: float(cells[n]) for n in objectives if cells[n] != ""},
                     status=cells["status"],
                     note=cells["note"],
+                    choices={v.name: cells[v.name] for v in spec.categories if cells[v.name] != ""},
                 )
             )
         except ValidationError as exc:

@@ -2,7 +2,9 @@
 
 Only observations with status ``ok`` and a finite value of the primary objective count towards
 "best"; outliers are plotted but not counted, failed experiments are listed. Observations of
-iteration 0 are the initial design.
+iteration 0 are the initial design. With outcome constraints only the experiments that meet them
+count. With several objectives the best-compositions table gives way to the Pareto front and its
+figure ``pareto.png`` (see :mod:`runs.pareto_report`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from athanor.models import Decision, Observation
+from athanor.pareto import counts
 from athanor.spec import CampaignSpec, Objective
+from runs.pareto_report import PARETO_FILE, pareto_lines, plot_pareto
 
 __all__ = ["CONVERGENCE_FILE", "REPORT_FILE", "plot_convergence", "render_report", "write_report"]
 
@@ -49,9 +53,13 @@ def _counts(observation: Observation, objective: Objective) -> bool:
     return observation.status == "ok" and _value(observation, objective) is not None
 
 
-def _ranked(observations: list[Observation], objective: Objective) -> list[Observation]:
-    """Counted observations, best first."""
+def _ranked(
+    observations: list[Observation], objective: Objective, spec: CampaignSpec | None = None
+) -> list[Observation]:
+    """Counted observations, best first (those meeting ``spec``'s outcome constraints, when given)."""
     usable = [o for o in observations if _counts(o, objective)]
+    if spec is not None and spec.outcome_constraints:
+        usable = [o for o in usable if counts(spec, o)]
     return sorted(
         usable, key=lambda o: _value(o, objective) or 0.0, reverse=objective.direction == "maximise"
     )
@@ -160,8 +168,8 @@ def _decision_text(decision: Any) -> str:
 
 def _summary_rows(spec: CampaignSpec, observations: list[Observation]) -> list[tuple[str, str]]:
     objective = spec.primary_objective
-    ranked = _ranked(observations, objective)
-    initial = _ranked([o for o in observations if o.iteration == 0], objective)
+    ranked = _ranked(observations, objective, spec)
+    initial = _ranked([o for o in observations if o.iteration == 0], objective, spec)
     failed = [o.experiment_id for o in observations if o.status == "failed"]
     outliers = [o.experiment_id for o in observations if o.status == "outlier"]
     n_initial = sum(o.iteration == 0 for o in observations)
@@ -174,6 +182,9 @@ def _summary_rows(spec: CampaignSpec, observations: list[Observation]) -> list[t
     ]
     if outliers:
         rows.append(("Flagged as outliers (not counted)", f"{len(outliers)}: {', '.join(outliers)}"))
+    if spec.outcome_constraints:
+        rules = " and ".join(c.describe() for c in spec.outcome_constraints)
+        rows.append((f"Meeting {rules}", f"{sum(counts(spec, o) for o in observations)}"))
     first = initial[0] if initial else None
     best = ranked[0] if ranked else None
     first_value = _value(first, objective) if first else None
@@ -209,6 +220,30 @@ def _summary_rows(spec: CampaignSpec, observations: list[Observation]) -> list[t
     return rows
 
 
+def _best_lines(spec: CampaignSpec, observations: list[Observation]) -> list[str]:
+    """The best-compositions section of a single-objective report."""
+    objective = spec.primary_objective
+    lines: list[str] = []
+    ranked = _ranked(observations, objective, spec)[:_TOP]
+    lines += [f"## Best compositions (top {min(_TOP, len(ranked))})", ""]
+    if ranked:
+        objectives = spec.objectives
+        header = ["Rank", "Experiment", "Iteration", *spec.component_names, *(_label(o) for o in objectives)]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+        for rank, o in enumerate(ranked, start=1):
+            amounts = [_amount(o.composition.get(name), spec) for name in spec.component_names]
+            values = [f"{o.values[ob.name]:.4g}" if ob.name in o.values else "–" for ob in objectives]
+            lines.append(
+                "| " + " | ".join([str(rank), o.experiment_id, str(o.iteration), *amounts, *values]) + " |"
+            )
+        unit = "percent" if spec.unit_scale == 100.0 else "fractions of one"
+        lines += ["", f"Amounts are {unit}."]
+    else:
+        lines.append("No experiment succeeded.")
+    lines.append("")
+    return lines
+
+
 def render_report(
     spec: CampaignSpec,
     observations: list[Observation],
@@ -235,31 +270,16 @@ def render_report(
     if spec.request:
         lines += [f"> {_cell(spec.request)}", ""]
     facts = [f"Run `{run_id}`"] if run_id else []
-    facts += [
-        f"{objective.direction} **{objective.name}**" + (f" ({objective.unit})" if objective.unit else "")
-    ]
+    facts += [f"{o.direction} **{o.name}**" + (f" ({o.unit})" if o.unit else "") for o in spec.objectives]
     facts += [f"seed {spec.seed}"]
     lines += [" · ".join(facts), "", "## Summary", "", "| Item | Value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in _summary_rows(spec, observations)]
     lines += ["", f"![Measured {objective.name} by experiment number, with the best so far]({figure})", ""]
 
-    ranked = _ranked(observations, objective)[:_TOP]
-    lines += [f"## Best compositions (top {min(_TOP, len(ranked))})", ""]
-    if ranked:
-        objectives = spec.objectives
-        header = ["Rank", "Experiment", "Iteration", *spec.component_names, *(_label(o) for o in objectives)]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
-        for rank, o in enumerate(ranked, start=1):
-            amounts = [_amount(o.composition.get(name), spec) for name in spec.component_names]
-            values = [f"{o.values[ob.name]:.4g}" if ob.name in o.values else "–" for ob in objectives]
-            lines.append(
-                "| " + " | ".join([str(rank), o.experiment_id, str(o.iteration), *amounts, *values]) + " |"
-            )
-        unit = "percent" if spec.unit_scale == 100.0 else "fractions of one"
-        lines += ["", f"Amounts are {unit}."]
+    if len(spec.objectives) > 1:
+        lines += pareto_lines(spec, observations, PARETO_FILE)
     else:
-        lines.append("No experiment succeeded.")
-    lines.append("")
+        lines += _best_lines(spec, observations)
 
     if extra.get("decision") is not None:
         lines += ["## Final decision", "", _decision_text(extra["decision"]), ""]
@@ -298,6 +318,8 @@ def write_report(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     plot_convergence(run_dir / CONVERGENCE_FILE, spec, observations)
+    if len(spec.objectives) > 1:
+        plot_pareto(run_dir / PARETO_FILE, spec, observations)
     path = run_dir / REPORT_FILE
     text = render_report(spec, observations, extra, run_id=run_dir.name, figure=CONVERGENCE_FILE)
     path.write_text(text, encoding="utf-8")

@@ -17,6 +17,10 @@ Torch runs on one thread during a call (the previous setting is restored afterwa
 are small, and on a shared 2-core machine a second thread made no call faster but stalled some
 calls for 5-15 s.
 
+:func:`propose_from_pool` is the same model on a finite pool of candidates with generic columns (a
+data set, a plate of pre-made samples): the acquisition is scored on every unmeasured candidate
+instead of being optimised over the simplex.
+
 The optimiser never stops a campaign: with too few observations, or when the fit or the
 acquisition fails numerically, it returns space-filling points far from the measured ones and says
 why in the rationale.
@@ -47,18 +51,22 @@ from linear_operator.utils.warnings import NumericalWarning
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
+from athanor.errors import SpecError
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
 from tools.design_space import DTYPE, DesignSpace, design_space
-from tools.initial_design import space_filling
+from tools.initial_design import maximin_indices, space_filling
+from tools.mixed_space import needs_mixed_space
 
 __all__ = [
     "DUPLICATE_DISTANCE",
     "LOG_SPAN",
     "FitSummary",
+    "PoolPick",
     "Suggestion",
     "fit_summary",
     "propose",
+    "propose_from_pool",
 ]
 
 _log = logging.getLogger(__name__)
@@ -85,6 +93,9 @@ class Suggestion(BaseModel):
         rationale: One line saying why this point was chosen.
         active_constraints: Spec bounds and constraints the point sits on, e.g. ``P3HT >= 0.3``.
         source: ``"model"`` (acquisition optimum) or ``"initial"`` (space-filling point).
+        active_components: Components with a non-zero amount (set on the mixed path, see
+            :mod:`tools.mixed_optimise`; empty otherwise).
+        choices: Categorical variable name to the chosen option (empty when the spec has none).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -96,6 +107,8 @@ class Suggestion(BaseModel):
     rationale: str
     active_constraints: list[str] = []
     source: Literal["model", "initial"] = "model"
+    active_components: list[str] = []
+    choices: dict[str, str] = {}
 
 
 class FitSummary(BaseModel):
@@ -180,7 +193,12 @@ def _usable(space: DesignSpace, observations: Sequence[Observation]) -> tuple[Te
     return x, torch.tensor(values, dtype=DTYPE)
 
 
-def _targets(spec: CampaignSpec, y: Tensor, log_transform: bool | None) -> tuple[Tensor, float, float]:
+def _direction(spec: CampaignSpec) -> float:
+    """+1 when the spec's primary objective is maximised, -1 when it is minimised."""
+    return 1.0 if spec.primary_objective.direction == "maximise" else -1.0
+
+
+def _targets(y: Tensor, direction: float, log_transform: bool | None) -> tuple[Tensor, float, float]:
     """Model targets (``n x 1``, larger is better), the direction sign and the log sign (see `_Fitted`)."""
     log_sign = 1.0 if bool((y > 0).all()) else -1.0 if bool((y < 0).all()) else 0.0
     if log_transform is None:
@@ -190,7 +208,6 @@ def _targets(spec: CampaignSpec, y: Tensor, log_transform: bool | None) -> tuple
         log = log_transform and bool(log_sign)
     if not log:
         log_sign = 0.0
-    direction = 1.0 if spec.primary_objective.direction == "maximise" else -1.0
     t = log_sign * torch.log(log_sign * y) if log else y
     return (direction * t).unsqueeze(-1), direction, log_sign
 
@@ -208,11 +225,19 @@ def _unfit_reason(x: Tensor, y: Tensor) -> str | None:
 
 def _fit(space: DesignSpace, x: Tensor, y: Tensor, log_transform: bool | None) -> _Fitted:
     """Fit the GP on ``x`` (``n x d``) and values ``y`` (``n``); raises a numerical error on failure."""
-    targets, direction, log_sign = _targets(space.spec, y, log_transform)
+    return _fit_gp(x, y, space.bounds, _direction(space.spec), log_transform)
+
+
+def _fit_gp(x: Tensor, y: Tensor, bounds: Tensor, direction: float, log_transform: bool | None) -> _Fitted:
+    """Fit the GP on ``x`` (``n x d``, normalised over ``2 x d`` ``bounds``) and values ``y`` (``n``).
+
+    ``direction`` is +1 to maximise, -1 to minimise. Raises a numerical error on failure.
+    """
+    targets, direction, log_sign = _targets(y, direction, log_transform)
     model = SingleTaskGP(
         x,
         targets,
-        input_transform=Normalize(space.dim, bounds=space.bounds),
+        input_transform=Normalize(x.shape[-1], bounds=bounds),
         outcome_transform=Standardize(m=1),
     )
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
@@ -272,12 +297,18 @@ def propose(
     seed: int,
     pending: Sequence[dict[str, float]] = (),
     *,
+    pending_choices: Sequence[dict[str, str]] = (),
     log_transform: bool | None = None,
     num_restarts: int = 4,
     raw_samples: int = 64,
     mc_samples: int = 128,
 ) -> list[Suggestion]:
     """Propose ``n`` compositions to measure next, best first.
+
+    A spec with ``max_active_components``, ``resolution`` or ``categories`` is handed to
+    :func:`tools.mixed_optimise.propose_mixed`, which also fills ``active_components`` and ``choices``.
+    A spec with several objectives or outcome constraints is handed to
+    :func:`tools.multiobjective.propose_pareto` (with its own restarts and raw samples per pick).
 
     Args:
         spec: The campaign spec; its primary objective is optimised in its direction.
@@ -286,6 +317,7 @@ def propose(
         n: Batch size (number of compositions, jointly optimised).
         seed: Seed of every random stream here; the same inputs and seed give the same proposals.
         pending: Compositions (spec unit) proposed but not measured yet; proposals avoid them.
+        pending_choices: The categorical choices of each pending composition (specs with categories).
         log_transform: Force (True) or forbid (False) modelling the log of the values; None uses
             the log when all values share a sign and their magnitudes span more than
             :data:`LOG_SPAN`. Values of mixed sign are never logged.
@@ -303,6 +335,27 @@ def propose(
     """
     if n <= 0:
         return []
+    if needs_mixed_space(spec):
+        from tools.mixed_optimise import propose_mixed  # imports this module
+
+        return propose_mixed(
+            spec,
+            observations,
+            n,
+            seed,
+            pending,
+            pending_choices=pending_choices,
+            log_transform=log_transform,
+            num_restarts=num_restarts,
+            raw_samples=raw_samples,
+            mc_samples=mc_samples,
+        )
+    if len(spec.objectives) > 1 or spec.outcome_constraints:
+        from tools.multiobjective import propose_pareto  # imports this module
+
+        return propose_pareto(
+            spec, observations, n, seed, pending, log_transform=log_transform, mc_samples=mc_samples
+        )
     space = design_space(spec)
     with manual_seed(seed), _one_thread():
         x, y = _usable(space, observations)
@@ -468,3 +521,216 @@ def _suggestion(
         active_constraints=space.active_constraints(point),
         source=source,
     )
+
+
+# --------------------------------------------------------------------------------------------- pool mode
+#: Inputs (unit cube over the pool) closer than this, per column, are the same point.
+_SAME_POINT = 1e-9
+#: Candidates scored per acquisition call (bounds memory on large pools).
+_CHUNK = 256
+
+
+class PoolPick(BaseModel):
+    """One candidate of a pool that :func:`propose_from_pool` picks, with why.
+
+    Attributes:
+        index: Row of ``candidates`` to measure next.
+        predicted_mean: Model mean of the objective at that row, in its unit (None without a model).
+        predicted_std: Model standard deviation of the objective, in its unit.
+        acquisition_value: Log expected improvement of the row when it was picked, given the pending
+            rows and the earlier picks, in log standardised units (None without a model).
+        rationale: One line saying why this row was picked.
+        source: ``"model"`` (best acquisition value) or ``"initial"`` (space-filling pick).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int
+    predicted_mean: float | None = None
+    predicted_std: float | None = None
+    acquisition_value: float | None = None
+    rationale: str
+    source: Literal["model", "initial"] = "model"
+
+
+def _as_rows(value: object, name: str, dim: int | None) -> Tensor:
+    """``value`` (tensor, array or nested sequence) as a float64 ``k x d`` tensor; checks ``d``."""
+    rows = torch.as_tensor(value, dtype=DTYPE) if not isinstance(value, Tensor) else value.to(DTYPE)
+    if rows.numel() == 0:
+        return torch.zeros(0, dim or 0, dtype=DTYPE)
+    if rows.ndim != 2 or (dim is not None and rows.shape[1] != dim):
+        want = f"k x {dim}" if dim is not None else "k x d"
+        raise SpecError(f"{name} has shape {tuple(rows.shape)}; give a {want} table (one row per point)")
+    return rows.detach()
+
+
+def _pool_direction(spec: CampaignSpec | None, direction: Literal["max", "min"] | None) -> float:
+    """+1 to maximise, -1 to minimise, from the explicit ``direction`` or else the spec (default max)."""
+    from_spec = None if spec is None else ("max" if _direction(spec) > 0 else "min")
+    if direction is not None and from_spec is not None and direction != from_spec:
+        raise SpecError(
+            f"direction={direction!r} contradicts the spec, which {spec.primary_objective.direction}s"
+            f" {spec.primary_objective.name}; drop the direction argument or fix the spec"
+        )
+    chosen = direction or from_spec or "max"
+    if chosen not in ("max", "min"):
+        raise SpecError(f"direction={chosen!r} is not understood; use 'max' or 'min'")
+    return 1.0 if chosen == "max" else -1.0
+
+
+def propose_from_pool(
+    spec: CampaignSpec | None,
+    observations_x: Tensor | Sequence[Sequence[float]],
+    observations_y: Tensor | Sequence[float],
+    candidates: Tensor | Sequence[Sequence[float]],
+    n: int,
+    seed: int,
+    pending: Tensor | Sequence[Sequence[float]] = (),
+    *,
+    direction: Literal["max", "min"] | None = None,
+    model: Literal["gp"] = "gp",
+    log_transform: bool | None = None,
+    mc_samples: int = 128,
+) -> list[PoolPick]:
+    """Pick ``n`` rows of a finite pool of candidates to measure next, best first.
+
+    The inputs are generic columns (not necessarily a mixture). They are normalised to the unit cube
+    over the per-column min and max of the pool, the measured and the pending rows together; the
+    model is the one :func:`propose` fits (ARD GP, standardised outcome, the same log-scale rule).
+    The acquisition (qLogNEI) is evaluated on every candidate not yet measured or pending; for
+    ``n > 1`` rows are picked greedily, each earlier pick joining the pending points the acquisition
+    conditions on.
+
+    Args:
+        spec: Optional campaign spec. When given, the candidates' columns are its components in
+            spec order and its primary objective's direction applies.
+        observations_x: ``k x d`` measured inputs (any number type; rows need not be in the pool).
+        observations_y: ``k`` measured values; rows with a non-finite input or value are ignored.
+        candidates: ``m x d`` pool to pick from.
+        n: Number of rows to pick (fewer when fewer unmeasured candidates remain).
+        seed: Seed of the Monte-Carlo samples; the same inputs and seed give the same picks.
+        pending: ``p x d`` inputs proposed but not measured yet; picks avoid and condition on them.
+        direction: ``"max"`` or ``"min"``; None takes the spec's direction, or ``"max"`` without one.
+        model: Surrogate model; only ``"gp"`` (the optimiser's Gaussian process) is available.
+        log_transform: Force (True) or forbid (False) modelling the log of the values; None applies
+            the rule of :func:`propose` (same sign, magnitudes spanning more than :data:`LOG_SPAN`).
+        mc_samples: Quasi-Monte-Carlo samples of the acquisition function.
+
+    Returns:
+        Up to ``n`` picks with distinct indices into ``candidates``, best first, none of them a
+        candidate equal to an observation or a pending point. Without a usable model (fewer than
+        two distinct observations, equal values, or a numerical failure) the picks are space-filling:
+        far from each other and from the measured and pending points.
+
+    Raises:
+        SpecError: Shapes disagree, the spec's components do not match the columns, the direction
+            contradicts the spec, or the model is unknown.
+    """
+    if model != "gp":
+        raise SpecError(f"model={model!r} is not available for pools; use model='gp'")
+    sign = _pool_direction(spec, direction)
+    cand = _as_rows(candidates, "candidates", None)
+    dim = cand.shape[1]
+    if spec is not None and dim != len(spec.component_names):
+        raise SpecError(
+            f"candidates have {dim} columns but the spec has {len(spec.component_names)} components"
+            f" ({', '.join(spec.component_names)}); give one column per component, in spec order"
+        )
+    x = _as_rows(observations_x, "observations_x", dim)
+    y = torch.as_tensor(observations_y, dtype=DTYPE).detach().reshape(-1)
+    if y.shape[0] != x.shape[0]:
+        raise SpecError(
+            f"observations_x has {x.shape[0]} rows but observations_y has {y.shape[0]} values;"
+            " give one value per measured row"
+        )
+    pending_x = _as_rows(pending, "pending", dim)
+    for name, rows in (("candidates", cand), ("pending", pending_x)):
+        if not bool(torch.isfinite(rows).all()):
+            raise SpecError(f"{name} hold non-finite numbers; drop or fix those rows")
+    if n <= 0 or cand.shape[0] == 0:
+        return []
+    usable = torch.isfinite(y) & torch.isfinite(x).all(dim=-1)
+    x, y = x[usable], y[usable]
+
+    taken = torch.cat([x, pending_x])
+    everything = torch.cat([cand, taken])
+    lower, upper = everything.min(dim=0).values, everything.max(dim=0).values
+    upper = torch.where(upper > lower, upper, lower + 1.0)  # a constant column carries no information
+    bounds = torch.stack([lower, upper])
+    unit = (cand - lower) / (upper - lower)
+    free = torch.ones(cand.shape[0], dtype=torch.bool)
+    if taken.shape[0]:
+        gap = torch.cdist(unit, (taken - lower) / (upper - lower), p=float("inf"))
+        free = ~(gap < _SAME_POINT).any(dim=-1)
+    if not bool(free.any()):
+        return []
+
+    with manual_seed(seed), _one_thread():
+        reason = _unfit_reason(x, y)
+        if reason is None:
+            try:
+                fitted = _fit_gp(x, y, bounds, sign, log_transform)
+                return _pool_model_picks(fitted, x, pending_x, cand, free, n, seed, mc_samples)
+            except _NUMERICAL_ERRORS as exc:
+                _log.warning("model-based pool pick failed, using space-filling picks: %s", exc)
+                reason = f"the model failed ({type(exc).__name__})"
+        avoid = (taken - lower) / (upper - lower)
+        free_idx = torch.nonzero(free).flatten()
+        order = maximin_indices(unit[free_idx], n, avoid if avoid.shape[0] else None)
+        lead = "space-filling pick far from measured ones" if x.shape[0] else "space-filling initial pick"
+        return [
+            PoolPick(index=int(free_idx[i]), rationale=f"{lead}: {reason}", source="initial") for i in order
+        ]
+
+
+def _pool_model_picks(
+    fitted: _Fitted,
+    x: Tensor,
+    pending_x: Tensor,
+    cand: Tensor,
+    free: Tensor,
+    n: int,
+    seed: int,
+    mc_samples: int,
+) -> list[PoolPick]:
+    """Greedy qLogNEI picks among the ``free`` rows of ``cand``, each conditioned on the earlier ones."""
+    free = free.clone()
+    pend = pending_x
+    picks: list[tuple[int, float]] = []
+    for _ in range(min(n, int(free.sum()))):
+        acqf = qLogNoisyExpectedImprovement(
+            fitted.model,
+            X_baseline=x,
+            sampler=SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed),
+            X_pending=pend if pend.shape[0] else None,
+            prune_baseline=True,
+        )
+        idx = torch.nonzero(free).flatten()
+        with torch.no_grad():
+            values = torch.cat([acqf(cand[chunk].unsqueeze(-2)) for chunk in idx.split(_CHUNK)])
+        if not bool(torch.isfinite(values).any()):
+            raise ValueError("the acquisition function is not finite on any candidate")
+        best = int(values.nan_to_num(nan=-math.inf).argmax())
+        index = int(idx[best])
+        picks.append((index, float(values[best])))
+        free[index] = False
+        pend = torch.cat([pend, cand[index : index + 1]])
+    rows = [i for i, _ in picks]
+    mean, std = fitted.predict(cand[rows])
+    out = []
+    for rank, (index, value) in enumerate(picks):
+        why = (
+            f"#{rank + 1} greedy pick: highest expected improvement given the {rank} earlier pick(s)"
+            if rank
+            else "highest expected improvement in the pool"
+        )
+        out.append(
+            PoolPick(
+                index=index,
+                predicted_mean=float(mean[rank]),
+                predicted_std=float(std[rank]),
+                acquisition_value=value,
+                rationale=f"{why}; predicted {float(mean[rank]):.3g} ± {float(std[rank]):.2g}",
+            )
+        )
+    return out

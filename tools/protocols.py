@@ -24,7 +24,7 @@ from tools.mixing import RESOLUTION_UL, amounts_per_ul, composition_of, mixing_p
 __all__ = ["ACTIONS", "MEASURE_ACTION", "RESOLUTION_UL", "compile_protocol", "validate_protocol"]
 
 #: The action that measures a sample, per measuring instrument kind.
-MEASURE_ACTION: dict[str, str] = {"conductivity_meter": "measure"}
+MEASURE_ACTION: dict[str, str] = {"conductivity_meter": "measure", "spectrometer": "measure"}
 
 _SUM_TOL = 1e-6  # fractions of one
 _VOLUME_TOL = 1e-6  # µL
@@ -47,16 +47,18 @@ def _pick_instrument(spec: CampaignSpec, lab: LabDescription, kinds: Sequence[st
 
 
 def _measuring_instruments(spec: CampaignSpec, lab: LabDescription) -> list[InstrumentSpec]:
-    """One instrument per objective that measures it, without repeats."""
+    """One instrument per measured quantity (objectives, outcome constraints), without repeats."""
     chosen: list[InstrumentSpec] = []
-    for objective in spec.objectives:
-        kinds = [k for k, quantities in MEASURES.items() if match_quantity(objective.name, quantities)]
+    objectives = {o.name for o in spec.objectives}
+    for name in spec.measured_names:
+        kinds = [k for k, quantities in MEASURES.items() if match_quantity(name, quantities)]
         instrument = _pick_instrument(spec, lab, [k for k in kinds if k in MEASURE_ACTION])
         if instrument is None:
             measured = ", ".join(lab.measured_quantities()) or "nothing"
+            field = "objectives" if name in objectives else "outcome_constraints"
             raise SpecError(
-                f"objectives: no instrument in this lab measures {objective.name!r} (it measures"
-                f" {measured}); add an instrument that does to lab.yaml or change the objective"
+                f"{field}: no instrument in this lab measures {name!r} (it measures"
+                f" {measured}); add an instrument that does to lab.yaml or change the {field[:-1]}"
             )
         if instrument not in chosen:
             chosen.append(instrument)
@@ -140,7 +142,8 @@ def compile_protocol(proposal: Proposal, spec: CampaignSpec, lab: LabDescription
 
     Dispenses (one per component present, split when above the handler's maximum volume), then
     ``mix``, then ``measure`` on the instrument that measures each objective. Command keys are left
-    empty for the engine to set.
+    empty for the engine to set. The proposal's categorical choices are checked against the spec and
+    carried on the protocol (and from there to the observation); no choice adds a command.
 
     Args:
         proposal: The composition to make, in the spec's unit.
@@ -154,8 +157,8 @@ def compile_protocol(proposal: Proposal, spec: CampaignSpec, lab: LabDescription
 
     Raises:
         athanor.errors.SpecError: The proposal does not fit the spec, a component has no stock, a
-            share is too small to pipette and may not be left out, or no instrument measures an
-            objective.
+            share is too small to pipette and may not be left out, a categorical choice is missing or
+            not an option, or no instrument measures an objective.
         athanor.errors.SafetyError: The compiled protocol fails :func:`validate_protocol`.
     """
     unstocked = [n for n in spec.component_names if n not in {s.component for s in lab.stocks}]
@@ -168,6 +171,9 @@ def compile_protocol(proposal: Proposal, spec: CampaignSpec, lab: LabDescription
     handler = _pick_instrument(spec, lab, ["liquid_handler"])
     if handler is None:
         raise SpecError("this lab has no liquid_handler to make samples with; add one to lab.yaml")
+    choice_problems = spec.choice_problems(proposal.choices)
+    if choice_problems:
+        raise SpecError(f"proposal {proposal.experiment_id}: {'; '.join(choice_problems)}")
     meters = _measuring_instruments(spec, lab)
     fractions, amount_sum = _fractions(proposal, spec)
     volumes = _volumes(proposal, spec, lab, handler, fractions)
@@ -196,6 +202,7 @@ def compile_protocol(proposal: Proposal, spec: CampaignSpec, lab: LabDescription
         volumes_ul=volumes,
         composition=composition,
         commands=commands,
+        choices=dict(proposal.choices),
     )
     violations = spec.violations(composition, tol=_rounding_tolerance(spec, lab, steps))
     if violations:

@@ -5,9 +5,10 @@ The offline back end turns a request such as::
     Maximise the conductivity of a P3HT/CNT blend of P3HT, D1, D2, D6 and D8
     (fractions sum to 1, P3HT at least 0.3), 30 experiments in batches of 5
 
-into the fields of a :class:`athanor.spec.CampaignSpec`. Each kind of phrase (objective, components,
-sum rule, bounds, linear constraints, budget, batch size, seed, target) is matched by its own set of
-patterns, and every match marks the characters it used. Whatever is left at the end must be filler
+into the fields of a :class:`athanor.spec.CampaignSpec`. Each kind of phrase (objectives, thresholds
+and outcome constraints, components, sum rule, bounds, linear constraints, budget, batch size, seed,
+target, how many components may be present, grid step, categorical choices) is matched by its own set
+of patterns, and every match marks the characters it used. Whatever is left at the end must be filler
 (articles, "and", "please", punctuation, ...); anything else makes the request refused with
 :class:`athanor.errors.RequestNotUnderstood`, quoting the unread words, saying what was read and
 showing a phrasing that works. The user-facing description is ``docs/request-grammar.md``.
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from athanor.errors import RequestNotUnderstood
+from athanor.lab import MEASURES
 
 __all__ = ["EXAMPLE_REQUEST", "PROPERTY_UNITS", "read_request"]
 
@@ -299,6 +301,21 @@ _TARGET_PATTERNS = [
     ),
 ]
 
+# --- more objectives after "and", thresholds and outcome constraints ---------------------------------
+#: "..., (the) yield and (the) transmittance": another objective with the verb of the one it follows.
+_OBJECTIVE_MORE = _rx(
+    rf"(?:\s*,\s*(?:(?:and|&)\s+)?|\s+(?:and|&)\s+)(?P<the>the\s+)?(?P<prop>{_NOT_RESERVED}{_PROP})"
+    rf"(?:\s*\(\s*(?P<u1>{_UNIT})\s*\)|\s+(?:in|measured\s+in)\s+(?P<u2>{_UNIT}))?"
+)
+_PROP_SHORTEST = rf"{_PROP_WORD}(?:\s+{_PROP_WORD}){{0,3}}?"
+#: "conductivity at least 500 S/cm": a threshold of an objective, or an outcome constraint.
+_QUANTITY_BOUND = _rx(
+    rf"(?<!\w)(?:(?:the|a|an)\s+)?(?P<prop>{_PROP_SHORTEST})\s*{_COPULA}{_CMP}\s*(?P<v>{_SIGNED})"
+    rf"(?:\s*(?P<u>{_UNIT}))?"
+)
+#: Properties a bound may name without being an objective (measured or well-known ones).
+_QUANTITIES = frozenset(PROPERTY_UNITS) | {q for quantities in MEASURES.values() for q in quantities}
+
 # --- constraints and bounds --------------------------------------------------------------------------------
 _TERM = rf"(?:{_NUM}\s*\*?\s*)?{_NAME}"
 _PLUS_CONSTRAINT = _rx(
@@ -331,6 +348,49 @@ _RANGE_PATTERNS = [
 ]
 _BOUND = _rx(rf"{_SUBJECT}\s*{_COPULA}{_CMP}\s*(?P<v>{_NUM}){_pct('pct')}")
 _BOUND_REVERSED = _rx(rf"(?<!\w){_CMP}\s*(?P<v>{_NUM}){_pct('pct')}\s+(?:of\s+)?(?P<name>{_NAME})")
+
+# --- how many components may be present, grid step, categorical choices -----------------------------
+_CHOOSE_VERB = r"(?:choose|choosing|pick|picking|select|selecting|use|using)"
+_AT_MOST = r"(?:at\s+most|up\s+to|no\s+more\s+than|not\s+more\s+than|a\s+maximum\s+of|max(?:imum)?(?:\s+of)?)"
+_PRESENT_NOUN = r"(?:elements?|components?|ingredients?|constituents?)"
+_CARDINALITY_PATTERNS = [
+    # "choose at most 3 of Cu, Ag, Zr, Ni and Co": the list is also the component list
+    _rx(
+        rf"(?<!\w)(?:and\s+)?{_CHOOSE_VERB}\s+{_AT_MOST}\s+(?P<n>{_INT})\s+(?:{_PRESENT_NOUN}\s+)?"
+        rf"(?:of|from|among)\s+(?:the\s+)?(?P<list>{_NAME_LIST})"
+    ),
+    # "at most 3 elements at once", "using at most 2 of them", "with at most 3 non-zero components"
+    _rx(
+        rf"(?<!\w)(?:(?:{_CHOOSE_VERB}|with)\s+)?{_AT_MOST}\s+(?P<n>{_INT})\s+(?:(?:non-?zero|active|present)\s+)?"
+        rf"(?:{_PRESENT_NOUN}|of\s+them)(?:\s+(?:at\s+(?:a\s+time|once)|present|non-?zero|active"
+        r"|per\s+(?:sample|composition|experiment)|in\s+(?:each|any|one)\s+(?:sample|composition|experiment)))?"
+        r"(?![\w])"
+    ),
+]
+_RESOLUTION_PATTERNS = [
+    _rx(
+        rf"(?<!\w)(?:(?:in|with|on|using)\s+)?(?:(?:a|the)\s+)?(?:grid\s+)?steps?(?:\s+size)?\s*(?:of|is|:|=)?\s*"
+        rf"(?P<v>{_NUM}){_pct('pct')}"
+    ),
+    _rx(rf"(?<!\w)(?:rounded\s+)?to\s+the\s+nearest\s+(?P<v>{_NUM}){_pct('pct')}"),
+    _rx(
+        rf"(?<!\w)(?:(?:with|at|on)\s+)?(?:(?:a|the)\s+)?(?:grid\s+)?resolution\s*(?:of|is|:|=)?\s*"
+        rf"(?P<v>{_NUM}){_pct('pct')}"
+    ),
+    _rx(rf"(?<!\w)(?:on\s+)?(?:an?\s+)?(?P<v>{_NUM}){_pct('pct')}\s+grid(?![\w])"),
+]
+_VARIABLE = rf"(?<![\w:.-]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*(?![\w])"
+_CHOICE = r"(?<![\w°.+-])(?!(?:or|and)(?![\w°+-]))[A-Za-z0-9°][\w°.+-]*(?<![.+-])(?![\w°])"
+_CATEGORY_PATTERNS = [
+    # "annealing one of none, 150C and 200C", "solvent: toluene, xylene", "atmosphere either N2 or air"
+    _rx(
+        rf"(?P<var>{_VARIABLE})\s*(?::\s*|\s+(?:(?:is|are)\s+)?(?:one\s+of|either|(?:chosen\s+)?from|among)\s+)"
+        rf"(?P<choices>{_CHOICE}(?:(?:\s*,\s*|\s*,?\s*(?:or|and)\s+){_CHOICE})+)"
+    ),
+    # "annealing none, 150C or 200C": without a marker the last choice follows "or"
+    _rx(rf"(?P<var>{_VARIABLE})\s+(?P<choices>{_CHOICE}(?:\s*,\s*{_CHOICE})*\s*,?\s*or\s+{_CHOICE})"),
+]
+_SPLIT_CHOICES = re.compile(r"\s*,?\s*(?:or|and)\s+|\s*,\s*", re.IGNORECASE)
 
 # --- components -----------------------------------------------------------------------------------
 _SYSTEM = _rx(
@@ -394,6 +454,16 @@ class _Target:
 
 
 @dataclass
+class _QuantityBound:
+    name: str
+    words: str
+    operator: str  # ">=" or "<="
+    value: float
+    unit: str | None
+    phrase: str
+
+
+@dataclass
 class _SumRule:
     total: float | None  # None: no sum rule
     pct: str | None
@@ -404,6 +474,7 @@ class _SumRule:
 class _Read:
     objectives: list[_Objective] = field(default_factory=list)
     targets: list[_Target] = field(default_factory=list)
+    quantity_bounds: list[_QuantityBound] = field(default_factory=list)
     systems: list[tuple[list[str], str]] = field(default_factory=list)
     lists: list[tuple[list[str], str]] = field(default_factory=list)
     bounds: list[_Bound] = field(default_factory=list)
@@ -413,6 +484,9 @@ class _Read:
     batches: list[tuple[int, str]] = field(default_factory=list)
     initials: list[tuple[int, str]] = field(default_factory=list)
     seeds: list[tuple[int, str]] = field(default_factory=list)
+    cardinalities: list[tuple[int, str]] = field(default_factory=list)
+    resolutions: list[tuple[_Amount, str]] = field(default_factory=list)
+    categories: list[tuple[int, str, list[str], str]] = field(default_factory=list)  # start, name, choices
 
 
 def _to_int(text: str) -> int:
@@ -489,6 +563,7 @@ class _Parser:
         self.work = text.translate(_SAME_LENGTH)
         self.read = _Read()
         self.problems: list[str] = []
+        self._objective_ends: dict[int, _Objective] = {}
 
     # -- scanning -------------------------------------------------------------------------------------
     def scan(self, pattern: re.Pattern[str], handler: Callable[[re.Match[str]], bool]) -> None:
@@ -502,6 +577,9 @@ class _Parser:
         return _clean(self.text[match.start() : match.end()])
 
     def run(self) -> None:
+        # before budgets and bounds: "choose at most 3 of Cu, ..." is neither a bound nor a budget
+        for pattern in _CARDINALITY_PATTERNS:
+            self.scan(pattern, self._cardinality)
         for pattern in _BATCH_PATTERNS:
             self.scan(pattern, self._batch)
         for pattern in _INITIAL_PATTERNS:
@@ -509,11 +587,20 @@ class _Parser:
         for pattern in _BUDGET_PATTERNS:
             self.scan(pattern, lambda m: self._count(m, self.read.budgets))
         self.scan(_SEED, lambda m: self._count(m, self.read.seeds))
+        for pattern in _RESOLUTION_PATTERNS:
+            self.scan(pattern, self._resolution)
+        for pattern in _CATEGORY_PATTERNS:
+            self.scan(pattern, self._category)
         for pattern in _SUM_PATTERNS:
             self.scan(pattern, self._sum_rule)
         for pattern in _TARGET_PATTERNS:
             self.scan(pattern, self._target)
         self.scan(_OBJECTIVE, self._objective)
+        found = -1
+        while len(self.read.objectives) > found:  # "maximise A, B and C": each "and" may add one
+            found = len(self.read.objectives)
+            self.scan(_OBJECTIVE_MORE, self._objective_more)
+        self.scan(_QUANTITY_BOUND, self._quantity_bound)
         self.scan(_PLUS_CONSTRAINT, self._plus_constraint)
         self.scan(_SUM_OF_CONSTRAINT, self._sum_of_constraint)
         # the component list before group bounds: in "of A, B and C, A and B each ..." it ends at C
@@ -533,6 +620,21 @@ class _Parser:
 
     def _count(self, m: re.Match[str], sink: list[tuple[int, str]]) -> bool:
         sink.append((_to_int(m.group("n")), self.phrase(m)))
+        return True
+
+    def _cardinality(self, m: re.Match[str]) -> bool:
+        self.read.cardinalities.append((_to_int(m.group("n")), self.phrase(m)))
+        if m.groupdict().get("list"):
+            self.read.lists.append((_names_of(m.group("list")), self.phrase(m)))
+        return True
+
+    def _resolution(self, m: re.Match[str]) -> bool:
+        self.read.resolutions.append((self._amount(m, "v", "pct"), self.phrase(m)))
+        return True
+
+    def _category(self, m: re.Match[str]) -> bool:
+        choices = [c for c in _SPLIT_CHOICES.split(m.group("choices").strip()) if c]
+        self.read.categories.append((m.start(), m.group("var"), choices, self.phrase(m)))
         return True
 
     def _sum_rule(self, m: re.Match[str]) -> bool:
@@ -574,14 +676,43 @@ class _Parser:
         verb = m.group("verb").lower()
         up = re.match(_UP_VERBS, verb, re.I) or re.search(rf"(?:{_SUPERLATIVE_UP})$", verb, re.I)
         words = re.sub(r"\s+", " ", m.group("prop")).lower()
-        self.read.objectives.append(
-            _Objective(
-                name=_property_name(words),
-                words=words,
-                direction="maximise" if up else "minimise",
-                unit=_unit(m.group("u1") or m.group("u2")),
-                phrase=self.phrase(m),
-            )
+        objective = _Objective(
+            name=_property_name(words),
+            words=words,
+            direction="maximise" if up else "minimise",
+            unit=_unit(m.group("u1") or m.group("u2")),
+            phrase=self.phrase(m),
+        )
+        self.read.objectives.append(objective)
+        self._objective_ends[m.end()] = objective
+        return True
+
+    def _objective_more(self, m: re.Match[str]) -> bool:
+        before = self._objective_ends.get(m.start())
+        prop = m.group("prop")
+        # right after an objective; without "the" a capitalised word is more likely a component name
+        if before is None or not (m.group("the") or prop[0].islower()):
+            return False
+        words = re.sub(r"\s+", " ", prop).lower()
+        objective = _Objective(
+            name=_property_name(words),
+            words=words,
+            direction=before.direction,
+            unit=_unit(m.group("u1") or m.group("u2")),
+            phrase=re.sub(r"^(?:and|&)\s+", "", self.phrase(m).lstrip(", "), flags=re.I),
+        )
+        self.read.objectives.append(objective)
+        self._objective_ends[m.end()] = objective
+        return True
+
+    def _quantity_bound(self, m: re.Match[str]) -> bool:
+        words = re.sub(r"\s+", " ", m.group("prop")).lower()
+        name = _property_name(words)
+        if name not in _QUANTITIES and all(o.name != name for o in self.read.objectives):
+            return False  # "P3HT at least 0.3" bounds a component
+        operator = "<=" if _UP_RE.fullmatch(m.group("cmp").strip()) else ">="
+        self.read.quantity_bounds.append(
+            _QuantityBound(name, words, operator, float(m.group("v")), _unit(m.group("u")), self.phrase(m))
         )
         return True
 
@@ -690,7 +821,8 @@ def _single(items: list[tuple[int, str]], what: str, problems: list[str]) -> int
     return items[0][0] if items else None
 
 
-def _resolve_objective(read: _Read, parser: _Parser) -> dict[str, Any] | None:
+def _resolve_objectives(read: _Read, parser: _Parser) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The objectives (with targets and thresholds) and the outcome constraints; empty on a problem."""
     problems = parser.problems
     objectives: list[_Objective] = []
     for o in read.objectives:
@@ -701,48 +833,125 @@ def _resolve_objective(read: _Read, parser: _Parser) -> dict[str, Any] | None:
         problems.append(
             'no objective: say what to optimise, e.g. "Maximise the conductivity" or "Minimise the band gap"'
         )
-        return None
-    names = {o.name for o in objectives}
-    directions = {o.direction for o in objectives} | leftover_verbs
-    if len(directions) > 1:
+        return [], []
+    names = list(dict.fromkeys(o.name for o in objectives))
+    clash = [n for n in names if len({o.direction for o in objectives if o.name == n}) > 1]
+    stray = leftover_verbs and (len(names) > 1 or leftover_verbs != {objectives[0].direction})
+    if clash or stray:
         phrases = " and ".join(f'"{o.phrase}"' for o in objectives)
+        what = f"{clash[0].replace('_', ' ')}" if clash else "its objective"
         problems.append(
             f"conflicting directions ({phrases}{' and another verb' if leftover_verbs else ''}): a campaign"
-            " either maximises or minimises its objective; ask for one"
+            f" either maximises or minimises {what}; ask for one"
         )
-        return None
-    if len(names) > 1:
-        phrases = " and ".join(f'"{o.phrase}"' for o in objectives)
-        problems.append(f"more than one objective ({phrases}): a campaign optimises one property; keep one")
-        return None
-    objective = objectives[0]
-    unit = objective.unit
-    target: float | None = None
-    if len(read.targets) > 1:
-        problems.append("more than one target (" + " and ".join(f'"{t.phrase}"' for t in read.targets) + ")")
-    elif read.targets:
-        t = read.targets[0]
-        target = t.value
-        if t.prop and _property_name(t.prop) != objective.name:
+        return [], []
+    targets = _targets_by_objective(read, objectives, problems)
+    out: dict[str, dict[str, Any]] = {}
+    for objective in objectives:
+        unit = objective.unit
+        target: float | None = None
+        mine = targets.get(objective.name, [])
+        if len(mine) > 1:
+            problems.append("more than one target (" + " and ".join(f'"{t.phrase}"' for t in mine) + ")")
+        elif mine:
+            t = mine[0]
+            target = t.value
+            if t.direction and t.direction != objective.direction:
+                problems.append(
+                    f'the target "{t.phrase}" points the other way from "{objective.phrase}"; use "reaches"'
+                )
+            if t.unit and unit and t.unit.replace(" ", "") != unit.replace(" ", ""):
+                problems.append(f"the target is in {t.unit} but the objective is in {unit}; use one unit")
+            unit = unit or t.unit
+        out[objective.name] = {"name": objective.name, "direction": objective.direction, "unit": unit}
+        out[objective.name]["target"] = target
+    outcomes = _resolve_quantity_bounds(read, objectives, out, problems)
+    for entry in out.values():
+        if entry["unit"] is None:
+            entry["unit"] = PROPERTY_UNITS.get(entry["name"], "")
+    return list(out.values()), outcomes
+
+
+def _targets_by_objective(
+    read: _Read, objectives: list[_Objective], problems: list[str]
+) -> dict[str, list[_Target]]:
+    """Each target under the objective it is for: the one it names, or the only one."""
+    names = {o.name for o in objectives}
+    out: dict[str, list[_Target]] = {}
+    for t in read.targets:
+        if len(names) == 1:
+            objective = objectives[0]
+            if t.prop and _property_name(t.prop) != objective.name:
+                problems.append(
+                    f'the target "{t.phrase}" names {t.prop!r} but the objective is {objective.words!r};'
+                    ' name the same property, or say "until it reaches ..."'
+                )
+            out.setdefault(objective.name, []).append(t)
+        elif t.prop and _property_name(t.prop) in names:
+            out.setdefault(_property_name(t.prop), []).append(t)
+        else:
+            listed = ", ".join(o.words for o in objectives)
             problems.append(
-                f'the target "{t.phrase}" names {t.prop!r} but the objective is {objective.words!r};'
-                ' name the same property, or say "until it reaches ..."'
+                f'the target "{t.phrase}" does not name one of the objectives ({listed}); name it, e.g.'
+                f' "target {objectives[0].words} of ..." or "until {objectives[0].words} reaches ..."'
             )
-        if t.direction and t.direction != objective.direction:
+    return out
+
+
+def _resolve_quantity_bounds(
+    read: _Read, objectives: list[_Objective], out: dict[str, dict[str, Any]], problems: list[str]
+) -> list[dict[str, Any]]:
+    """Bounds on measured quantities: thresholds of objectives (into ``out``) and outcome constraints.
+
+    With one objective there is no trade-off to bound, so a bound on it is an outcome constraint too.
+    """
+    by_name = {o.name: o for o in objectives}
+    outcomes: list[dict[str, Any]] = []
+    seen: dict[str, _QuantityBound] = {}
+    for bound in read.quantity_bounds:
+        objective = by_name.get(bound.name)
+        entry = out.get(bound.name)
+        if entry is not None and bound.unit and entry["unit"]:
+            if bound.unit.replace(" ", "") != entry["unit"].replace(" ", ""):
+                problems.append(
+                    f'"{bound.phrase}" is in {bound.unit} but {bound.words} is in {entry["unit"]};'
+                    " use one unit"
+                )
+                continue
+        if objective is None or len(objectives) == 1:
+            unit = bound.unit or (entry["unit"] if entry else None) or PROPERTY_UNITS.get(bound.name, "")
+            outcomes.append(
+                {"name": bound.name, "operator": bound.operator, "value": bound.value, "unit": unit}
+            )
+            continue
+        worst_side = ">=" if objective.direction == "maximise" else "<="
+        if bound.operator != worst_side:
+            side = "at least" if worst_side == ">=" else "at most"
             problems.append(
-                f'the target "{t.phrase}" points the other way from "{objective.phrase}"; use "reaches"'
+                f'"{bound.phrase}" bounds {bound.words} in the direction it is {objective.direction}d in; a'
+                f' threshold is the worst acceptable value ("{bound.words} {side} ..."), and a value to stop'
+                " at is a target"
             )
-        if t.unit and unit and t.unit.replace(" ", "") != unit.replace(" ", ""):
-            problems.append(f"the target is in {t.unit} but the objective is in {unit}; use one unit")
-        unit = unit or t.unit
-    if unit is None:
-        unit = PROPERTY_UNITS.get(objective.name, "")
-    return {"name": objective.name, "direction": objective.direction, "unit": unit, "target": target}
+            continue
+        if bound.name in seen and seen[bound.name].value != bound.value:
+            problems.append(
+                f'the threshold of {bound.words} is given twice ("{seen[bound.name].phrase}" and'
+                f' "{bound.phrase}"); give it once'
+            )
+            continue
+        seen[bound.name] = bound
+        out[bound.name]["threshold"] = bound.value
+        out[bound.name]["unit"] = out[bound.name]["unit"] or bound.unit
+    return outcomes
 
 
 def _resolve_components(read: _Read, problems: list[str]) -> tuple[list[str], str]:
     """Component names and a label of the system for the title."""
     label = read.systems[0][1] if len(read.systems) == 1 else ""
+    # "of Cu, Ag and Zr, choose at most 2 of Cu, Ag and Zr" lists the same components twice: one list
+    distinct = list(dict.fromkeys(tuple(names) for names, _ in read.lists))
+    if len(distinct) == 1:
+        read.lists = read.lists[:1]
     if len(read.lists) > 1:
         quoted = " and ".join(f'"{p}"' for _, p in read.lists)
         problems.append(f"components are listed more than once ({quoted}); list them once")
@@ -826,10 +1035,11 @@ def _in_unit(amount: _Amount, unit: str) -> float:
 
 def _assemble(parser: _Parser) -> dict[str, Any]:
     read, problems = parser.read, parser.problems
-    objective = _resolve_objective(read, parser)
+    objectives, outcomes = _resolve_objectives(read, parser)
     names, label = _resolve_components(read, problems)
 
     amounts = [a for b in read.bounds for a in (b.lower, b.upper) if a] + [c.rhs for c in read.constraints]
+    amounts += [a for a, _ in read.resolutions]
     total, unit = _resolve_unit(read, amounts, problems)
     scale = 1.0 if unit == "fraction" else 100.0
 
@@ -874,27 +1084,62 @@ def _assemble(parser: _Parser) -> dict[str, Any]:
     batch = _single(read.batches, "the batch size", problems)
     initial = _single(read.initials, "the initial design", problems)
     seed = _single(read.seeds, "the seed", problems)
+    most_present = _single(read.cardinalities, "how many components may be present", problems)
+    steps = {_in_unit(a, unit) for a, _ in read.resolutions}
+    if len(steps) > 1:
+        quoted = " and ".join(f'"{p}"' for _, p in read.resolutions)
+        problems.append(f"the grid step is given more than once ({quoted}); give it once")
+    categories = _resolve_categories(read, problems)
 
     if problems:
         return {}
-    assert objective is not None and experiments is not None
-    verb = "maximise" if objective["direction"] == "maximise" else "minimise"
-    words = read.objectives[0].words
-    title = f"{verb} {words} of {label}"
+    assert objectives and experiments is not None
+    words = {o.name: o.words for o in reversed(read.objectives)}  # the first words of each
+    directions = {o["direction"] for o in objectives}
+    if len(directions) == 1:
+        title = f"{directions.pop()} {_and_list([words[o['name']] for o in objectives])} of {label}"
+    else:
+        title = _and_list([f"{o['direction']} {words[o['name']]}" for o in objectives]) + f" of {label}"
     data: dict[str, Any] = {
         "title": title if len(title) <= 80 else title[:77] + "...",
         "request": parser.text,
         "components": components,
         "sum_rule": None if total is None else {"total": total},
         "constraints": constraints,
-        "objectives": [objective],
+        "objectives": objectives,
         "budget": {"experiments": experiments, "batch_size": batch or 1},
     }
+    if outcomes:
+        data["outcome_constraints"] = outcomes
     if initial is not None:
         data["budget"]["initial_experiments"] = initial
     if seed is not None:
         data["seed"] = seed
+    if most_present is not None:
+        data["max_active_components"] = most_present
+    if steps:
+        data["resolution"] = steps.pop()
+    if categories:
+        data["categories"] = categories
     return data
+
+
+def _and_list(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" and {items[-1]}"
+
+
+def _resolve_categories(read: _Read, problems: list[str]) -> list[dict[str, Any]]:
+    """Categorical variables in the order the request names them, each named once."""
+    out: list[dict[str, Any]] = []
+    for _, name, choices, phrase in sorted(read.categories, key=lambda item: item[0]):
+        if any(c["name"] == name for c in out):
+            problems.append(
+                f'the choices of {name} are given more than once (again in "{phrase}"); give them once'
+            )
+            continue
+        out.append({"name": name, "choices": choices})
+    return out
 
 
 def _summary(read: _Read) -> str:
@@ -903,6 +1148,8 @@ def _summary(read: _Read) -> str:
         parts.append(f"{o.direction} {o.words}" + (f" in {o.unit}" if o.unit else ""))
     for t in read.targets:
         parts.append(f"target {_fmt(t.value)}" + (f" {t.unit}" if t.unit else ""))
+    for q in read.quantity_bounds:
+        parts.append(f"{q.words} {q.operator} {_fmt(q.value)}" + (f" {q.unit}" if q.unit else ""))
     for names, _ in read.lists:
         parts.append("components " + ", ".join(names))
     for names, label in read.systems:
@@ -921,6 +1168,12 @@ def _summary(read: _Read) -> str:
         parts.append(f"initial design of {n}")
     for n, _ in read.seeds:
         parts.append(f"seed {n}")
+    for n, _ in read.cardinalities:
+        parts.append(f"at most {n} components present")
+    for amount, _ in read.resolutions:
+        parts.append(f"grid step {_fmt(amount.value)}{' ' + amount.pct if amount.pct else ''}")
+    for _, name, choices, _ in sorted(read.categories, key=lambda item: item[0]):
+        parts.append(f"{name}: {', '.join(choices)}")
     return "; ".join(dict.fromkeys(parts)) if parts else "nothing"
 
 
@@ -933,7 +1186,8 @@ def read_request(text: str) -> dict[str, Any]:
 
     Returns:
         A dict for ``CampaignSpec.model_validate``: title, request, components (bounds in the spec's
-        unit), sum_rule, constraints, objectives, budget and, when given, seed. Not yet validated:
+        unit), sum_rule, constraints, objectives, budget and, when given, seed,
+        max_active_components, resolution (in the spec's unit) and categories. Not yet validated:
         infeasible bounds are left for the spec's validators to report.
 
     Raises:

@@ -17,6 +17,8 @@ Options (``InstrumentSpec.options``), all optional:
 - ``stall_s``: how long a stalled action hangs, s.
 - ``emulator`` (meter only): ``auto`` (default; see :func:`instruments.emulator.emulator_for`),
   ``p3ht_cnt`` or ``synthetic``.
+- ``absorbance`` (spectrometer only): component name to its absorbance when pure, for components
+  that should not get one drawn from the seed (see :class:`instruments.optics.TransmittanceEmulator`).
 - ``ambient_c`` (hot plate only): temperature of the plate at start and with the heater off, °C
   (default 25; the hot-plate front end reads it too).
 - ``time_constant_s`` (hot plate only): seconds for the plate to close 63 % of the gap to its set
@@ -39,12 +41,14 @@ import numpy as np
 from athanor.errors import InstrumentError
 from athanor.lab import InstrumentSpec, LabDescription
 from instruments.emulator import Emulator, P3HTCNTEmulator, SyntheticEmulator, emulator_for
+from instruments.optics import TransmittanceEmulator
 from instruments.virtual_world import World
 
 __all__ = [
     "SimulatedConductivityMeterBackend",
     "SimulatedHotplateBackend",
     "SimulatedLiquidHandlerBackend",
+    "SimulatedSpectrometerBackend",
     "make_simulated_backend",
     "pick_emulator",
 ]
@@ -63,6 +67,7 @@ _ACTIONS = {
     "liquid_handler": ("dispense", "mix", "safe_state"),
     "conductivity_meter": ("measure", "safe_state"),
     "hotplate": ("set_temperature", "read_temperature", "safe_state"),
+    "spectrometer": ("measure", "safe_state"),
 }
 
 
@@ -254,6 +259,46 @@ class SimulatedConductivityMeterBackend(_SimulatedBackend):
         return self.emulator.measure(contents, self._noise_rng, noise_rel=self.noise_rel)
 
 
+class SimulatedSpectrometerBackend(_SimulatedBackend):
+    """A UV-Vis spectrometer that reads a well's composition and reports its film's transmittance."""
+
+    kind = "spectrometer"
+    extra_options = frozenset({"absorbance"})
+
+    def __init__(
+        self,
+        name: str,
+        world: World,
+        emulator: Emulator,
+        duration_s: float = 30.0,
+        time_scale: float = 1.0,
+        options: Mapping[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        """Create the back end.
+
+        Args:
+            name: Instrument name.
+            world: Shared well contents.
+            emulator: Ground truth of the transmittance, in % (see :mod:`instruments.optics`).
+            duration_s: Nominal seconds per measurement before ``time_scale``.
+            time_scale: Multiplier on every duration.
+            options: See the module docstring.
+            seed: Seed of the fault and measurement-noise streams.
+        """
+        super().__init__(name, duration_s, time_scale, options, seed)
+        self.world = world
+        self.emulator = emulator
+
+    def measure(self, well: str) -> float:
+        """Transmittance of the film made from the sample in ``well``, %, with measurement noise."""
+        self._act("measure", well)
+        contents = self.world.contents(well)
+        if sum(contents.values()) <= 0:
+            raise InstrumentError(f"{self.name}: well {well} is empty; dispense a sample before measuring")
+        return self.emulator.measure(contents, self._noise_rng, noise_rel=self.noise_rel)
+
+
 class SimulatedHotplateBackend(_SimulatedBackend):
     """A hot plate whose temperature approaches its target as a first-order system.
 
@@ -384,4 +429,15 @@ def make_simulated_backend(spec: InstrumentSpec, lab: LabDescription, world: Wor
         )
     if spec.kind == "hotplate":
         return SimulatedHotplateBackend(spec.name, spec.duration_s, lab.time_scale, spec.options, seed)
+    if spec.kind == "spectrometer":
+        components = list(dict.fromkeys(s.component for s in lab.stocks))
+        absorbance = spec.options.get("absorbance")
+        if absorbance is not None and not isinstance(absorbance, dict):
+            raise InstrumentError(
+                f"{spec.name}: options.absorbance must map component names to absorbances, got {absorbance!r}"
+            )
+        emulator = TransmittanceEmulator(components, seed, absorbance)
+        return SimulatedSpectrometerBackend(
+            spec.name, world, emulator, spec.duration_s, lab.time_scale, spec.options, seed
+        )
     raise InstrumentError(f"no simulated back end for instrument kind {spec.kind!r}")
