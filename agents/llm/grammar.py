@@ -1027,6 +1027,20 @@ def _resolve_unit(read: _Read, amounts: list[_Amount], problems: list[str]) -> t
     return 1.0, "fraction"
 
 
+#: What a percent marker says the fractions are fractions of (``CampaignSpec.basis``).
+_BASIS_OF_MARKER = {"at.%": "mole", "mol.%": "mole", "wt.%": "mass", "vol.%": "volume"}
+
+
+def _basis_of(amounts: list[_Amount], read: _Read) -> str | None:
+    """The composition basis the amounts' markers name ("10 at.%": mole), or None when unstated.
+
+    Mixed markers are refused by :func:`_resolve_unit`, so at most one kind is left here.
+    """
+    markers = {a.pct for a in amounts if a.pct} | {r.pct for r in read.sum_rules if r.pct}
+    bases = {_BASIS_OF_MARKER[m] for m in markers if m in _BASIS_OF_MARKER}
+    return bases.pop() if len(bases) == 1 else None
+
+
 def _in_unit(amount: _Amount, unit: str) -> float:
     if amount.pct and unit == "fraction":
         return amount.value / 100.0
@@ -1042,6 +1056,7 @@ def _assemble(parser: _Parser) -> dict[str, Any]:
     amounts += [a for a, _ in read.resolutions]
     total, unit = _resolve_unit(read, amounts, problems)
     scale = 1.0 if unit == "fraction" else 100.0
+    basis = _basis_of(amounts, read)
 
     components: list[dict[str, Any]] = []
     if names:
@@ -1111,6 +1126,8 @@ def _assemble(parser: _Parser) -> dict[str, Any]:
     }
     if outcomes:
         data["outcome_constraints"] = outcomes
+    if basis is not None:
+        data["basis"] = basis
     if initial is not None:
         data["budget"]["initial_experiments"] = initial
     if seed is not None:

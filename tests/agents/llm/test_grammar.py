@@ -265,3 +265,19 @@ def test_every_refused_example_in_the_docs_is_refused():
     assert len(examples) >= 6
     for example in examples:
         refusal(example)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "basis"),
+    [
+        (
+            "Maximise the electrical conductivity of a Cu-Ag-Zr alloy, Ag at most 10 at.%, 20 experiments",
+            "mole",
+        ),
+        ("Maximise the conductivity of a blend of A and B (A at most 30 wt.%), 10 experiments", "mass"),
+        ("Maximise the conductivity of a blend of A and B (A at most 30 vol.%), 10 experiments", "volume"),
+        ("Maximise the conductivity of a blend of A and B (fractions sum to 1), 10 experiments", "volume"),
+    ],
+)
+def test_a_percent_marker_sets_the_basis_of_the_fractions(request_text, basis):
+    assert read_request(request_text).get("basis", "volume") == basis
