@@ -219,11 +219,8 @@ class SimulatedLiquidHandlerBackend(_SimulatedBackend):
         self.world.mix(well)
 
 
-class SimulatedConductivityMeterBackend(_SimulatedBackend):
-    """A conductivity meter that reads a well's composition from the world and asks the emulator."""
-
-    kind = "conductivity_meter"
-    extra_options = frozenset({"emulator"})
+class _SimulatedMeasuringBackend(_SimulatedBackend):
+    """An instrument that reads a well's composition from the world and asks its emulator."""
 
     def __init__(
         self,
@@ -240,7 +237,7 @@ class SimulatedConductivityMeterBackend(_SimulatedBackend):
         Args:
             name: Instrument name.
             world: Shared well contents.
-            emulator: Ground truth of the measured conductivity.
+            emulator: Ground truth of the measured quantity.
             duration_s: Nominal seconds per measurement before ``time_scale``.
             time_scale: Multiplier on every duration.
             options: See the module docstring.
@@ -251,7 +248,7 @@ class SimulatedConductivityMeterBackend(_SimulatedBackend):
         self.emulator = emulator
 
     def measure(self, well: str) -> float:
-        """Conductivity of the sample in ``well``, S/cm, with measurement noise."""
+        """The quantity measured on the sample in ``well``, with measurement noise."""
         self._act("measure", well)
         contents = self.world.contents(well)
         if sum(contents.values()) <= 0:
@@ -259,44 +256,18 @@ class SimulatedConductivityMeterBackend(_SimulatedBackend):
         return self.emulator.measure(contents, self._noise_rng, noise_rel=self.noise_rel)
 
 
-class SimulatedSpectrometerBackend(_SimulatedBackend):
-    """A UV-Vis spectrometer that reads a well's composition and reports its film's transmittance."""
+class SimulatedConductivityMeterBackend(_SimulatedMeasuringBackend):
+    """A conductivity meter (S/cm); its emulator is fitted to data or synthetic."""
+
+    kind = "conductivity_meter"
+    extra_options = frozenset({"emulator"})
+
+
+class SimulatedSpectrometerBackend(_SimulatedMeasuringBackend):
+    """A UV-Vis spectrometer reporting its film's transmittance (%, see :mod:`instruments.optics`)."""
 
     kind = "spectrometer"
     extra_options = frozenset({"absorbance"})
-
-    def __init__(
-        self,
-        name: str,
-        world: World,
-        emulator: Emulator,
-        duration_s: float = 30.0,
-        time_scale: float = 1.0,
-        options: Mapping[str, Any] | None = None,
-        seed: int = 0,
-    ) -> None:
-        """Create the back end.
-
-        Args:
-            name: Instrument name.
-            world: Shared well contents.
-            emulator: Ground truth of the transmittance, in % (see :mod:`instruments.optics`).
-            duration_s: Nominal seconds per measurement before ``time_scale``.
-            time_scale: Multiplier on every duration.
-            options: See the module docstring.
-            seed: Seed of the fault and measurement-noise streams.
-        """
-        super().__init__(name, duration_s, time_scale, options, seed)
-        self.world = world
-        self.emulator = emulator
-
-    def measure(self, well: str) -> float:
-        """Transmittance of the film made from the sample in ``well``, %, with measurement noise."""
-        self._act("measure", well)
-        contents = self.world.contents(well)
-        if sum(contents.values()) <= 0:
-            raise InstrumentError(f"{self.name}: well {well} is empty; dispense a sample before measuring")
-        return self.emulator.measure(contents, self._noise_rng, noise_rel=self.noise_rel)
 
 
 class SimulatedHotplateBackend(_SimulatedBackend):
