@@ -13,6 +13,7 @@ the budget), which gives the same figures as running to the budget.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -114,10 +115,13 @@ class AthanorSession:
         return picks[0].index
 
 
-#: Method name to session factory; ``random`` is analytical and has none.
+#: Method name to session factory; ``random`` is analytical and has none. ``athanor`` is the
+#: optimiser's default (qLogNEI, as the designer uses); ``athanor-ucb`` scores the pool by an upper
+#: confidence bound two standard deviations up instead.
 METHODS: dict[str, SessionFactory | None] = {
     "random": None,
     "athanor": AthanorSession,
+    "athanor-ucb": functools.partial(AthanorSession, acquisition="ucb", beta=4.0),
     "baybe": BaybeSession,
     "ax": AxSession,
 }

@@ -31,12 +31,14 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
 import torch
+from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.acquisition.monte_carlo import qUpperConfidenceBound
 from botorch.exceptions.errors import BotorchError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
@@ -537,8 +539,10 @@ class PoolPick(BaseModel):
         index: Row of ``candidates`` to measure next.
         predicted_mean: Model mean of the objective at that row, in its unit (None without a model).
         predicted_std: Model standard deviation of the objective, in its unit.
-        acquisition_value: Log expected improvement of the row when it was picked, given the pending
-            rows and the earlier picks, in log standardised units (None without a model).
+        acquisition_value: Acquisition value of the row when it was picked, given the pending rows and
+            the earlier picks: log expected improvement (log standardised units) or upper confidence
+            bound (standardised units, on the log scale when the values are logged); None without a
+            model.
         rationale: One line saying why this row was picked.
         source: ``"model"`` (best acquisition value) or ``"initial"`` (space-filling pick).
     """
@@ -589,6 +593,8 @@ def propose_from_pool(
     *,
     direction: Literal["max", "min"] | None = None,
     model: Literal["gp"] = "gp",
+    acquisition: Literal["qlognei", "ucb"] = "qlognei",
+    beta: float = 4.0,
     log_transform: bool | None = None,
     mc_samples: int = 128,
 ) -> list[PoolPick]:
@@ -597,9 +603,9 @@ def propose_from_pool(
     The inputs are generic columns (not necessarily a mixture). They are normalised to the unit cube
     over the per-column min and max of the pool, the measured and the pending rows together; the
     model is the one :func:`propose` fits (ARD GP, standardised outcome, the same log-scale rule).
-    The acquisition (qLogNEI) is evaluated on every candidate not yet measured or pending; for
-    ``n > 1`` rows are picked greedily, each earlier pick joining the pending points the acquisition
-    conditions on.
+    The acquisition (qLogNEI as in :func:`propose`, or an upper confidence bound) is evaluated on
+    every candidate not yet measured or pending; for ``n > 1`` rows are picked greedily, each earlier
+    pick joining the pending points the acquisition conditions on.
 
     Args:
         spec: Optional campaign spec. When given, the candidates' columns are its components in
@@ -612,6 +618,10 @@ def propose_from_pool(
         pending: ``p x d`` inputs proposed but not measured yet; picks avoid and condition on them.
         direction: ``"max"`` or ``"min"``; None takes the spec's direction, or ``"max"`` without one.
         model: Surrogate model; only ``"gp"`` (the optimiser's Gaussian process) is available.
+        acquisition: ``"qlognei"`` (noisy expected improvement, the default of :func:`propose`) or
+            ``"ucb"`` (``mean + sqrt(beta) * std`` on the model's standardised scale; with pending
+            points its Monte-Carlo form).
+        beta: Exploration weight of ``"ucb"``; 4 puts the bound two standard deviations up.
         log_transform: Force (True) or forbid (False) modelling the log of the values; None applies
             the rule of :func:`propose` (same sign, magnitudes spanning more than :data:`LOG_SPAN`).
         mc_samples: Quasi-Monte-Carlo samples of the acquisition function.
@@ -624,10 +634,14 @@ def propose_from_pool(
 
     Raises:
         SpecError: Shapes disagree, the spec's components do not match the columns, the direction
-            contradicts the spec, or the model is unknown.
+            contradicts the spec, or the model or acquisition is unknown.
     """
     if model != "gp":
         raise SpecError(f"model={model!r} is not available for pools; use model='gp'")
+    if acquisition not in ("qlognei", "ucb"):
+        raise SpecError(f"acquisition={acquisition!r} is not available; use 'qlognei' or 'ucb'")
+    if not (math.isfinite(beta) and beta >= 0):
+        raise SpecError(f"beta={beta} must be a finite number >= 0 (e.g. 4 for two standard deviations)")
     sign = _pool_direction(spec, direction)
     cand = _as_rows(candidates, "candidates", None)
     dim = cand.shape[1]
@@ -670,7 +684,8 @@ def propose_from_pool(
         if reason is None:
             try:
                 fitted = _fit_gp(x, y, bounds, sign, log_transform)
-                return _pool_model_picks(fitted, x, pending_x, cand, free, n, seed, mc_samples)
+                acquire = _pool_acquisition(fitted, x, acquisition, beta, seed, mc_samples)
+                return _pool_model_picks(fitted, acquire, pending_x, cand, free, n, acquisition)
             except _NUMERICAL_ERRORS as exc:
                 _log.warning("model-based pool pick failed, using space-filling picks: %s", exc)
                 reason = f"the model failed ({type(exc).__name__})"
@@ -683,28 +698,38 @@ def propose_from_pool(
         ]
 
 
+def _pool_acquisition(
+    fitted: _Fitted, x: Tensor, acquisition: str, beta: float, seed: int, mc_samples: int
+) -> Callable[[Tensor], AcquisitionFunction]:
+    """A function from pending points (``p x d``) to the acquisition function that conditions on them."""
+
+    def build(pending: Tensor) -> AcquisitionFunction:
+        sampler = SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed)
+        x_pending = pending if pending.shape[0] else None
+        if acquisition == "ucb":
+            return qUpperConfidenceBound(fitted.model, beta=beta, sampler=sampler, X_pending=x_pending)
+        return qLogNoisyExpectedImprovement(
+            fitted.model, X_baseline=x, sampler=sampler, X_pending=x_pending, prune_baseline=True
+        )
+
+    return build
+
+
 def _pool_model_picks(
     fitted: _Fitted,
-    x: Tensor,
+    acquire: Callable[[Tensor], AcquisitionFunction],
     pending_x: Tensor,
     cand: Tensor,
     free: Tensor,
     n: int,
-    seed: int,
-    mc_samples: int,
+    acquisition: str,
 ) -> list[PoolPick]:
-    """Greedy qLogNEI picks among the ``free`` rows of ``cand``, each conditioned on the earlier ones."""
+    """Greedy picks among the ``free`` rows of ``cand``, each conditioned on the pending and earlier ones."""
     free = free.clone()
     pend = pending_x
     picks: list[tuple[int, float]] = []
     for _ in range(min(n, int(free.sum()))):
-        acqf = qLogNoisyExpectedImprovement(
-            fitted.model,
-            X_baseline=x,
-            sampler=SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed),
-            X_pending=pend if pend.shape[0] else None,
-            prune_baseline=True,
-        )
+        acqf = acquire(pend)
         idx = torch.nonzero(free).flatten()
         with torch.no_grad():
             values = torch.cat([acqf(cand[chunk].unsqueeze(-2)) for chunk in idx.split(_CHUNK)])
@@ -717,12 +742,13 @@ def _pool_model_picks(
         pend = torch.cat([pend, cand[index : index + 1]])
     rows = [i for i, _ in picks]
     mean, std = fitted.predict(cand[rows])
+    score = "upper confidence bound" if acquisition == "ucb" else "expected improvement"
     out = []
     for rank, (index, value) in enumerate(picks):
         why = (
-            f"#{rank + 1} greedy pick: highest expected improvement given the {rank} earlier pick(s)"
+            f"#{rank + 1} greedy pick: highest {score} given the {rank} earlier pick(s)"
             if rank
-            else "highest expected improvement in the pool"
+            else f"highest {score} in the pool"
         )
         out.append(
             PoolPick(

@@ -168,6 +168,23 @@ def test_propose_from_pool_finds_the_maximum_of_a_smooth_pool_quickly():
     assert best in measured  # random picking needs 75 on average
 
 
+def test_propose_from_pool_with_an_upper_confidence_bound():
+    rng = np.random.default_rng(5)
+    pool = rng.random((80, 2))
+    measured = [0, 1, 2, 3]
+    picks = propose_from_pool(None, pool[measured], bump(pool[measured]), pool, 3, seed=0, acquisition="ucb")
+    assert len({p.index for p in picks}) == 3 and not {p.index for p in picks} & set(measured)
+    assert all("upper confidence bound" in p.rationale for p in picks)
+    # With no exploration the bound is the posterior mean: the pick is the best predicted row.
+    args = (None, pool[measured], bump(pool[measured]), pool)
+    greedy = propose_from_pool(*args, 1, seed=0, acquisition="ucb", beta=0.0, log_transform=False)[0]
+    every = propose_from_pool(*args, 76, seed=0, log_transform=False)
+    assert len(every) == 76
+    assert greedy.predicted_mean == pytest.approx(max(p.predicted_mean for p in every))
+    with pytest.raises(SpecError, match="acquisition"):
+        propose_from_pool(None, pool[measured], bump(pool[measured]), pool, 1, seed=0, acquisition="pi")
+
+
 def test_propose_from_pool_minimises_and_respects_the_spec_direction():
     from athanor.spec import CampaignSpec
 
