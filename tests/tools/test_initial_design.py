@@ -2,40 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support.specs import FIVE, LINEAR, PERCENT, SPECS
 
 from athanor.errors import SpecError
-from athanor.spec import CampaignSpec
 from tools.design_space import design_space
 from tools.initial_design import initial_design, maximin_indices
-
-
-def make_spec(components, *, total=1.0, constraints=(), sum_rule=True):
-    return CampaignSpec(
-        components=components,
-        sum_rule={"total": total} if sum_rule else None,
-        constraints=list(constraints),
-        objectives=[{"name": "conductivity", "unit": "S/cm"}],
-        budget={"experiments": 30, "batch_size": 5},
-    )
-
-
-FIVE = make_spec(
-    [{"name": "P3HT", "lower": 0.3}, {"name": "CNT"}, {"name": "D1"}, {"name": "D2"}, {"name": "D3"}]
-)
-PERCENT = make_spec(
-    [{"name": "Cu", "upper": 100}, {"name": "Ag", "upper": 10}, {"name": "Zn", "upper": 100}], total=100.0
-)
-LINEAR = make_spec(
-    [{"name": f"D{i}"} for i in range(1, 7)],
-    constraints=[
-        {"coefficients": {"D1": 1, "D2": 1}, "operator": "<=", "rhs": 0.4},
-        {"coefficients": {"D6": 1}, "operator": ">=", "rhs": 0.05},
-    ],
-)
-FREE = make_spec(
-    [{"name": "A", "upper": 2.0}, {"name": "B", "lower": 0.5, "upper": 1.5}, {"name": "C"}], sum_rule=False
-)
-SPECS = {"five": FIVE, "percent": PERCENT, "linear": LINEAR, "no_sum_rule": FREE}
 
 
 def min_gap(spec, compositions):

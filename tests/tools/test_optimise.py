@@ -6,48 +6,14 @@ import numpy as np
 import pytest
 import torch
 from linear_operator.utils.errors import NotPSDError
+from support.specs import FIVE, FIVE_COMPONENTS, LINEAR, PERCENT, SPECS, make_spec
 
 import tools.optimise as optimise
 from athanor.errors import SpecError
 from athanor.models import Observation
-from athanor.spec import CampaignSpec
 from tools.design_space import design_space
 from tools.initial_design import initial_design
 from tools.optimise import DUPLICATE_DISTANCE, fit_summary, propose
-
-
-def make_spec(components, *, total=1.0, constraints=(), direction="maximise", sum_rule=True):
-    return CampaignSpec(
-        components=components,
-        sum_rule={"total": total} if sum_rule else None,
-        constraints=list(constraints),
-        objectives=[{"name": "conductivity", "direction": direction, "unit": "S/cm"}],
-        budget={"experiments": 30, "batch_size": 5},
-    )
-
-
-FIVE_COMPONENTS = [
-    {"name": "P3HT", "lower": 0.3},
-    {"name": "CNT"},
-    {"name": "D1"},
-    {"name": "D2"},
-    {"name": "D3"},
-]
-FIVE = make_spec(FIVE_COMPONENTS)
-PERCENT = make_spec(
-    [{"name": "Cu", "upper": 100}, {"name": "Ag", "upper": 10}, {"name": "Zn", "upper": 100}], total=100.0
-)
-LINEAR = make_spec(
-    [{"name": f"D{i}"} for i in range(1, 7)],
-    constraints=[
-        {"coefficients": {"D1": 1, "D2": 1}, "operator": "<=", "rhs": 0.4},
-        {"coefficients": {"D6": 1}, "operator": ">=", "rhs": 0.05},
-    ],
-)
-FREE = make_spec(
-    [{"name": "A", "upper": 2.0}, {"name": "B", "lower": 0.5, "upper": 1.5}, {"name": "C"}], sum_rule=False
-)
-SPECS = {"five": FIVE, "percent": PERCENT, "linear": LINEAR, "no_sum_rule": FREE}
 
 #: Interior optimum of the synthetic landscape on FIVE (unit fractions, P3HT above its bound).
 PEAK = np.array([0.45, 0.15, 0.1, 0.2, 0.1])
