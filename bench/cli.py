@@ -101,3 +101,48 @@ def utilisation(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         _console.print(f"wrote {out}")
+
+
+@bench_app.command("overhead")
+def overhead(
+    experiments: Annotated[int, typer.Option(help="Experiments per campaign.")] = 24,
+    batch: Annotated[int, typer.Option(help="Batch size (and size of the initial design).")] = 4,
+    repeats: Annotated[int, typer.Option(help="Campaigns to run; medians are reported.")] = 3,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+) -> None:
+    """Orchestration overhead: a campaign on instantaneous instruments, split into optimiser and the rest."""
+    import json
+
+    from rich.table import Table
+
+    from bench.overhead import measure_overhead
+
+    try:
+        results = measure_overhead(experiments=experiments, batch=batch, repeats=repeats)
+    except AthanorError as error:
+        _fail(error)
+    table = Table(
+        title=f"{experiments} experiments in batches of {batch}, instruments take no time"
+        f" (median of {repeats})",
+        title_justify="left",
+    )
+    table.add_column("part")
+    table.add_column("seconds", justify="right")
+    table.add_column("per experiment", justify="right")
+    table.add_column("share of the campaign", justify="right")
+    campaign = results["campaign_s"]
+    table.add_row("start-up (Ray, actors)", f"{results['startup_s']:.2f}", "", "")
+    for label, key in (("optimiser", "optimiser_s"), ("orchestration", "orchestration_s")):
+        seconds = results[key]
+        table.add_row(label, f"{seconds:.2f}", f"{seconds / experiments:.3f}", f"{seconds / campaign:.0%}")
+    table.add_row("campaign", f"{campaign:.2f}", f"{campaign / experiments:.3f}", "100%")
+    _console.print(table)
+    _console.print(
+        f"{results['events_per_experiment']:.1f} events per experiment;"
+        f" one fsynced event append: {results['event_append_s'] * 1e3:.2f} ms (median);"
+        f" optimiser calls reproduced from the log: {'yes' if results['reproduced'] else 'NO'}"
+    )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        _console.print(f"wrote {out}")
