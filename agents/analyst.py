@@ -15,6 +15,7 @@ from athanor.lab import match_quantity
 from athanor.models import Observation, Protocol, Reading
 from athanor.pareto import counts, pareto_front
 from athanor.spec import CampaignSpec
+from tools.multifidelity import advise, budget_spent, is_target
 
 __all__ = ["analyse", "observation_from_readings", "summarise"]
 
@@ -74,10 +75,15 @@ def summarise(spec: CampaignSpec, observations: list[Observation]) -> dict[str, 
     With outcome constraints only experiments that meet them count as best (``feasible`` says how
     many do); with several objectives ``best_*`` is about the primary one and ``pareto_front`` lists
     the experiments no other dominates (``experiment_id``, ``values``), best first by the primary
-    objective.
+    objective. With a cheap source (``spec.fidelities``) only experiments count as best and in
+    ``experiments``; ``simulated`` counts the cheap evaluations, ``budget_spent`` is in experiments and
+    ``fidelity_advice`` is :func:`tools.multifidelity.advise`'s verdict.
     """
     objective = spec.primary_objective
     pick = max if objective.direction == "maximise" else min
+    simulated = [o for o in observations if not is_target(spec, o.fidelity)]
+    if simulated:
+        observations = [o for o in observations if is_target(spec, o.fidelity)]
     ok = [o for o in observations if o.status == "ok" and objective.name in o.values]
     if spec.outcome_constraints:
         ok = [o for o in ok if counts(spec, o)]
@@ -96,6 +102,11 @@ def summarise(spec: CampaignSpec, observations: list[Observation]) -> dict[str, 
     }
     if spec.outcome_constraints:
         summary["feasible"] = len(ok)
+    if spec.fidelities:
+        advice = advise(spec, [*observations, *simulated])
+        summary["simulated"] = len(simulated)
+        summary["budget_spent"] = round(budget_spent(spec, [*observations, *simulated]), 6)
+        summary["fidelity_advice"] = advice.model_dump(mode="json") if advice else None
     if len(spec.objectives) > 1:
         summary["pareto_front"] = [
             {"experiment_id": o.experiment_id, "values": dict(o.values)}

@@ -6,6 +6,11 @@ experiment's last reading arrives, so a crash mid-batch loses no finished experi
 
 In ``batch`` mode the node waits for the whole batch; in ``async`` mode it returns as soon as one
 experiment finishes, leaving the others running, so the designer can fill the freed slot.
+
+A campaign with a cheap simulated source (``spec.fidelities``) evaluates it without hardware:
+:func:`simulate_proposals` calls the simulator for each such proposal, records each evaluation as a
+``simulation`` event and emits its observation at once (status ``failed`` with the reason when the
+simulator raises or returns no finite number).
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from typing import Any
 
 from agents.analyst import observation_from_readings
 from agents.state import CampaignState, Ports, protocols_of, spec_of
-from athanor.models import Observation, Protocol, Reading
+from athanor.models import Observation, Proposal, Protocol, Reading
 from athanor.spec import CampaignSpec
+from tools.multifidelity import EntryPointSimulator, cost_of
 
-__all__ = ["experiment", "with_keys"]
+__all__ = ["experiment", "simulate_proposals", "with_keys"]
 
 
 def with_keys(protocol: Protocol, run_id: str) -> Protocol:
@@ -58,6 +64,56 @@ def _reading_sink(spec: CampaignSpec, ports: Ports, protocols: list[Protocol], i
             _emit(ports, observation_from_readings(spec, protocol, readings, iteration))
 
     return on_reading
+
+
+def simulate_proposals(
+    spec: CampaignSpec, proposals: list[Proposal], ports: Ports, iteration: int
+) -> list[Observation]:
+    """Evaluate proposals of a simulated source now, with no hardware; one observation each.
+
+    Args:
+        spec: The campaign spec (its ``fidelities`` name each proposal's simulator).
+        proposals: Proposals whose ``fidelity`` is a simulated source.
+        ports: The ports (events go to the run's log, observations to its sink).
+        iteration: The design iteration that proposed them.
+
+    Returns:
+        One observation per proposal, in order, already passed to the observation sink.
+    """
+    objective = spec.primary_objective.name
+    simulator = ports.simulator or EntryPointSimulator()
+    out = []
+    for proposal in proposals:
+        fidelity = str(proposal.fidelity)
+        source = next(f for f in spec.fidelities if f.name == fidelity)
+        note = f"simulated by {fidelity} (cost {cost_of(spec, fidelity):g} of an experiment)"
+        result = simulator.evaluate(spec, fidelity, proposal.composition)
+        value = result.value
+        if result.error is not None:
+            note = f"{note}: the simulator failed: {result.error}"
+        ports.context.record(
+            "simulation",
+            {
+                "experiment_id": proposal.experiment_id,
+                "fidelity": fidelity,
+                "simulator": source.simulator,
+                "composition": proposal.composition,
+                "value": value,
+                "error": result.error,
+            },
+        )
+        observation = Observation(
+            experiment_id=proposal.experiment_id,
+            iteration=iteration,
+            composition=proposal.composition,
+            values={objective: value} if value is not None else {},
+            status="ok" if value is not None else "failed",
+            note=note,
+            fidelity=fidelity,
+        )
+        _emit(ports, observation)
+        out.append(observation)
+    return out
 
 
 def experiment(state: CampaignState, ports: Ports) -> dict[str, Any]:

@@ -2,6 +2,11 @@
 
 The budget and the target are hard rules the engine enforces whatever the model says; the model may
 only stop a campaign early, never extend it.
+
+Prior data (earlier experiments from a CSV) informs the designer's model only. The budget, the best
+so far and every stop rule that compares with a target count the campaign's own measurements: a
+target met by a prior row does not stop the campaign before it has reproduced the result on its own
+instruments. The model is told the prior rows' count and best value beside the campaign's.
 """
 
 from __future__ import annotations
@@ -11,14 +16,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agents.state import CampaignState, Ports, observations_of, spec_of
+from agents.state import CampaignState, Ports, observations_of, prior_of, spec_of
 from athanor.errors import SpecError, format_validation_error
 from athanor.models import Decision, Observation
 from athanor.pareto import counts, pareto_front, targets_met
 from athanor.ports import LLMPort
 from athanor.spec import CampaignSpec
+from tools.multifidelity import advise, budget_spent, check_fidelities, is_target
 
-__all__ = ["best_value", "decide", "plan", "understand"]
+__all__ = ["MIN_RELEVANCE", "best_value", "decide", "plan", "understand"]
+
+#: Cosine similarity a passage needs to be cited. With the shipped embedder the passages about the
+#: campaign's own system score 0.45–0.7 and the nearest off-topic ones 0.1–0.36 (e.g. a Cu-Ag-Zr
+#: alloy request against a store without alloys): below this, "the literature says" would mislead.
+MIN_RELEVANCE = 0.4
 
 _PARSE_SYSTEM = (
     "You are the PI of an autonomous materials lab. Turn the user's campaign request into a"
@@ -61,7 +72,8 @@ def understand(request: str, llm: LLMPort, seed: int | None = None) -> CampaignS
 def best_value(spec: CampaignSpec, observations: list[Observation]) -> float | None:
     """Best measured value of the primary objective, or None when nothing was measured.
 
-    With outcome constraints only the experiments that meet them count.
+    With outcome constraints only the experiments that meet them count; with a cheap source
+    (``spec.fidelities``) only experiments, never its simulated values.
     """
     objective = spec.primary_objective
     values = [
@@ -69,6 +81,7 @@ def best_value(spec: CampaignSpec, observations: list[Observation]) -> float | N
         for o in observations
         if o.status == "ok"
         and objective.name in o.values
+        and is_target(spec, o.fidelity)
         and (not spec.outcome_constraints or counts(spec, o))
     ]
     if not values:
@@ -77,22 +90,32 @@ def best_value(spec: CampaignSpec, observations: list[Observation]) -> float | N
 
 
 def plan(state: CampaignState, ports: Ports) -> dict[str, Any]:
-    """Graph node: ground the campaign in literature and record what it was based on."""
+    """Graph node: ground the campaign in literature, and put the prior data (if any) in the state."""
     spec = spec_of(state)
     citations: list[str] = []
     if ports.knowledge is not None:
         names = ", ".join(spec.component_names)
         query = f"{spec.primary_objective.name} of {names} {spec.title}"
-        passages = ports.knowledge.search(query, k=4)
+        found = ports.knowledge.search(query, k=4)
+        # the nearest passages of a store that knows nothing about this system are still returned
+        passages = [p for p in found if p.score >= MIN_RELEVANCE]
         citations = [p.chunk_id for p in passages]
         ports.context.record(
             "grounding",
             {
                 "query": query,
                 "passages": [{"chunk_id": p.chunk_id, "citation": p.citation} for p in passages],
+                "min_score": MIN_RELEVANCE,
+                "not_cited": [p.chunk_id for p in found if p.score < MIN_RELEVANCE],
             },
         )
-    return {"iteration": 0, "citations": citations}
+    # a cheap source whose simulator cannot be imported stops here; one unlikely to pay is warned about
+    for warning in check_fidelities(spec):
+        ports.context.record("fidelity_warning", {"message": warning})
+    update: dict[str, Any] = {"iteration": 0, "citations": citations}
+    if ports.prior:
+        update["prior"] = [o.model_dump(mode="json") for o in ports.prior]
+    return update
 
 
 def decide(state: CampaignState, ports: Ports) -> dict[str, Any]:
@@ -100,7 +123,8 @@ def decide(state: CampaignState, ports: Ports) -> dict[str, Any]:
     spec = spec_of(state)
     observations = observations_of(state)
     iteration = state.get("iteration", 0)
-    done = len(observations)
+    # with a cheap source a simulated evaluation spends its cost of one experiment
+    done = round(budget_spent(spec, observations), 6) if spec.fidelities else len(observations)
     running = len(state.get("running", []))
     objective = spec.primary_objective
     best = best_value(spec, observations)
@@ -111,7 +135,7 @@ def decide(state: CampaignState, ports: Ports) -> dict[str, Any]:
     met = targets_met(spec, observations) if several else None
     target_reached = met is not None if several else best is not None and objective.reached(best)
 
-    if done >= spec.budget.experiments:
+    if spec.budget.experiments - done < 1:  # not enough left for another experiment
         decision = Decision(action="stop", reason=f"budget of {spec.budget.experiments} experiments used")
     elif met is not None:
         reached = ", ".join(
@@ -135,15 +159,27 @@ def decide(state: CampaignState, ports: Ports) -> dict[str, Any]:
             "target": objective.target,
             "target_reached": target_reached,
         }
+        prior = prior_of(state)
+        if prior:
+            # prior rows inform the verdict but are not the campaign's results
+            progress["prior_rows"] = len(prior)
+            progress["prior_best_value"] = best_value(spec, prior)
         if len(spec.objectives) > 1:
             progress["objectives"] = [o.name for o in spec.objectives]
             progress["pareto_front_size"] = len(pareto_front(spec, observations))
+        advice = advise(spec, observations)
+        if advice is not None:
+            progress["fidelity_advice"] = advice.message
         messages = [
             {"role": "system", "content": _DECIDE_SYSTEM},
             {"role": "user", "content": json.dumps(progress)},
         ]
         decision = ports.llm.structured("decide", messages, Decision)
-    ports.context.record("decision", {"iteration": iteration, **decision.model_dump()})
+    record = {"iteration": iteration, **decision.model_dump()}
+    advice = advise(spec, observations)
+    if advice is not None:
+        record["fidelity_advice"] = advice.model_dump(mode="json")
+    ports.context.record("decision", record)
     return {"decision": decision.model_dump(mode="json")}
 
 
@@ -155,8 +191,8 @@ def route(state: CampaignState) -> str:
     """
     spec = spec_of(state)
     running = len(state.get("running", []))
-    submitted = len(state.get("observations", [])) + running
-    if state.get("decision", {}).get("action") == "stop" or submitted >= spec.budget.experiments:
+    submitted = budget_spent(spec, observations_of(state), running)
+    if state.get("decision", {}).get("action") == "stop" or spec.budget.experiments - submitted < 1:
         return "wait" if running else "stop"
     if spec.budget.mode == "async":
         return "continue" if running < spec.budget.batch_size else "wait"

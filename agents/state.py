@@ -12,10 +12,18 @@ from typing import Annotated, Any, TypedDict
 
 from athanor.lab import LabDescription
 from athanor.models import Observation, Proposal, Protocol
-from athanor.ports import InstrumentsPort, KnowledgePort, LLMPort, RunContextPort
+from athanor.ports import InstrumentsPort, KnowledgePort, LLMPort, RunContextPort, SimulatorPort
 from athanor.spec import CampaignSpec
 
-__all__ = ["CampaignState", "Ports", "observations_of", "proposals_of", "protocols_of", "spec_of"]
+__all__ = [
+    "CampaignState",
+    "Ports",
+    "observations_of",
+    "prior_of",
+    "proposals_of",
+    "protocols_of",
+    "spec_of",
+]
 
 
 class CampaignState(TypedDict, total=False):
@@ -32,6 +40,8 @@ class CampaignState(TypedDict, total=False):
         observations: Every finished experiment so far, ``Observation`` dumps (appended by a reducer).
         decision: The PI's latest ``Decision`` dump.
         stock_used_ul: µL drawn from each stock by every protocol compiled so far.
+        prior: Earlier experiments from the campaign's prior data, ``Observation`` dumps (ids ``P0001``...,
+            iteration -1); set once by the PI's plan, never counted toward the budget.
     """
 
     spec: dict[str, Any]
@@ -43,11 +53,12 @@ class CampaignState(TypedDict, total=False):
     observations: Annotated[list[dict[str, Any]], operator.add]
     decision: dict[str, Any]
     stock_used_ul: dict[str, float]
+    prior: list[dict[str, Any]]
 
 
 @dataclass
 class Ports:
-    """The four ports plus the lab description and the observation sink the engine writes to.
+    """The ports (LLM, knowledge, instruments, run context, simulators), the lab and the observation sink.
 
     Attributes:
         llm: The language model (already wrapped by the recorder).
@@ -57,6 +68,10 @@ class Ports:
         lab: The lab description protocols are compiled and checked against.
         on_observation: Called with each observation as soon as its last reading arrives.
         emitted: Experiment ids already passed to ``on_observation`` (each is passed once).
+        prior: Earlier experiments read from the prior data when the run started (or from its event log
+            on resume and replay); the PI's plan puts them in the state.
+        simulator: The campaign's simulated sources (None: call their entry points; a replay serves
+            the recorded values).
     """
 
     llm: LLMPort
@@ -66,6 +81,8 @@ class Ports:
     lab: LabDescription
     on_observation: Any = None
     emitted: set[str] = field(default_factory=set)
+    prior: list[Observation] = field(default_factory=list)
+    simulator: SimulatorPort | None = None
 
 
 def spec_of(state: CampaignState) -> CampaignSpec:
@@ -76,6 +93,11 @@ def spec_of(state: CampaignState) -> CampaignSpec:
 def observations_of(state: CampaignState) -> list[Observation]:
     """Every observation held in the state, in the order they arrived."""
     return [Observation.model_validate(o) for o in state.get("observations", [])]
+
+
+def prior_of(state: CampaignState) -> list[Observation]:
+    """The prior observations held in the state (empty without prior data)."""
+    return [Observation.model_validate(o) for o in state.get("prior", [])]
 
 
 def proposals_of(state: CampaignState) -> list[Proposal]:

@@ -34,8 +34,16 @@ from runs.context import EVENTS_FILE, RunContext, new_run_id
 from runs.eventlog import is_being_written, read_events, verify_log
 from runs.manifest import write_manifest
 from runs.observations import ObservationsCSV, read_observations
+from runs.prior import PriorData, load_prior_data
 from runs.recorder import RecordingInstruments, RecordingKnowledge, RecordingLLM
-from runs.replay import ReplayContext, ReplayDivergence, ReplayInstruments, ReplayKnowledge, ReplayLLM
+from runs.replay import (
+    ReplayContext,
+    ReplayDivergence,
+    ReplayInstruments,
+    ReplayKnowledge,
+    ReplayLLM,
+    ReplaySimulator,
+)
 from runs.replay_audit import (
     COMPARED_KINDS,
     Attempt,
@@ -54,6 +62,7 @@ __all__ = [
     "check_against_lab",
     "lab_for",
     "llm_from",
+    "read_prior",
     "read_spec",
     "replay",
     "resume",
@@ -74,6 +83,7 @@ class RunOptions:
         time_scale: Multiplier on simulated instrument durations (virtual lab only).
         literature: Ground the campaign in the literature store.
         llm_script: Scripted replies for the ``mock`` back end.
+        prior: A CSV of earlier experiments (``--prior``); wins over the spec's ``prior_data``.
     """
 
     settings: Settings = field(default_factory=Settings.from_env)
@@ -84,6 +94,7 @@ class RunOptions:
     time_scale: float = 0.01
     literature: bool = True
     llm_script: dict[str, list[Any]] | None = None
+    prior: Path | None = None
 
 
 @dataclass
@@ -120,12 +131,54 @@ def llm_from(options: RunOptions) -> LLMPort:
     return make_llm(kind)
 
 
+def _is_spec_file(request_or_file: str) -> bool:
+    return Path(request_or_file).suffix.lower() in {".yaml", ".yml", ".json"}
+
+
 def read_spec(request_or_file: str, llm: LLMPort, seed: int | None) -> CampaignSpec:
     """A spec from a YAML/JSON file path or a plain-language request."""
-    if Path(request_or_file).suffix.lower() in {".yaml", ".yml", ".json"}:
+    if _is_spec_file(request_or_file):
         spec = load_model(Path(request_or_file), CampaignSpec, "campaign file")
         return spec.model_copy(update={"seed": seed}) if seed is not None else spec
     return understand(request_or_file, llm, seed)
+
+
+def read_prior(
+    spec: CampaignSpec, request_or_file: str, prior: Path | None = None
+) -> tuple[CampaignSpec, PriorData | None]:
+    """Read and check the campaign's prior data, once, before anything runs.
+
+    Args:
+        spec: The campaign spec.
+        request_or_file: What the spec was read from: a relative ``spec.prior_data`` is relative to
+            the campaign file's folder, or to the working directory for a plain-language request.
+        prior: A CSV given on the command line (``--prior``); it wins over ``spec.prior_data`` and is
+            written into the returned spec as an absolute path.
+
+    Returns:
+        The spec (with ``prior_data`` set when ``prior`` is given) and its prior data, or None when
+        the campaign has none.
+
+    Raises:
+        athanor.errors.SpecError: The file is missing or does not fit the spec (see
+            :func:`runs.prior.load_prior_data`).
+    """
+    if prior is not None:
+        path = Path(prior).expanduser().absolute()
+        spec = spec.model_copy(update={"prior_data": str(path)})
+    elif spec.prior_data is not None:
+        path = Path(spec.prior_data).expanduser()
+        if not path.is_absolute() and _is_spec_file(request_or_file):
+            path = Path(request_or_file).parent / path
+    else:
+        return spec, None
+    return spec, load_prior_data(path, spec)
+
+
+def _recorded_prior(events: list[dict[str, Any]]) -> PriorData | None:
+    """The prior data a run recorded when it started (never the file, which may have changed since)."""
+    payload = next((e["payload"] for e in events if e["kind"] == "prior_data"), None)
+    return None if payload is None else PriorData.model_validate(payload)
 
 
 def lab_for(spec: CampaignSpec, options: RunOptions) -> LabDescription:
@@ -228,6 +281,7 @@ def run(
     spec = read_spec(request_or_file, _BufferingLLM(llm, buffered), options.seed)
     lab = lab_for(spec, options)
     check_against_lab(spec, lab)
+    spec, prior = read_prior(spec, request_or_file, options.prior)
 
     run_id = new_run_id(spec.title)
     run_dir = create_run_dir(run_id)
@@ -240,10 +294,12 @@ def run(
         context.record(kind, payload)
     context.record("spec", spec.model_dump(mode="json"))
     context.record("lab", lab.model_dump(mode="json"))
+    if prior is not None:
+        context.record("prior_data", prior.model_dump(mode="json"))
     write_manifest(run_dir, spec, spec.seed, {"request": request_or_file}, llm_backend=llm.name)
     if on_start is not None:
         on_start(run_dir, spec)
-    return _execute(spec, lab, llm, context, options, resume=False)
+    return _execute(spec, lab, llm, context, options, resume=False, prior=prior)
 
 
 def resume(
@@ -257,7 +313,8 @@ def resume(
     The graph restarts from the last super-step on disk. Experiments that were on the instruments are
     submitted again with the same idempotency keys, so every command an instrument's ledger records
     as done answers from the ledger instead of acting twice; observations already in
-    ``observations.csv`` are not written again.
+    ``observations.csv`` are not written again. Prior data comes from the event log, as it was read
+    when the run started; the file is not read again.
 
     Args:
         run_ref: Run id, unique prefix, or run folder.
@@ -275,6 +332,7 @@ def resume(
         raise AthanorError(f"run {run_dir.name} already finished; start a new one with `athanor run`")
     spec = CampaignSpec.model_validate(next(e["payload"] for e in events if e["kind"] == "spec"))
     lab = LabDescription.model_validate(next(e["payload"] for e in events if e["kind"] == "lab"))
+    prior = _recorded_prior(events)
     llm = llm_from(options)
     context = RunContext(run_dir, spec.seed, repair=True)
     if on_event is not None:
@@ -283,7 +341,7 @@ def resume(
     context.record("run_resumed", {"llm_backend": llm.name, "observations_on_disk": len(done)})
     if on_start is not None:
         on_start(run_dir, spec)
-    return _execute(spec, lab, llm, context, options, resume=True, emitted=done)
+    return _execute(spec, lab, llm, context, options, resume=True, emitted=done, prior=prior)
 
 
 def _execute(
@@ -295,6 +353,7 @@ def _execute(
     *,
     resume: bool,
     emitted: set[str] | None = None,
+    prior: PriorData | None = None,
 ) -> CampaignResult:
     """Run (or continue) the graph with recorded ports, then write the report."""
     home = athanor_home()
@@ -320,6 +379,7 @@ def _execute(
                 lab=lab,
                 on_observation=on_observation,
                 emitted=set(emitted or ()),
+                prior=list(prior.observations) if prior is not None else [],
             )
             state = run_campaign(spec, ports, run_dir / "checkpoints.sqlite", resume=resume)
     except BaseException as error:
@@ -330,11 +390,23 @@ def _execute(
         raise
     observations = [Observation.model_validate(o) for o in state.get("observations", [])]
     summary = summarise(spec, observations)
+    if prior is not None:
+        best_prior = prior.best(spec)
+        summary["prior"] = {
+            "rows": len(prior.observations),
+            "used": len(prior.used),
+            "best_value": best_prior.values[spec.primary_objective.name] if best_prior else None,
+            "best_experiment": best_prior.experiment_id if best_prior else None,
+        }
     decision = state.get("decision", {})
     groundings = read_events(context.log.path, "grounding")
     literature = [passage for event in groundings for passage in event["payload"]["passages"]]
     report = write_report(
-        run_dir, spec, observations, {"decision": decision, "summary": summary, "literature": literature}
+        run_dir,
+        spec,
+        observations,
+        {"decision": decision, "summary": summary, "literature": literature},
+        prior=prior,
     )
     context.record("run_finished", {"summary": summary, "decision": decision, "report": report.name})
     csv.close()
@@ -350,8 +422,9 @@ def replay(run_ref: str, *, write: bool = True) -> ReplayReport:
     the literature store its recorded retrievals and the instruments their recorded readings; no
     instrument is touched and Ray is not started. A run that stopped is replayed up to where it
     stopped; a resumed run attempt by attempt, each attempt after the first resumed from the
-    replay's own checkpoint as :func:`resume` does. The replay works in a scratch folder: nothing
-    is written to the run's folder except, with ``write``, a ``replay-<time>.json`` report.
+    replay's own checkpoint as :func:`resume` does. Prior data comes from the record too. The replay
+    works in a scratch folder: nothing is written to the run's folder except, with ``write``, a
+    ``replay-<time>.json`` report.
 
     Args:
         run_ref: Run id, unique prefix, or run folder.
@@ -375,7 +448,9 @@ def replay(run_ref: str, *, write: bool = True) -> ReplayReport:
             " audited; see `athanor verify`"
         )
     events = read_events(log)
-    setup = {e["kind"]: e["payload"] for e in events if e["kind"] in ("run_started", "spec", "lab")}
+    setup = {
+        e["kind"]: e["payload"] for e in events if e["kind"] in ("run_started", "spec", "lab", "prior_data")
+    }
     if "spec" not in setup or "lab" not in setup:
         raise AthanorError(
             f"run {run_dir.name} stopped before its campaign began (no spec or lab recorded); there is"
@@ -384,6 +459,7 @@ def replay(run_ref: str, *, write: bool = True) -> ReplayReport:
     spec = CampaignSpec.model_validate(setup["spec"])
     lab = LabDescription.model_validate(setup["lab"])
     run_id = str(setup.get("run_started", {}).get("run_id") or run_dir.name)
+    prior = PriorData.model_validate(setup["prior_data"]).observations if "prior_data" in setup else []
     attempts = split_attempts(events)
     literature = any(e["kind"] in ("retrieval", "retrieval_error") for e in events)
     notes: list[str] = []
@@ -394,7 +470,9 @@ def replay(run_ref: str, *, write: bool = True) -> ReplayReport:
         folder.mkdir()
         observed: set[str] = set()
         for index, attempt in enumerate(attempts):
-            error = _replay_attempt(spec, lab, run_id, folder, attempt, index > 0, literature, observed)
+            error = _replay_attempt(
+                spec, lab, run_id, folder, attempt, index > 0, literature, observed, prior
+            )
             problem, note, missing_after = _judge_attempt(attempt, index, error)
             notes.append(note)
             if problem is not None:
@@ -418,6 +496,7 @@ def _replay_attempt(
     resume: bool,
     literature: bool,
     observed: set[str],
+    prior: list[Observation],
 ) -> Exception | None:
     """Run the graph on ports that answer from one recorded attempt; return what it stopped with."""
     checkpoints = folder / "checkpoints.sqlite"
@@ -436,6 +515,8 @@ def _replay_attempt(
         lab=lab,
         on_observation=on_observation,
         emitted=set(observed),  # a resume passes on only what the earlier attempts did not
+        prior=prior,  # as recorded when the run started: the file is never read again
+        simulator=ReplaySimulator(attempt.events),
     )
     try:
         run_campaign(spec, ports, checkpoints, resume=resume)

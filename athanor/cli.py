@@ -21,6 +21,7 @@ from rich.table import Table
 from athanor.errors import AthanorError
 from athanor.lab_cli import lab_app
 from athanor.pareto import counts, pareto_front
+from athanor.schedule_cli import schedule_app
 from athanor.spec import CampaignSpec
 from bench.cli import bench_app
 
@@ -34,12 +35,22 @@ app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(lab_app, name="lab")
+app.add_typer(schedule_app, name="schedule")
 console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}
 
 LLMOption = Annotated[
     str | None, typer.Option("--llm", help="LLM back end: offline (default), openai or mock.")
+]
+PriorOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prior",
+        metavar="FILE.csv",
+        help="Earlier experiments the optimiser learns from first (not in the budget); overrides"
+        " the spec's prior_data.",
+    ),
 ]
 
 
@@ -105,6 +116,7 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option(help="Join this Ray cluster (host:port); overrides RAY_ADDRESS.")
     ] = None,
+    prior: PriorOption = None,
 ) -> None:
     """Run a campaign end to end and record it."""
     from athanor.app import RunOptions
@@ -112,7 +124,13 @@ def run(
 
     settings = _settings(ray_address)
     options = RunOptions(
-        settings=settings, llm=llm, seed=seed, lab_file=lab, time_scale=time_scale, literature=literature
+        settings=settings,
+        llm=llm,
+        seed=seed,
+        lab_file=lab,
+        time_scale=time_scale,
+        literature=literature,
+        prior=prior,
     )
     display = _CampaignDisplay()
     _finish(
@@ -201,6 +219,7 @@ class _CampaignDisplay:
             transient=False,
         )
         self.spec: CampaignSpec | None = None
+        self.prior_line: str | None = None
         self.task: Any = None
         self.best: float | None = None
 
@@ -222,6 +241,8 @@ class _CampaignDisplay:
             f"  objective: {objective.direction} {objective.name}{unit};"
             f" budget {budget.experiments} experiments, {pace}"
         )
+        if self.prior_line is not None:
+            console.print(f"  {self.prior_line}", highlight=False)
         self.spec = spec
         self.progress.start()
         self.task = self.progress.add_task("experiments", total=spec.budget.experiments, best="")
@@ -241,6 +262,9 @@ class _CampaignDisplay:
                 f"  iteration {payload['iteration']}: [bold]{payload['action']}[/] — {payload['reason']}",
                 highlight=False,
             )
+        elif kind == "prior_data":
+            # recorded before the campaign starts: the summary is printed with the campaign header
+            self.prior_line = _prior_line(payload)
         elif kind == "grounding":
             cited = ", ".join(p["chunk_id"] for p in payload["passages"]) or "none found"
             self.progress.console.print(f"  literature: {cited}", highlight=False)
@@ -267,8 +291,13 @@ def _finish(display: _CampaignDisplay, start: Any) -> None:
     console.print(_composition_table(spec, best_rows(spec, result.observations), "best compositions"))
     unit = spec.primary_objective.unit
     initial, overall = summary["best_initial_value"], summary["best_value"]
-    console.print(f"best of the initial design: {_fmt(initial)} {unit}")
+    first = "best of the first batch:    " if "prior" in summary else "best of the initial design: "
+    console.print(f"{first}{_fmt(initial)} {unit}")
     console.print(f"best measured:              {_fmt(overall)} {unit}  ({summary['best_experiment']})")
+    if "prior" in summary:
+        prior = summary["prior"]
+        where = f"  ({prior['best_experiment']}, not in the budget)" if prior["best_experiment"] else ""
+        console.print(f"best of the prior data:     {_fmt(prior['best_value'])} {unit}{where}")
     console.print(f"experiments: {summary['experiments']}, failed: {summary['failed']}")
     console.print(f"report: {result.report}")
     print(result.run_dir)
@@ -278,20 +307,40 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
+def _prior_line(payload: dict[str, Any]) -> str:
+    """One line about the prior data from its ``PriorData`` dump."""
+    from runs.prior import PriorData
+
+    prior = PriorData.model_validate(payload)
+    return f"prior data: {prior.describe()}"
+
+
 @app.command()
 def plan(
     request: Annotated[str, typer.Argument(help="A plain-language request, or a campaign YAML file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the spec's JSON model dump.")] = False,
     llm: LLMOption = None,
     seed: Annotated[int | None, typer.Option(help="Seed to put in the spec.")] = None,
+    prior: PriorOption = None,
 ) -> None:
-    """Show what the PI understood from a request, as YAML (or JSON); runs nothing."""
-    from athanor.app import RunOptions, llm_from, read_spec
+    """Show what the PI understood from a request, as YAML (or JSON); runs nothing.
+
+    With prior data (``--prior`` or the spec's ``prior_data``) the file is read and checked, and
+    what it holds is summarised on stderr.
+    """
+    from athanor.app import RunOptions, llm_from, read_prior, read_spec
 
     try:
         spec = read_spec(request, llm_from(RunOptions(llm=llm)), seed)
+        spec, prior_data = read_prior(spec, request, prior)
     except AthanorError as error:
         _fail(error)
+    if prior_data is not None:
+        err_console.print(f"prior data: {prior_data.describe()}", highlight=False)
+        for line in prior_data.kept_out:
+            err_console.print(f"  kept out of the model: {line}", highlight=False)
+        for line in prior_data.outside:
+            err_console.print(f"  outside the design space (kept): {line}", highlight=False)
     if as_json:
         print(json.dumps(spec.model_dump(mode="json"), indent=2))
     else:

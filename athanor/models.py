@@ -37,6 +37,8 @@ class Proposal(_Message):
         acquisition_value: Value of the acquisition function at this point (None for initial).
         rationale: One line saying why this point was chosen.
         choices: Categorical variable name to the chosen option (empty when the spec has none).
+        fidelity: The source to evaluate it with (a name in ``spec.fidelities``); None is the target,
+            the lab's experiment. Left out of the serialised proposal when None.
     """
 
     experiment_id: str
@@ -47,6 +49,7 @@ class Proposal(_Message):
     acquisition_value: float | None = None
     rationale: str = ""
     choices: dict[str, str] = Field(default_factory=dict)
+    fidelity: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class Command(_Message):
@@ -122,6 +125,9 @@ class Observation(_Message):
         status: ``"ok"``, ``"failed"`` or ``"outlier"``.
         note: Why an experiment failed or was flagged.
         choices: Categorical variable name to the option used (empty when the spec has none).
+        fidelity: The source that gave the values (a name in ``spec.fidelities``); None is the target,
+            the lab's experiment, so observations recorded before fidelities existed still load. Left
+            out of the serialised observation when None.
     """
 
     experiment_id: str
@@ -131,6 +137,7 @@ class Observation(_Message):
     status: Literal["ok", "failed", "outlier"] = "ok"
     note: str = ""
     choices: dict[str, str] = Field(default_factory=dict)
+    fidelity: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class Decision(_Message):

@@ -14,7 +14,7 @@ LLM tasks (the ``task`` argument of :meth:`LLMPort.structured`) and what the las
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel
@@ -22,7 +22,18 @@ from pydantic import BaseModel
 from athanor.models import Protocol as LabProtocol
 from athanor.models import Reading
 
-__all__ = ["InstrumentsPort", "KnowledgePort", "LLMPort", "Passage", "RunContextPort"]
+if TYPE_CHECKING:
+    from athanor.spec import CampaignSpec
+
+__all__ = [
+    "InstrumentsPort",
+    "KnowledgePort",
+    "LLMPort",
+    "Passage",
+    "RunContextPort",
+    "SimulationResult",
+    "SimulatorPort",
+]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -63,6 +74,30 @@ class KnowledgePort(Protocol):
 
     def search(self, query: str, k: int = 4) -> list[Passage]:
         """The ``k`` passages nearest in meaning to ``query``, best first."""
+        ...
+
+
+class SimulationResult(BaseModel):
+    """What a simulated (cheap) source gave for one composition.
+
+    Attributes:
+        value: The primary objective's value, in its unit; None when the simulator failed.
+        error: Why it failed (``"ValueError: ..."``); None when it gave a value.
+    """
+
+    value: float | None = None
+    error: str | None = None
+
+
+@runtime_checkable
+class SimulatorPort(Protocol):
+    """The campaign's simulated sources (``CampaignSpec.fidelities`` with a ``simulator``)."""
+
+    def evaluate(self, spec: CampaignSpec, fidelity: str, composition: dict[str, float]) -> SimulationResult:
+        """Evaluate ``composition`` (spec unit) with the simulator of source ``fidelity``.
+
+        The simulator's own failures come back as ``error``; they are not raised.
+        """
         ...
 
 

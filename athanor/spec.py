@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -30,16 +30,20 @@ from pydantic import (
 )
 
 __all__ = [
+    "DESCRIPTOR_NAMES",
     "MAX_OBJECTIVES",
     "RESERVED_COLUMNS",
     "Budget",
     "CampaignSpec",
     "CategoricalVariable",
     "Component",
+    "DescriptorName",
+    "Fidelity",
     "LinearConstraint",
     "Objective",
     "OutcomeConstraint",
     "SumRule",
+    "formula_elements",
 ]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
@@ -52,6 +56,41 @@ _NICE_STEPS = (1e-3, 2e-3, 2.5e-3, 5e-3, 1e-2, 2e-2, 2.5e-2, 5e-2, 0.1, 0.125, 0
 #: Most objectives a campaign may have: the hypervolume acquisition's cost grows exponentially with
 #: their number, and with more nearly every composition is Pareto-optimal.
 MAX_OBJECTIVES = 4
+#: Physics descriptors of a composition that may join the model's inputs (see :mod:`tools.descriptors`).
+DescriptorName = Literal[
+    "radius_mean",
+    "radius_mismatch",
+    "electronegativity_mean",
+    "electronegativity_spread",
+    "valence_electrons_mean",
+    "mixing_entropy",
+]
+DESCRIPTOR_NAMES: tuple[str, ...] = get_args(DescriptorName)
+# Hydrogen isotopes pymatgen would read into names such as D1 or P3HT.
+_ISOTOPES = {"D", "T"}
+
+
+def formula_elements(name: str) -> dict[str, float] | None:
+    """Atoms of each element in one formula unit of a component named by an element or a formula.
+
+    Parsed with pymatgen's ``Composition``: ``"TiO2"`` gives ``{"Ti": 1.0, "O": 2.0}``. A name that also
+    reads as a formula is taken as one (``PS``); names holding ``D`` or ``T`` (``P3HT``) are not.
+
+    Returns:
+        Element symbol to atoms per formula unit, or None when ``name`` is not an element or a formula.
+    """
+    symbols = re.findall(r"[A-Z][a-z]?", name)
+    if not symbols or _ISOTOPES & set(symbols):
+        return None
+    from pymatgen.core import Composition, Element
+
+    if not all(Element.is_valid_symbol(s) for s in symbols):
+        return None
+    try:
+        atoms = Composition(name).get_el_amt_dict()
+    except (ValueError, KeyError, AttributeError, TypeError):
+        return None
+    return atoms if atoms and all(v > 0 for v in atoms.values()) else None
 
 
 class _Strict(BaseModel):
@@ -290,6 +329,37 @@ class OutcomeConstraint(_Strict):
         return value >= self.value if self.operator == ">=" else value <= self.value
 
 
+class Fidelity(_Strict):
+    """A source of the objective's value and what one evaluation costs.
+
+    The most expensive source is the target: the lab's experiment, measured by its instruments, with
+    ``cost`` 1. A cheap source (a simulation, a quick screen) is a Python function given as an entry
+    point; one evaluation spends ``cost`` of one experiment of the budget.
+
+    Attributes:
+        name: Identifier used in proposals, observations and reports, e.g. ``experiment``, ``screen``.
+        cost: Cost of one evaluation, as a fraction of one experiment (0 < cost <= 1; the target is 1).
+        simulator: For a cheap source, ``"package.module:function"``: a function that takes a
+            composition (component name to amount, in the spec's unit) and returns the objective's
+            value (it also gets ``seed=`` the campaign's seed when it takes a ``seed`` keyword). None for
+            the target. Left out of the serialised spec when None.
+    """
+
+    name: str
+    cost: float = Field(gt=0.0, le=1.0)
+    simulator: str | None = Field(default=None, exclude_if=lambda value: value is None)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"fidelity name {value!r} must start with a letter and hold only letters, digits, '_' or"
+                " '-' (e.g. 'experiment', 'screen')"
+            )
+        return value
+
+
 class Budget(_Strict):
     """How many experiments the campaign may run, and how many at a time.
 
@@ -358,6 +428,24 @@ class CampaignSpec(_Strict):
             ``conductivity >= 500``), each on an objective or on a quantity an instrument measures.
             With several objectives (at most :data:`MAX_OBJECTIVES`) or outcome constraints the
             designer uses :func:`tools.multiobjective.propose_pareto`.
+        descriptors: Physics descriptors of the composition (:data:`DESCRIPTOR_NAMES`, e.g.
+            ``electronegativity_spread``) the model takes as extra inputs beside the amounts; every
+            component must then be an element or a chemical formula. See :mod:`tools.descriptors`.
+        prior_data: A CSV of earlier experiments the optimiser learns from before the first proposal
+            (see :mod:`runs.prior`); a relative path is relative to the campaign file, or to the working
+            directory for a spec read from a request. Prior rows never count toward the budget. Left out
+            of the serialised spec when None.
+        surrogate: The optimiser's model: ``"gp"`` (a Gaussian process, the default) or
+            ``"random_forest"`` (:mod:`tools.forest`: scores a large seeded sample of feasible
+            compositions by a confidence bound from the spread across trees). The forest handles one
+            objective over continuous amounts only: no outcome constraints, categories,
+            ``max_active_components``, ``resolution`` or descriptors. Left out of the serialised spec
+            when ``"gp"``.
+        fidelities: Sources of the objective's value with their costs (:class:`Fidelity`): the target
+            (the lab's experiment, cost 1) and one cheap simulator. Empty for a single source. With a
+            cheap source the budget counts experiments: a cheap evaluation spends its cost of one, and
+            the designer never spends past the budget. See :mod:`tools.multifidelity`. Left out of the
+            serialised spec when empty.
     """
 
     title: str = "campaign"
@@ -376,6 +464,21 @@ class CampaignSpec(_Strict):
     resolution: float | None = None
     categories: list[CategoricalVariable] = Field(default_factory=list)
     outcome_constraints: list[OutcomeConstraint] = Field(default_factory=list)
+    descriptors: list[DescriptorName] = Field(default_factory=list)
+    prior_data: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    surrogate: Literal["gp", "random_forest"] = Field(default="gp", exclude_if=lambda value: value == "gp")
+    fidelities: list[Fidelity] = Field(default_factory=list, exclude_if=lambda value: not value)
+
+    @field_validator("descriptors", mode="before")
+    @classmethod
+    def _known_descriptors(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            unknown = [repr(v) for v in value if v not in DESCRIPTOR_NAMES]
+            if unknown:
+                raise ValueError(
+                    f"unknown descriptor(s) {', '.join(unknown)}; choose from {', '.join(DESCRIPTOR_NAMES)}"
+                )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignSpec:
@@ -399,13 +502,36 @@ class CampaignSpec(_Strict):
         if self.constraints:
             self._check_feasible()
         self._check_categories()
+        if self.fidelities:
+            self._check_fidelities()
+        if self.descriptors:
+            self._check_descriptors()
         if self.max_active_components is not None:
             self._check_cardinality(self.max_active_components)
         if self.resolution is not None:
             self._check_resolution(self.resolution)
         if self.max_active_components is not None or self.resolution is not None:
             self._check_feasible_discrete()
+        if self.surrogate == "random_forest":
+            self._check_forest()
         return self
+
+    def _check_forest(self) -> None:
+        """The random-forest surrogate handles one objective over continuous amounts; refuse the rest."""
+        unsupported = [
+            (len(self.objectives) > 1, "objectives", "several objectives"),
+            (bool(self.outcome_constraints), "outcome_constraints", "outcome constraints"),
+            (bool(self.categories), "categories", "categorical variables"),
+            (self.max_active_components is not None, "max_active_components", "a limit on components"),
+            (self.resolution is not None, "resolution", "a grid of amounts"),
+            (bool(self.descriptors), "descriptors", "descriptor inputs"),
+        ]
+        for present, field, what in unsupported:
+            if present:
+                raise ValueError(
+                    f"surrogate: 'random_forest' does not handle {what} ({field}); use surrogate: gp"
+                    f" or drop {field}"
+                )
 
     def _check_outcomes(self) -> None:
         """Several objectives, thresholds and outcome constraints: what the Pareto optimiser can use."""
@@ -449,28 +575,118 @@ class CampaignSpec(_Strict):
                     f"outcome_constraints: no value of {name} is both >= {low:g} and <= {high:g};"
                     " relax one of them"
                 )
-        several = count > 1 or bool(self.outcome_constraints)
-        mixed = [
+
+    def _check_fidelities(self) -> None:
+        """One target of cost 1 measured by the instruments, and one cheap simulator beside it."""
+        names = [f.name for f in self.fidelities]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"fidelities: {', '.join(dupes)} listed more than once; name each once")
+        targets = [f for f in self.fidelities if f.cost == 1.0]
+        cheap = [f for f in self.fidelities if f.cost < 1.0]
+        if len(targets) != 1:
+            found = ", ".join(f.name for f in targets) or "none"
+            raise ValueError(
+                f"fidelities: exactly one source must cost 1 (the target, the lab's experiment); found"
+                f" {found}. Give the experiment cost 1 and each cheap source a fraction of it"
+            )
+        if targets[0].simulator is not None:
+            raise ValueError(
+                f"fidelities: the target {targets[0].name} is measured by the lab's instruments; drop its"
+                " simulator, or give the simulated source a cost below 1"
+            )
+        if not cheap:
+            raise ValueError(
+                "fidelities: only the target is listed; add a cheap source (name, cost < 1, simulator) or"
+                " leave fidelities out"
+            )
+        if len(cheap) > 1:
+            raise ValueError(
+                f"fidelities: {len(cheap)} cheap sources ({', '.join(f.name for f in cheap)}); one cheap"
+                " source beside the target is supported for now, keep the best-correlated one"
+            )
+        source = cheap[0]
+        if source.simulator is None:
+            raise ValueError(
+                f"fidelities: {source.name} has no simulator; a cheap source is a Python function given as"
+                " simulator: 'package.module:function' (an instrument screen mode is not supported yet)"
+            )
+        if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", source.simulator):
+            raise ValueError(
+                f"fidelities: simulator {source.simulator!r} of {source.name} is not an entry point; write"
+                " it as 'package.module:function' (e.g. 'instruments.virtual_world:screen')"
+            )
+        unsupported = [
             field
             for field, used in (
+                ("several objectives", len(self.objectives) > 1),
+                ("outcome_constraints", bool(self.outcome_constraints)),
                 ("max_active_components", self.max_active_components is not None),
                 ("resolution", self.resolution is not None),
                 ("categories", bool(self.categories)),
+                ("descriptors", bool(self.descriptors)),
+                ("surrogate: random_forest", self.surrogate != "gp"),
             )
             if used
         ]
-        if several and mixed:
-            what = "several objectives" if count > 1 else "outcome_constraints"
+        if unsupported:
             raise ValueError(
-                f"{what} cannot be combined with {', '.join(mixed)} yet: the Pareto optimiser works on"
-                f" continuous compositions only; drop {' and '.join(mixed)}, or optimise one objective"
+                f"fidelities cannot be combined with {', '.join(unsupported)} yet: the multi-fidelity"
+                " optimiser works on one objective over continuous compositions with the GP; drop"
+                f" {' and '.join(unsupported)} or the cheap source"
             )
+
+    @property
+    def target_fidelity(self) -> str | None:
+        """Name of the target source (the lab's experiment), or None without fidelities."""
+        return next((f.name for f in self.fidelities if f.cost == 1.0), None)
 
     @property
     def measured_names(self) -> list[str]:
         """Every value an observation holds: the objectives, then other outcome-constrained quantities."""
         names = [o.name for o in self.objectives]
         return names + list(dict.fromkeys(c.name for c in self.outcome_constraints if c.name not in names))
+
+    def _check_descriptors(self) -> None:
+        """Descriptors need named, distinct descriptors, formula components and pymatgen's element data."""
+        import warnings
+
+        from pymatgen.core import Element
+
+        dupes = sorted({d for d in self.descriptors if self.descriptors.count(d) > 1})
+        if dupes:
+            raise ValueError(f"descriptors: {', '.join(dupes)} listed more than once; name each once")
+        if self.categories:
+            raise ValueError(
+                "descriptors cannot be combined with categories yet: the model of categorical choices has"
+                " no room for extra inputs; drop descriptors or categories"
+            )
+        atoms = {c: formula_elements(c) for c in self.component_names}
+        bad = [c for c, parsed in atoms.items() if parsed is None]
+        if bad:
+            raise ValueError(
+                f"descriptors: component(s) {', '.join(bad)} are not elements or chemical formulas, and"
+                " descriptors need chemical formulas (Cu, TiO2) to look up element data; rename the"
+                " components to their formulas or drop descriptors"
+            )
+        needs = {
+            "radius": ("atomic_radius", "atomic radius"),
+            "electronegativity": ("X", "Pauling electronegativity"),
+        }
+        for prefix, (attribute, what) in needs.items():
+            used = [d for d in self.descriptors if d.startswith(prefix)]
+            if not used:
+                continue
+            for component, elements in atoms.items():
+                for symbol in elements or {}:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # pymatgen warns before answering NaN
+                        value = getattr(Element(symbol), attribute)
+                    if value is None or not math.isfinite(float(value)):
+                        raise ValueError(
+                            f"descriptors: pymatgen has no {what} for {symbol} (in component"
+                            f" {component}), so {', '.join(used)} cannot be computed; drop them"
+                        )
 
     def _check_categories(self) -> None:
         names = [v.name for v in self.categories]

@@ -4,19 +4,31 @@ The simulated liquid handler writes well contents here; the simulated conductivi
 well's composition from here to evaluate the emulator. In Ray, a :class:`VirtualWorld` lives in its
 own actor and back ends reach it through :class:`RemoteWorld`; without Ray the plain object is used
 directly. Both satisfy :class:`World`.
+
+:func:`screen` is the demo world's cheap source for multi-fidelity campaigns: a quick, biased and
+noisier estimate of what the virtual conductivity meter would measure, with no hardware.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+
 from athanor.errors import InstrumentError
 
-__all__ = ["RemoteWorld", "VirtualWorld", "World", "connect_world"]
+__all__ = ["SCREEN_BIAS", "SCREEN_NOISE", "RemoteWorld", "VirtualWorld", "World", "connect_world", "screen"]
+
+#: Largest smooth bias of :func:`screen`, as a factor ``exp(±SCREEN_BIAS)`` on the true value.
+SCREEN_BIAS = 0.3
+#: Relative noise of :func:`screen` (standard deviation of ``ln(screen / true)`` beyond the bias).
+SCREEN_NOISE = 0.15
 
 
 @runtime_checkable
@@ -147,3 +159,37 @@ def connect_world(target: Any) -> World:
     if isinstance(target, World):
         return target
     raise InstrumentError(f"cannot use {type(target).__name__} as the virtual world")
+
+
+def screen(composition: dict[str, float], *, seed: int = 0) -> float:
+    """A quick, less accurate conductivity estimate of a composition: the demo world's cheap source.
+
+    The value is the virtual meter's true conductivity (the emulator
+    :func:`instruments.emulator.emulator_for` picks for these components and ``seed``, the same one
+    the virtual lab measures) times ``exp(bias + noise)``: ``bias`` is a smooth tilt across the
+    composition, at most :data:`SCREEN_BIAS` in size, drawn from ``seed``; ``noise`` is normal with
+    standard deviation :data:`SCREEN_NOISE`, drawn from ``seed`` and the composition, so the same
+    composition always screens the same, as a simulation does. Use it as
+    ``simulator: instruments.virtual_world:screen`` in a campaign's ``fidelities``.
+
+    Args:
+        composition: Component name to amount (any unit; normalised to fractions of one), in the
+            campaign's component order.
+        seed: The campaign's seed (it picks the synthetic landscape, as in the virtual lab).
+
+    Returns:
+        Estimated conductivity, S/cm.
+
+    Raises:
+        athanor.errors.InstrumentError: An empty composition or a negative amount.
+    """
+    from instruments.emulator import emulator_for
+
+    emulator = emulator_for(list(composition), seed)
+    fractions = emulator.to_array(composition)
+    tilt = np.random.default_rng([seed, 7919]).uniform(-1.0, 1.0, fractions.shape[0])
+    bias = SCREEN_BIAS * float(fractions @ tilt)
+    key = ",".join(f"{name}={round(float(composition[name]), 6)!r}" for name in sorted(composition))
+    noise = SCREEN_NOISE * float(np.random.default_rng([seed, zlib.crc32(key.encode())]).standard_normal())
+    true = emulator.true_value(dict(zip(emulator.components, fractions, strict=True)))
+    return true * math.exp(bias + noise)

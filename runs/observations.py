@@ -23,17 +23,21 @@ from athanor.errors import AthanorError, format_validation_error
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
 
-__all__ = ["ObservationsCSV", "observation_columns", "read_observations"]
+__all__ = ["FIDELITY_COLUMN", "ObservationsCSV", "observation_columns", "read_observations"]
+
+#: Column naming the source of each row (``CampaignSpec.fidelities``); the target's name for experiments.
+FIDELITY_COLUMN = "fidelity"
 
 
 def observation_columns(spec: CampaignSpec) -> list[str]:
-    """The CSV header for ``spec``."""
+    """The CSV header for ``spec``; a campaign with several sources gets a ``fidelity`` column."""
     return [
         "experiment_id",
         "iteration",
         *spec.component_names,
         *(v.name for v in spec.categories),
         *spec.measured_names,
+        *([FIDELITY_COLUMN] if spec.fidelities else []),
         "status",
         "note",
     ]
@@ -123,6 +127,8 @@ class ObservationsCSV:
         for name in objectives:
             value = observation.values.get(name)
             row.append("" if value is None else _number(value))
+        if self.spec.fidelities:
+            row.append(observation.fidelity or str(self.spec.target_fidelity))
         row += [observation.status, " ".join(observation.note.splitlines())]
         with self._lock:
             self._write_row(row)
@@ -137,6 +143,11 @@ class ObservationsCSV:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _fidelity(spec: CampaignSpec, cell: str) -> str | None:
+    """The observation's ``fidelity``: None for the target source (and in files without the column)."""
+    return None if cell in ("", spec.target_fidelity) else cell
 
 
 def read_observations(path: Path, spec: CampaignSpec) -> list[Observation]:
@@ -179,6 +190,7 @@ def read_observations(path: Path, spec: CampaignSpec) -> list[Observation]:
                     status=cells["status"],
                     note=cells["note"],
                     choices={v.name: cells[v.name] for v in spec.categories if cells[v.name] != ""},
+                    fidelity=_fidelity(spec, cells.get(FIDELITY_COLUMN, "")),
                 )
             )
         except ValidationError as exc:

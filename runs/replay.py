@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from athanor.errors import AthanorError, InstrumentError, LLMError
 from athanor.models import Protocol as LabProtocol
 from athanor.models import Reading
-from athanor.ports import Passage
+from athanor.ports import Passage, SimulationResult
 from runs.context import RunContext
 from runs.replay_audit import payload_diff, shorten
 
@@ -38,6 +38,7 @@ __all__ = [
     "ReplayInstruments",
     "ReplayKnowledge",
     "ReplayLLM",
+    "ReplaySimulator",
 ]
 
 T = TypeVar("T", bound=BaseModel)
@@ -210,6 +211,51 @@ class ReplayKnowledge:
             Passage(chunk_id=chunk_id, text="", citation=citations.get(chunk_id, ""), score=float(score))
             for chunk_id, score in zip(payload.get("chunk_ids", []), payload.get("scores", []), strict=False)
         ]
+
+
+class ReplaySimulator:
+    """A :class:`~athanor.ports.SimulatorPort` that serves the recorded simulations, in order.
+
+    No simulator is imported or called: a simulator that changed since (or is slow, or gone) does
+    not change the replay; a different request does, and is named.
+
+    Args:
+        events: The events of one attempt (other kinds are ignored).
+    """
+
+    def __init__(self, events: Sequence[dict[str, Any]]) -> None:
+        self._end = _last_seq(events)
+        self._queue: deque[dict[str, Any]] = deque(e for e in events if e["kind"] == "simulation")
+        self._lock = threading.Lock()
+
+    def evaluate(self, spec: Any, fidelity: str, composition: dict[str, float]) -> SimulationResult:
+        """The recorded value (or failure) of this simulation.
+
+        Raises:
+            ReplayDivergence: The source or the composition differs from the recorded one, or the
+                record holds no more simulations.
+        """
+        with self._lock:
+            event = self._queue.popleft() if self._queue else None
+        if event is None:
+            raise ReplayDivergence(
+                f"the replayed run simulated {composition} with {fidelity!r}; the recorded run made no"
+                " more simulations",
+                seq=self._end,
+                kind="simulation",
+                end_of_record=True,
+            )
+        payload = event["payload"]
+        asked = {"fidelity": fidelity, "composition": dict(composition)}
+        recorded = {"fidelity": payload.get("fidelity"), "composition": payload.get("composition")}
+        difference = "; ".join(payload_diff(recorded, asked))
+        if difference:
+            raise ReplayDivergence(
+                f"the simulation differs from the recorded one at seq {event['seq']}: {difference}",
+                seq=event["seq"],
+                kind="simulation",
+            )
+        return SimulationResult(value=payload.get("value"), error=payload.get("error"))
 
 
 @dataclass

@@ -4,7 +4,11 @@ Only observations with status ``ok`` and a finite value of the primary objective
 "best"; outliers are plotted but not counted, failed experiments are listed. Observations of
 iteration 0 are the initial design. With outcome constraints only the experiments that meet them
 count. With several objectives the best-compositions table gives way to the Pareto front and its
-figure ``pareto.png`` (see :mod:`runs.pareto_report`).
+figure ``pareto.png`` (see :mod:`runs.pareto_report`). Prior data (earlier experiments, see
+:mod:`runs.prior`) is reported apart: how many rows the model used and their best, never in "best
+overall"; the figure shows them left of experiment 1 with their own marker. With a cheap source
+(``spec.fidelities``) only experiments count and are plotted; the simulated evaluations get their
+own section with the advice on whether the source pays (``extra["summary"]["fidelity_advice"]``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from athanor.models import Decision, Observation
 from athanor.pareto import counts
 from athanor.spec import CampaignSpec, Objective
 from runs.pareto_report import PARETO_FILE, pareto_lines, plot_pareto
+from runs.prior import PriorData
 
 __all__ = ["CONVERGENCE_FILE", "REPORT_FILE", "plot_convergence", "render_report", "write_report"]
 
@@ -73,13 +78,17 @@ def _with_unit(value: float, objective: Objective) -> str:
     return f"{value:.4g} {objective.unit}".rstrip()
 
 
-def plot_convergence(path: Path, spec: CampaignSpec, observations: list[Observation]) -> Path:
+def plot_convergence(
+    path: Path, spec: CampaignSpec, observations: list[Observation], prior: list[Observation] = ()
+) -> Path:
     """Draw each measured value by experiment number and the running best; save as PNG.
 
     Args:
         path: Where to write the PNG.
         spec: The campaign spec (primary objective, its unit and target).
         observations: Every finished experiment.
+        prior: Prior observations the model used, drawn at numbers ``1 - k .. 0`` (left of the
+            campaign's first experiment) and left out of the running best.
 
     Returns:
         ``path``.
@@ -94,9 +103,14 @@ def plot_convergence(path: Path, spec: CampaignSpec, observations: list[Observat
         chosen = [(n, v) for n, o in numbered if keep(o) and (v := _value(o, objective)) is not None]
         return [n for n, _ in chosen], [v for _, v in chosen]
 
+    values = [v for o in prior if (v := _value(o, objective)) is not None]
+    if values:
+        x = list(range(1 - len(values), 1))
+        axes.scatter(x, values, marker="^", s=30, color="tab:purple", alpha=0.6, label="prior data")
     x, y = points(lambda o: o.status == "ok" and o.iteration == 0)
+    first = "first batch" if prior else "initial design"
     if x:
-        axes.scatter(x, y, marker="s", s=36, facecolors="none", edgecolors="tab:gray", label="initial design")
+        axes.scatter(x, y, marker="s", s=36, facecolors="none", edgecolors="tab:gray", label=first)
     x, y = points(lambda o: o.status == "ok" and o.iteration > 0)
     if x:
         axes.scatter(x, y, marker="o", s=30, color="tab:blue", label="model-guided")
@@ -166,17 +180,35 @@ def _decision_text(decision: Any) -> str:
     return _cell(str(decision))
 
 
-def _summary_rows(spec: CampaignSpec, observations: list[Observation]) -> list[tuple[str, str]]:
+def _prior_rows(spec: CampaignSpec, prior: PriorData) -> list[tuple[str, str]]:
+    """Summary rows about the prior data: how many rows the model used, and their best."""
+    text = f"{len(prior.used)} of {len(prior.observations)} rows used by the model"
+    text += f" ({len(prior.kept_out)} failed or without a value)" if prior.kept_out else ""
+    text += f"; {len(prior.outside)} outside the current design space" if prior.outside else ""
+    rows = [("Prior data (not in the budget)", f"{text}; `{_cell(Path(prior.path).name)}`")]
+    best = prior.best(spec)
+    value = _value(best, spec.primary_objective) if best else None
+    if best is not None and value is not None:
+        rows.append(
+            ("Best of the prior data", f"{_with_unit(value, spec.primary_objective)} ({best.experiment_id})")
+        )
+    return rows
+
+
+def _summary_rows(
+    spec: CampaignSpec, observations: list[Observation], prior: PriorData | None = None
+) -> list[tuple[str, str]]:
     objective = spec.primary_objective
     ranked = _ranked(observations, objective, spec)
     initial = _ranked([o for o in observations if o.iteration == 0], objective, spec)
     failed = [o.experiment_id for o in observations if o.status == "failed"]
     outliers = [o.experiment_id for o in observations if o.status == "outlier"]
     n_initial = sum(o.iteration == 0 for o in observations)
+    first_batch = "in the first batch" if prior is not None else "initial design"
     rows = [
         (
             "Experiments",
-            f"{len(observations)} of {spec.budget.experiments} budgeted ({n_initial} initial design)",
+            f"{len(observations)} of {spec.budget.experiments} budgeted ({n_initial} {first_batch})",
         ),
         ("Failed", f"{len(failed)}" + (f": {', '.join(failed)}" if failed else "")),
     ]
@@ -189,14 +221,21 @@ def _summary_rows(spec: CampaignSpec, observations: list[Observation]) -> list[t
     best = ranked[0] if ranked else None
     first_value = _value(first, objective) if first else None
     best_value = _value(best, objective) if best else None
-    rows.append(
-        (
-            "Best of the initial design",
-            f"{_with_unit(first_value, objective)} ({first.experiment_id})"
-            if first and first_value is not None
-            else "none succeeded",
+    baseline = "the initial design"
+    if prior is not None:
+        # with prior data the first batch is not a pure initial design: compare with the prior rows
+        baseline, best_prior = "the prior data", prior.best(spec)
+        first_value = _value(best_prior, objective) if best_prior else None
+        rows += _prior_rows(spec, prior)
+    else:
+        rows.append(
+            (
+                "Best of the initial design",
+                f"{_with_unit(first_value, objective)} ({first.experiment_id})"
+                if first and first_value is not None
+                else "none succeeded",
+            )
         )
-    )
     rows.append(
         (
             "Best overall",
@@ -208,7 +247,7 @@ def _summary_rows(spec: CampaignSpec, observations: list[Observation]) -> list[t
     if first_value is not None and best_value is not None:
         gain = best_value - first_value if objective.direction == "maximise" else first_value - best_value
         relative = f" ({100.0 * gain / abs(first_value):+.1f} %)" if first_value != 0 else ""
-        rows.append(("Gain over the initial design", f"{gain:+.4g} {objective.unit}".rstrip() + relative))
+        rows.append((f"Gain over {baseline}", f"{gain:+.4g} {objective.unit}".rstrip() + relative))
     if objective.target is not None:
         reached = best_value is not None and objective.reached(best_value)
         rows.append(
@@ -244,6 +283,30 @@ def _best_lines(spec: CampaignSpec, observations: list[Observation]) -> list[str
     return lines
 
 
+def _split_sources(
+    spec: CampaignSpec, observations: list[Observation]
+) -> tuple[list[Observation], list[Observation]]:
+    """The experiments (the target source) and the cheap source's simulated evaluations."""
+    target = spec.target_fidelity
+    experiments = [o for o in observations if o.fidelity is None or o.fidelity == target]
+    return experiments, [o for o in observations if o.fidelity is not None and o.fidelity != target]
+
+
+def _fidelity_lines(spec: CampaignSpec, simulated: list[Observation], extra: dict[str, Any]) -> list[str]:
+    """The cheap-source section: what it cost, and whether it pays."""
+    cheap = next(f for f in spec.fidelities if f.cost < 1.0)
+    failed = sum(o.status == "failed" for o in simulated)
+    text = f"{len(simulated)} evaluations by `{_cell(cheap.name)}` (`{_cell(str(cheap.simulator))}`), each"
+    text += f" costing {cheap.cost:g} of an experiment: {len(simulated) * cheap.cost:.3g} experiments in all"
+    text += f"; {failed} failed." if failed else "."
+    lines = ["## Cheap source", "", text, ""]
+    advice = (extra.get("summary") or {}).get("fidelity_advice")
+    if isinstance(advice, dict) and advice.get("message"):
+        message = _cell(advice["message"])
+        lines += [f"**Does it pay?** {message[:1].upper()}{message[1:]}.", ""]
+    return lines
+
+
 def render_report(
     spec: CampaignSpec,
     observations: list[Observation],
@@ -251,6 +314,7 @@ def render_report(
     *,
     run_id: str = "",
     figure: str = CONVERGENCE_FILE,
+    prior: PriorData | None = None,
 ) -> str:
     """The report's Markdown text.
 
@@ -262,8 +326,10 @@ def render_report(
             dump, or text) and ``run_id``.
         run_id: The run id shown under the title (``extra["run_id"]`` wins).
         figure: File name of the convergence figure, relative to the report.
+        prior: The campaign's prior data, reported apart from its own experiments.
     """
     extra = extra or {}
+    observations, simulated = _split_sources(spec, observations)
     objective = spec.primary_objective
     run_id = str(extra.get("run_id") or run_id)
     lines = [f"# {spec.title}", ""]
@@ -273,13 +339,16 @@ def render_report(
     facts += [f"{o.direction} **{o.name}**" + (f" ({o.unit})" if o.unit else "") for o in spec.objectives]
     facts += [f"seed {spec.seed}"]
     lines += [" · ".join(facts), "", "## Summary", "", "| Item | Value |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in _summary_rows(spec, observations)]
+    lines += [f"| {name} | {value} |" for name, value in _summary_rows(spec, observations, prior)]
     lines += ["", f"![Measured {objective.name} by experiment number, with the best so far]({figure})", ""]
 
     if len(spec.objectives) > 1:
         lines += pareto_lines(spec, observations, PARETO_FILE)
     else:
         lines += _best_lines(spec, observations)
+
+    if spec.fidelities:
+        lines += _fidelity_lines(spec, simulated, extra)
 
     if extra.get("decision") is not None:
         lines += ["## Final decision", "", _decision_text(extra["decision"]), ""]
@@ -303,6 +372,8 @@ def write_report(
     spec: CampaignSpec,
     observations: list[Observation],
     extra: dict[str, Any] | None = None,
+    *,
+    prior: PriorData | None = None,
 ) -> Path:
     """Write ``report.md`` and ``convergence.png`` into ``run_dir``.
 
@@ -311,16 +382,18 @@ def write_report(
         spec: The campaign spec.
         observations: Every finished experiment.
         extra: See :func:`render_report`.
+        prior: The campaign's prior data, if any (see :func:`render_report`).
 
     Returns:
         The path of ``report.md``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    plot_convergence(run_dir / CONVERGENCE_FILE, spec, observations)
+    experiments, _ = _split_sources(spec, observations)
+    plot_convergence(run_dir / CONVERGENCE_FILE, spec, experiments, prior.usable if prior else [])
     if len(spec.objectives) > 1:
         plot_pareto(run_dir / PARETO_FILE, spec, observations)
     path = run_dir / REPORT_FILE
-    text = render_report(spec, observations, extra, run_id=run_dir.name, figure=CONVERGENCE_FILE)
+    text = render_report(spec, observations, extra, run_id=run_dir.name, figure=CONVERGENCE_FILE, prior=prior)
     path.write_text(text, encoding="utf-8")
     return path

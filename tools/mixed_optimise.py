@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.acquisition.fixed_feature import FixedFeatureAcquisitionFunction
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.fit import fit_gpytorch_mll
@@ -49,6 +50,7 @@ from torch import Tensor
 from athanor.errors import SpecError
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
+from tools.descriptors import descriptor_inputs
 from tools.design_space import DTYPE
 from tools.mixed_space import Cell, MixedPoint, MixedSpace, mixed_initial_design, mixed_space, observed_points
 from tools.optimise import (
@@ -61,7 +63,14 @@ from tools.optimise import (
     _unfit_reason,
 )
 
-__all__ = ["propose_mixed"]
+__all__ = [
+    "CellPick",
+    "fit_mixed",
+    "greedy_cell_picks",
+    "mixed_suggestion",
+    "propose_mixed",
+    "searched_cells",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -71,6 +80,8 @@ _SCREEN_TOTAL, _SCREEN_MIN, _SCREEN_MAX = 1024, 8, 128
 _SNAPPED_EXTRA = 16
 #: Acquisition evaluations per batched call.
 _CHUNK = 512
+#: Screening samples re-scored per round of a lazy re-screen (:func:`_rescore`).
+_LAZY_CHUNK = 128
 #: Iterations of the gradient optimisation on one cell (all restarts together). On a 6-element, k = 3,
 #: 1 % grid with 30 observations, 50 and 100 gave the same batches; the grid is coarser than the gain.
 _CELL_ITERATIONS = 50
@@ -80,8 +91,15 @@ _MIXED_FIT_ITERATIONS = 150
 
 
 @dataclass
-class _Pick:
-    """One chosen point: its model input, acquisition value and how it was found."""
+class CellPick:
+    """One point picked on the mixed space.
+
+    Attributes:
+        x: Its model input (``input_dim``).
+        point: The admissible point (snapped to the grid).
+        value: Acquisition value when it was picked, given the pending points and earlier picks.
+        note: How it was found: ``"optimised"``, ``"screened"`` or ``"repeat"``.
+    """
 
     x: Tensor
     point: MixedPoint
@@ -149,11 +167,11 @@ def propose_mixed(
         reason = _unfit_reason(x, y) if mixed.input_dim else "the spec allows a single composition"
         if reason is None:
             try:
-                fitted = _fit(mixed, x, y, log_transform)
+                fitted = fit_mixed(mixed, x, y, log_transform)
                 cells = mixed.cells(seed, _preferred(mixed, usable))
-                return _model_suggestions(
+                picks = greedy_cell_picks(
                     mixed,
-                    fitted,
+                    lambda taken: _acquisition(fitted, x, taken, seed, mc_samples),
                     cells,
                     x,
                     pending_x,
@@ -161,15 +179,15 @@ def propose_mixed(
                     seed,
                     num_restarts,
                     raw_samples,
-                    mc_samples,
                     top_cells,
                 )
+                return _describe(mixed, fitted, picks, len(cells))
             except _NUMERICAL_ERRORS as exc:
                 _log.warning("model-based proposal failed, using space-filling points: %s", exc)
                 reason = f"the model failed ({type(exc).__name__})"
         points = mixed_initial_design(spec, n, seed, avoid=avoid)
         lead = "space-filling point far from measured ones" if len(x) else "space-filling initial design"
-        return [_suggestion(mixed, p, f"{lead}: {reason}", source="initial") for p in points]
+        return [mixed_suggestion(mixed, p, f"{lead}: {reason}", source="initial") for p in points]
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -220,12 +238,27 @@ def _targets(y: Tensor, direction: float, log_transform: bool | None) -> tuple[T
     return (direction * log_sign * torch.log(log_sign * y)).unsqueeze(-1), log_sign
 
 
-def _fit(mixed: MixedSpace, x: Tensor, y: Tensor, log_transform: bool | None) -> _Fitted:
-    """Fit the GP (mixed kernel when there are categorical inputs); raises a numerical error on failure."""
-    direction = 1.0 if mixed.spec.primary_objective.direction == "maximise" else -1.0
+def fit_mixed(
+    mixed: MixedSpace, x: Tensor, y: Tensor, log_transform: bool | None, *, direction: float | None = None
+) -> _Fitted:
+    """Fit the GP (mixed kernel when there are categorical inputs); raises a numerical error on failure.
+
+    Args:
+        mixed: The mixed design space.
+        x: Model inputs, ``n x input_dim`` (see :meth:`MixedSpace.encode`).
+        y: Values, ``n``, in the quantity's unit.
+        log_transform: Force (True) or forbid (False) the log scale; None applies the rule of
+            :func:`tools.optimise.propose`.
+        direction: +1 when larger values are better, -1 when smaller are; None takes the direction
+            of the spec's primary objective.
+    """
+    if direction is None:
+        direction = 1.0 if mixed.spec.primary_objective.direction == "maximise" else -1.0
     targets, log_sign = _targets(y, direction, log_transform)
     d = mixed.dim
     normalize = Normalize(mixed.input_dim, indices=list(range(d)), bounds=mixed.space.bounds) if d else None
+    if d and mixed.spec.descriptors:  # the spec refuses descriptors with categories: no cat_dims here
+        normalize = descriptor_inputs(mixed.space, x)
     options = {}
     if mixed.cat_dims:
         model = MixedSingleTaskGP(
@@ -242,7 +275,7 @@ def _fit(mixed: MixedSpace, x: Tensor, y: Tensor, log_transform: bool | None) ->
 # ------------------------------------------------------------------------------------------- search
 def _acquisition(
     fitted: _Fitted, x: Tensor, pending: Tensor, seed: int, mc_samples: int
-) -> qLogNoisyExpectedImprovement:
+) -> AcquisitionFunction:
     return qLogNoisyExpectedImprovement(
         fitted.model,
         X_baseline=x,
@@ -252,7 +285,7 @@ def _acquisition(
     )
 
 
-def _score(acqf: qLogNoisyExpectedImprovement, x: Tensor) -> Tensor:
+def _score(acqf: AcquisitionFunction, x: Tensor) -> Tensor:
     """Acquisition value of each of ``m x input_dim`` points on its own (shape ``m``)."""
     with torch.no_grad():
         return torch.cat([acqf(chunk.unsqueeze(-2)) for chunk in x.split(_CHUNK)]) if len(x) else x[:, 0]
@@ -271,7 +304,7 @@ def _too_close(mixed: MixedSpace, point: Tensor, others: Tensor) -> bool:
 
 
 def _optimise_cell(
-    mixed: MixedSpace, acqf: qLogNoisyExpectedImprovement, cell: Cell, starts: Tensor, num_restarts: int
+    mixed: MixedSpace, acqf: AcquisitionFunction, cell: Cell, starts: Tensor, num_restarts: int
 ) -> Tensor:
     """The acquisition optimum on one cell's face (``input_dim``), from the best screening samples."""
     face = cell.face
@@ -309,9 +342,9 @@ def _screen(mixed: MixedSpace, cells: list[Cell], raw_samples: int, seed: int) -
     return torch.cat(rows), torch.tensor(owners)
 
 
-def _model_suggestions(
+def greedy_cell_picks(
     mixed: MixedSpace,
-    fitted: _Fitted,
+    build: Callable[[Tensor], AcquisitionFunction],
     cells: list[Cell],
     x: Tensor,
     pending_x: Tensor,
@@ -319,19 +352,43 @@ def _model_suggestions(
     seed: int,
     num_restarts: int,
     raw_samples: int,
-    mc_samples: int,
     top_cells: int,
-) -> list[Suggestion]:
-    """Greedy picks: screen every cell, optimise the best, snap, re-score, skip near-duplicates."""
+    *,
+    lazy: bool = False,
+) -> list[CellPick]:
+    """Greedy picks: screen every cell, optimise the best, snap, re-score, skip near-duplicates.
+
+    Args:
+        mixed: The mixed design space.
+        build: The acquisition function (of ``b x 1 x input_dim`` inputs) given the points to treat
+            as pending (``p x input_dim``: the pending ones, then the earlier picks).
+        cells: The cells to search (:meth:`MixedSpace.cells`).
+        x: Measured model inputs, ``m x input_dim``; picks keep away from them.
+        pending_x: Pending model inputs, ``p x input_dim``; picks keep away from them.
+        n: Number of picks.
+        seed: Seed of the screening samples.
+        num_restarts: Starting points of the gradient optimisation per optimised cell.
+        raw_samples: Scales the screening: ``16 * raw_samples`` samples shared among the cells.
+        top_cells: Cells optimised by gradient per pick, the best by screening.
+        lazy: After the first pick, re-score only the screening samples that could still decide the
+            pick (see :func:`_rescore`). Valid when the acquisition can only fall as pending points
+            are added, as expected (hypervolume) improvement does.
+
+    Returns:
+        ``n`` admissible picks in the order they were made.
+    """
     samples, owners = _screen(mixed, cells, raw_samples, seed)
-    picks: list[_Pick] = []
+    picks: list[CellPick] = []
+    values = None
     for _ in range(n):
         taken_pending = torch.cat([pending_x, *(p.x.unsqueeze(0) for p in picks)])
-        acqf = _acquisition(fitted, x, taken_pending, seed, mc_samples)
-        values = _score(acqf, samples)
+        acqf = build(taken_pending)
+        if lazy and values is not None:
+            values = _rescore(acqf, samples, owners, values, top_cells, num_restarts)
+        else:
+            values = _score(acqf, samples).nan_to_num(nan=-math.inf)
         if not bool(torch.isfinite(values).any()):
             raise ValueError("the acquisition function is not finite on any screening sample")
-        values = values.nan_to_num(nan=-math.inf)
         best_per_cell = torch.full((len(cells),), -math.inf, dtype=DTYPE).scatter_reduce(
             0, owners, values, reduce="amax"
         )
@@ -356,16 +413,52 @@ def _model_suggestions(
                 raise ValueError("no candidate could be snapped onto an admissible point")
             pick.note = "repeat"
         picks.append(pick)
-    return _describe(mixed, fitted, picks, len(cells))
+    return picks
+
+
+def _rescore(
+    acqf: AcquisitionFunction,
+    samples: Tensor,
+    owners: Tensor,
+    bound: Tensor,
+    top_cells: int,
+    num_restarts: int,
+) -> Tensor:
+    """Screening values under a new acquisition, given ``bound``: each sample's value at the previous pick.
+
+    With one more pending point the expected (hypervolume) improvement of a point can only fall, so
+    ``bound`` is an upper bound. Samples are re-scored best bound first, :data:`_LAZY_CHUNK` at a time,
+    until the samples that decide the pick (the best :data:`_SNAPPED_EXTRA`, and the best
+    ``num_restarts`` of each of the ``top_cells`` best cells: the cells optimised and their starting
+    points) all have fresh values; the others keep their bounds.
+    """
+    values = bound.clone()
+    fresh = torch.zeros(len(values), dtype=torch.bool)
+    while not bool(fresh.all()):
+        order = torch.argsort(values, descending=True)
+        leading: dict[int, list[int]] = {}  # cell to its best samples, best cells first
+        for i in order.tolist():
+            mine = leading.setdefault(int(owners[i]), [])
+            if len(mine) < num_restarts:
+                mine.append(i)
+        decisive = order[:_SNAPPED_EXTRA].tolist()
+        for mine in list(leading.values())[:top_cells]:
+            decisive += mine
+        if bool(fresh[decisive].all()):
+            break
+        stale = order[~fresh[order]][:_LAZY_CHUNK]
+        values[stale] = _score(acqf, samples[stale]).nan_to_num(nan=-math.inf)
+        fresh[stale] = True
+    return values
 
 
 def _best_admissible(
     mixed: MixedSpace,
-    acqf: qLogNoisyExpectedImprovement,
+    acqf: AcquisitionFunction,
     cells: list[Cell],
     candidates: list[tuple[Tensor, int, str]],
     taken: Tensor,
-) -> _Pick | None:
+) -> CellPick | None:
     """Snap candidates, score the snapped points and return the best one away from ``taken``."""
     snapped: list[tuple[Tensor, MixedPoint, str]] = []
     seen = set()
@@ -384,16 +477,16 @@ def _best_admissible(
     for i in torch.argsort(scores.nan_to_num(nan=-math.inf), descending=True).tolist():
         row, point, how = snapped[i]
         if not _too_close(mixed, row, taken):
-            return _Pick(row, point, float(scores[i]), how)
+            return CellPick(row, point, float(scores[i]), how)
     return None
 
 
 # ------------------------------------------------------------------------------------------- output
-def _describe(mixed: MixedSpace, fitted: _Fitted, picks: list[_Pick], n_cells: int) -> list[Suggestion]:
+def _describe(mixed: MixedSpace, fitted: _Fitted, picks: list[CellPick], n_cells: int) -> list[Suggestion]:
     """Suggestions with predictions, the cells searched and the constraints each pick sits on."""
     mean, std = fitted.predict(torch.stack([p.x for p in picks]))
     unit = mixed.spec.primary_objective.unit
-    searched = _searched(mixed, n_cells)
+    searched = searched_cells(mixed, n_cells)
     out = []
     for rank, pick in enumerate(picks):
         if pick.note == "repeat":
@@ -404,7 +497,7 @@ def _describe(mixed: MixedSpace, fitted: _Fitted, picks: list[_Pick], n_cells: i
             why = f"#{rank + 1} of {len(picks)} greedy picks by expected improvement over {searched}"
         predicted = f"predicted {float(mean[rank]):.3g} ± {float(std[rank]):.2g} {unit}".rstrip()
         out.append(
-            _suggestion(
+            mixed_suggestion(
                 mixed,
                 pick.point,
                 f"{why}; {predicted}",
@@ -416,7 +509,8 @@ def _describe(mixed: MixedSpace, fitted: _Fitted, picks: list[_Pick], n_cells: i
     return out
 
 
-def _searched(mixed: MixedSpace, n_cells: int) -> str:
+def searched_cells(mixed: MixedSpace, n_cells: int) -> str:
+    """What a search over ``n_cells`` cells covered, e.g. ``10 subsets of components x 3 combinations``."""
     parts = []
     if mixed.spec.max_active_components is not None and mixed.n_subsets > 1:
         parts.append(f"{mixed.n_subsets} subsets of components")
@@ -429,7 +523,7 @@ def _searched(mixed: MixedSpace, n_cells: int) -> str:
     return " x ".join(parts) + sampled
 
 
-def _suggestion(
+def mixed_suggestion(
     mixed: MixedSpace,
     point: MixedPoint,
     rationale: str,

@@ -28,6 +28,10 @@ already loaded is used either way.
 
 Like :func:`tools.optimise.propose`, this never stops a campaign: with too few or degenerate data,
 or when a fit or the acquisition fails numerically, it returns space-filling points and says why.
+
+A spec with ``max_active_components``, ``resolution`` or ``categories`` is handed to
+:func:`tools.mixed_multiobjective.propose_pareto_mixed`: the same models and acquisition, searched cell
+by cell on the mixed space.
 """
 
 from __future__ import annotations
@@ -55,7 +59,9 @@ from torch import Tensor
 from athanor.models import Observation
 from athanor.pareto import pareto_front
 from athanor.spec import CampaignSpec, Objective, OutcomeConstraint
+from tools.descriptors import descriptor_inputs
 from tools.design_space import DTYPE, DesignSpace, design_space
+from tools.mixed_space import needs_mixed_space
 from tools.optimise import (
     _NUMERICAL_ERRORS,
     Suggestion,
@@ -145,10 +151,22 @@ def _bound_values(spec: CampaignSpec, name: str) -> list[float]:
 
 
 def _fit_outputs(
-    space: DesignSpace, x: Tensor, y: Tensor, names: list[str], log_transform: bool | None
+    spec: CampaignSpec,
+    y: Tensor,
+    names: list[str],
+    log_transform: bool | None,
+    fit: Callable[[Tensor, float, bool | None], _Fitted],
 ) -> list[_Output]:
-    """One GP per quantity; a quantity whose bounds cannot sit on its log scale is modelled linearly."""
-    spec = space.spec
+    """One GP per quantity; a quantity whose bounds cannot sit on its log scale is modelled linearly.
+
+    Args:
+        spec: The campaign spec.
+        y: Values, ``n x k``, one column per name.
+        names: The quantities, objectives first (:attr:`CampaignSpec.measured_names`).
+        log_transform: Force (True) or forbid (False) the log scale; None decides per quantity.
+        fit: Fits one model to a column of values (``n``) given the direction (+1 when larger is
+            better) and the log choice, on the caller's inputs.
+    """
     objectives = {o.name: o for o in spec.objectives}
     units = {c.name: c.unit for c in spec.outcome_constraints} | {o.name: o.unit for o in spec.objectives}
     outputs = []
@@ -160,7 +178,7 @@ def _fit_outputs(
             log = False
         objective = objectives.get(name)
         direction = -1.0 if objective is not None and objective.direction == "minimise" else 1.0
-        outputs.append(_Output(name, units.get(name, ""), _fit_gp(x, column, space.bounds, direction, log)))
+        outputs.append(_Output(name, units.get(name, ""), fit(column, direction, log)))
     return outputs
 
 
@@ -355,10 +373,42 @@ def _describe_picks(
     note: str,
 ) -> list[Suggestion]:
     """Suggestions with predictions of every quantity, the feasibility probability and why."""
-    spec = space.spec
     n = picks.shape[0]
+    what = _acquisition_phrase(space.spec)
+    whys = []
+    for i in range(n):
+        if replaced[i]:
+            whys.append(f"replaces a near-duplicate: best {what} among points away from the others")
+        elif n == 1:
+            whys.append(f"highest {what}")
+        else:
+            lead = f"#{i + 1} of {n}, picked greedily by {what}"
+            whys.append(f"{lead} given the pending points and earlier picks")
+    return [
+        _suggestion(space, picks[i], text, source="model", predicted=predicted, acquisition_value=values[i])
+        for i, (text, predicted) in enumerate(_explain(outputs, bounds, picks, whys, note))
+    ]
+
+
+def _acquisition_phrase(spec: CampaignSpec) -> str:
+    """What the acquisition of ``spec`` scores, for rationales."""
     several = len(spec.objectives) > 1
-    what = "expected hypervolume improvement" if several else "feasibility-weighted expected improvement"
+    return "expected hypervolume improvement" if several else "feasibility-weighted expected improvement"
+
+
+def _explain(
+    outputs: list[_Output], bounds: list[_Bound], picks: Tensor, whys: list[str], note: str
+) -> list[tuple[str, tuple[float, float]]]:
+    """Each pick's rationale and the primary objective's predicted (mean, std), in its unit.
+
+    Args:
+        outputs: The fitted quantities, objectives first.
+        bounds: The outcome constraints on the model scale.
+        picks: Model inputs of the picks, ``n x input_dim``.
+        whys: Why each pick was made (the rationale's lead).
+        note: Appended to every rationale (e.g. the reference point); empty for none.
+    """
+    n = picks.shape[0]
     predictions = [o.fitted.predict(picks) for o in outputs]
     feasible = torch.ones(n, dtype=DTYPE)
     for bound in bounds:
@@ -366,36 +416,21 @@ def _describe_picks(
             posterior = outputs[bound.output].fitted.model.posterior(picks)
         std = posterior.variance.squeeze(-1).clamp_min(0.0).sqrt()
         feasible *= bound.probability(posterior.mean.squeeze(-1), std)
-    suggestions = []
+    out = []
     for i in range(n):
-        if replaced[i]:
-            why = f"replaces a near-duplicate: best {what} among points away from the others"
-        elif n == 1:
-            why = f"highest {what}"
-        else:
-            why = f"#{i + 1} of {n}, picked greedily by {what} given the pending points and earlier picks"
         predicted = ", ".join(
             f"{o.name} {float(mean[i]):.3g} ± {float(std[i]):.2g} {o.unit}".rstrip()
             for o, (mean, std) in zip(outputs, predictions, strict=True)
         )
-        text = f"{why}; predicted {predicted}"
+        text = f"{whys[i]}; predicted {predicted}"
         if bounds:
             text += f"; probability of meeting {', '.join(b.constraint.describe() for b in bounds)}"
             text += f" {float(feasible[i]):.2f}"
         if note:
             text += f"; {note}"
         mean, std = predictions[0]
-        suggestions.append(
-            _suggestion(
-                space,
-                picks[i],
-                text,
-                source="model",
-                predicted=(float(mean[i]), float(std[i])),
-                acquisition_value=values[i],
-            )
-        )
-    return suggestions
+        out.append((text, (float(mean[i]), float(std[i]))))
+    return out
 
 
 def propose_pareto(
@@ -405,6 +440,7 @@ def propose_pareto(
     seed: int,
     pending: Sequence[dict[str, float]] = (),
     *,
+    pending_choices: Sequence[dict[str, str]] = (),
     log_transform: bool | None = None,
     num_restarts: int = 2,
     raw_samples: int = 64,
@@ -412,6 +448,10 @@ def propose_pareto(
     fused_kernel: bool = False,
 ) -> list[Suggestion]:
     """Propose ``n`` compositions that best extend the feasible Pareto front, best first.
+
+    A spec with ``max_active_components``, ``resolution`` or ``categories`` is handed to
+    :func:`tools.mixed_multiobjective.propose_pareto_mixed` (which also fills ``active_components``
+    and ``choices``).
 
     Args:
         spec: The campaign spec: its objectives (each in its direction, at most four), thresholds
@@ -421,6 +461,8 @@ def propose_pareto(
         n: Batch size; points are picked greedily, each given the pending points and earlier picks.
         seed: Seed of every random stream here; the same inputs and seed give the same proposals.
         pending: Compositions (spec unit) proposed but not measured yet; proposals avoid them.
+        pending_choices: The categorical choices of each pending composition, in the same order
+            (required when the spec has categories; ignored otherwise).
         log_transform: Force (True) or forbid (False) modelling the log of each quantity; None
             applies the rule of :func:`tools.optimise.propose` per quantity. A quantity whose
             threshold or constraint bound has the other sign than its values is never logged.
@@ -438,10 +480,26 @@ def propose_pareto(
         outcome constraints and the reference point with where it came from.
 
     Raises:
-        SpecError: A pending composition lacks a component of the spec.
+        SpecError: A pending composition lacks a component of the spec, or its choices are missing.
     """
     if n <= 0:
         return []
+    if needs_mixed_space(spec):
+        from tools.mixed_multiobjective import propose_pareto_mixed  # imports this module
+
+        return propose_pareto_mixed(
+            spec,
+            observations,
+            n,
+            seed,
+            pending,
+            pending_choices=pending_choices,
+            log_transform=log_transform,
+            num_restarts=num_restarts,
+            raw_samples=raw_samples,
+            mc_samples=mc_samples,
+            fused_kernel=fused_kernel,
+        )
     space = design_space(spec)
     names = spec.measured_names
     with manual_seed(seed), _one_thread(), _kernel_build(fused_kernel):
@@ -452,7 +510,12 @@ def propose_pareto(
         reason = _why_unfit(x, y, names)
         if reason is None:
             try:
-                outputs = _fit_outputs(space, x, y, names, log_transform)
+
+                def fit(t: Tensor, d: float, log: bool | None) -> _Fitted:
+                    inputs = descriptor_inputs(space, x) if spec.descriptors else None  # one per model
+                    return _fit_gp(x, t, space.bounds, d, log, input_transform=inputs)
+
+                outputs = _fit_outputs(spec, y, names, log_transform, fit)
                 build, bounds, note = _acquisition_factory(spec, outputs, x, y, seed, mc_samples)
                 picks, values, replaced = _greedy_picks(
                     space, build, x, pending_x, n, seed, num_restarts, raw_samples

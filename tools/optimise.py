@@ -21,6 +21,11 @@ calls for 5-15 s.
 data set, a plate of pre-made samples): the acquisition is scored on every unmeasured candidate
 instead of being optimised over the simplex.
 
+``CampaignSpec.surrogate == "random_forest"`` (and ``propose_from_pool(..., model="random_forest")``)
+swaps the GP for the random forest of :mod:`tools.forest`: same targets, a confidence bound (or, in
+pool mode, expected improvement) from the mean and spread across trees, scored on
+:data:`FOREST_SAMPLES` seeded feasible compositions since a forest cannot be differentiated.
+
 The optimiser never stops a campaign: with too few observations, or when the fit or the
 acquisition fails numerically, it returns space-filling points far from the measured ones and says
 why in the rationale.
@@ -40,9 +45,10 @@ from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.acquisition.monte_carlo import qUpperConfidenceBound
 from botorch.exceptions.errors import BotorchError
+from botorch.exceptions.warnings import InputDataWarning
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
-from botorch.models.transforms.input import Normalize
+from botorch.models.transforms.input import InputTransform, Normalize
 from botorch.models.transforms.outcome import Standardize
 from botorch.optim import optimize_acqf
 from botorch.optim.initializers import initialize_q_batch
@@ -56,12 +62,15 @@ from torch import Tensor
 from athanor.errors import SpecError
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
+from tools.descriptors import descriptor_inputs
 from tools.design_space import DTYPE, DesignSpace, design_space
+from tools.forest import FOREST_ACQUISITIONS, LIANG_BETA, fit_forest, pick_greedy
 from tools.initial_design import maximin_indices, space_filling
 from tools.mixed_space import needs_mixed_space
 
 __all__ = [
     "DUPLICATE_DISTANCE",
+    "FOREST_SAMPLES",
     "LOG_SPAN",
     "FitSummary",
     "PoolPick",
@@ -78,6 +87,9 @@ LOG_SPAN = 10.0
 #: A proposal closer than this to a measured, pending or earlier proposal (largest per-component
 #: difference, as a fraction of that component's range) is a near-duplicate and is replaced.
 DUPLICATE_DISTANCE = 0.02
+
+#: Feasible compositions the random-forest surrogate scores per proposal (it cannot be differentiated).
+FOREST_SAMPLES = 4096
 
 #: Numerical failures of the fit or the acquisition that trigger the space-filling fallback.
 _NUMERICAL_ERRORS = (RuntimeError, ValueError, ArithmeticError, BotorchError)
@@ -122,7 +134,8 @@ class FitSummary(BaseModel):
             component).
         log_transform: Whether values were modelled on a log scale.
         lengthscales: Free component name to its ARD lengthscale, as a fraction of the component's
-            range (short = the objective changes quickly along that component).
+            range (short = the objective changes quickly along that component); then each of the
+            spec's descriptors, as a fraction of its range on the design space.
         noise_std: Fitted noise standard deviation, as a fraction of the values' spread (on the
             model's scale).
         loo_r2: Leave-one-out R² on the model's scale (1 = perfect, <= 0 = no better than the mean).
@@ -147,6 +160,8 @@ def _one_thread() -> Iterator[None]:
         # Jitter added to a near-singular covariance is routine; it must not reach the user's terminal.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NumericalWarning)
+            # prior data may lie outside today's bounds; those points still inform the model
+            warnings.simplefilter("ignore", InputDataWarning)
             yield
     finally:
         torch.set_num_threads(previous)
@@ -226,20 +241,33 @@ def _unfit_reason(x: Tensor, y: Tensor) -> str | None:
 
 
 def _fit(space: DesignSpace, x: Tensor, y: Tensor, log_transform: bool | None) -> _Fitted:
-    """Fit the GP on ``x`` (``n x d``) and values ``y`` (``n``); raises a numerical error on failure."""
-    return _fit_gp(x, y, space.bounds, _direction(space.spec), log_transform)
+    """Fit the GP on ``x`` (``n x d``) and values ``y`` (``n``); raises a numerical error on failure.
+
+    With the spec's descriptors the model's inputs are the amounts and the scaled descriptors.
+    """
+    transform = descriptor_inputs(space, x) if space.spec.descriptors else None
+    return _fit_gp(x, y, space.bounds, _direction(space.spec), log_transform, input_transform=transform)
 
 
-def _fit_gp(x: Tensor, y: Tensor, bounds: Tensor, direction: float, log_transform: bool | None) -> _Fitted:
+def _fit_gp(
+    x: Tensor,
+    y: Tensor,
+    bounds: Tensor,
+    direction: float,
+    log_transform: bool | None,
+    *,
+    input_transform: InputTransform | None = None,
+) -> _Fitted:
     """Fit the GP on ``x`` (``n x d``, normalised over ``2 x d`` ``bounds``) and values ``y`` (``n``).
 
-    ``direction`` is +1 to maximise, -1 to minimise. Raises a numerical error on failure.
+    ``direction`` is +1 to maximise, -1 to minimise. ``input_transform`` replaces the normalisation
+    (e.g. :func:`tools.descriptors.descriptor_inputs`). Raises a numerical error on failure.
     """
     targets, direction, log_sign = _targets(y, direction, log_transform)
     model = SingleTaskGP(
         x,
         targets,
-        input_transform=Normalize(x.shape[-1], bounds=bounds),
+        input_transform=input_transform or Normalize(x.shape[-1], bounds=bounds),
         outcome_transform=Standardize(m=1),
     )
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
@@ -286,7 +314,7 @@ def fit_summary(
         n_used=int(x.shape[0]),
         n_ignored=len(observations) - int(x.shape[0]),
         log_transform=bool(fitted.log_sign),
-        lengthscales=dict(zip(space.names, lengthscales, strict=True)),
+        lengthscales=dict(zip([*space.names, *spec.descriptors], lengthscales, strict=True)),
         noise_std=float(noise.sqrt()),
         loo_r2=loo_r2,
     )
@@ -307,10 +335,15 @@ def propose(
 ) -> list[Suggestion]:
     """Propose ``n`` compositions to measure next, best first.
 
-    A spec with ``max_active_components``, ``resolution`` or ``categories`` is handed to
-    :func:`tools.mixed_optimise.propose_mixed`, which also fills ``active_components`` and ``choices``.
+    With ``spec.surrogate == "random_forest"`` the forest of :mod:`tools.forest` scores
+    :data:`FOREST_SAMPLES` seeded feasible compositions by its confidence bound (Liang et al.'s
+    ``lambda = 2``) and keeps the best; a batch and the pending points use the kriging believer.
+
     A spec with several objectives or outcome constraints is handed to
-    :func:`tools.multiobjective.propose_pareto` (with its own restarts and raw samples per pick).
+    :func:`tools.multiobjective.propose_pareto` (with its own restarts and raw samples per pick; on
+    the mixed space too). Otherwise a spec with ``max_active_components``, ``resolution`` or
+    ``categories`` is handed to :func:`tools.mixed_optimise.propose_mixed`. Both mixed paths also
+    fill ``active_components`` and ``choices``.
 
     Args:
         spec: The campaign spec; its primary objective is optimised in its direction.
@@ -337,7 +370,7 @@ def propose(
     """
     if n <= 0:
         return []
-    if needs_mixed_space(spec):
+    if needs_mixed_space(spec) and not (len(spec.objectives) > 1 or spec.outcome_constraints):
         from tools.mixed_optimise import propose_mixed  # imports this module
 
         return propose_mixed(
@@ -356,7 +389,14 @@ def propose(
         from tools.multiobjective import propose_pareto  # imports this module
 
         return propose_pareto(
-            spec, observations, n, seed, pending, log_transform=log_transform, mc_samples=mc_samples
+            spec,
+            observations,
+            n,
+            seed,
+            pending,
+            pending_choices=pending_choices,
+            log_transform=log_transform,
+            mc_samples=mc_samples,
         )
     space = design_space(spec)
     with manual_seed(seed), _one_thread():
@@ -367,6 +407,8 @@ def propose(
         reason = _unfit_reason(x, y)
         if reason is None:
             try:
+                if spec.surrogate == "random_forest":
+                    return _forest_suggestions(space, x, y, pending_x, n, seed, log_transform)
                 fitted = _fit(space, x, y, log_transform)
                 return _model_suggestions(
                     space, fitted, x, pending_x, n, seed, num_restarts, raw_samples, mc_samples
@@ -440,6 +482,59 @@ def _model_suggestions(
                 acquisition_value=float(acq_values[i]),
             )
         )
+    return suggestions
+
+
+def _forest_suggestions(
+    space: DesignSpace,
+    x: Tensor,
+    y: Tensor,
+    pending_x: Tensor,
+    n: int,
+    seed: int,
+    log_transform: bool | None,
+) -> list[Suggestion]:
+    """Score :data:`FOREST_SAMPLES` seeded feasible points with the forest's confidence bound, keep the best.
+
+    Points near a measured or pending one are skipped; batches and pending points use the kriging
+    believer of :func:`tools.forest.pick_greedy`, and later picks keep :data:`DUPLICATE_DISTANCE` from
+    earlier ones. When the space leaves too little room, space-filling points make up the batch.
+    """
+    targets, direction, log_sign = _targets(y, _direction(space.spec), log_transform)
+    forest = fit_forest(x, targets, space.bounds, direction=direction, log_sign=log_sign, seed=seed)
+    candidates = space.sample(FOREST_SAMPLES, seed)
+    allowed = ~_too_close(candidates, torch.cat([x, pending_x]), space)
+    picks = pick_greedy(
+        forest,
+        candidates,
+        n,
+        acquisition="ucb",
+        beta=LIANG_BETA,
+        pending=pending_x,
+        allowed=allowed,
+        exclusion=DUPLICATE_DISTANCE,
+    )
+    points = candidates[[p.index for p in picks]]
+    mean, std = forest.predict(points)
+    unit = space.spec.primary_objective.unit
+    suggestions = []
+    for rank, pick in enumerate(picks):
+        why = f"random forest: highest confidence bound among {FOREST_SAMPLES} sampled feasible compositions"
+        if rank:
+            why = f"random forest: #{rank + 1} of {n}, best confidence bound with the earlier picks believed"
+        suggestions.append(
+            _suggestion(
+                space,
+                points[rank],
+                why + f"; predicted {float(mean[rank]):.3g} ± {float(std[rank]):.2g} {unit}".rstrip(),
+                source="model",
+                predicted=(float(mean[rank]), float(std[rank])),
+                acquisition_value=pick.value,
+            )
+        )
+    if len(suggestions) < n:
+        reason = "too little room left away from the measured, pending and picked compositions"
+        suggestions += _fallback(space, x, torch.cat([pending_x, points]), n - len(suggestions), seed, reason)
     return suggestions
 
 
@@ -592,8 +687,8 @@ def propose_from_pool(
     pending: Tensor | Sequence[Sequence[float]] = (),
     *,
     direction: Literal["max", "min"] | None = None,
-    model: Literal["gp"] = "gp",
-    acquisition: Literal["qlognei", "ucb"] = "qlognei",
+    model: Literal["gp", "random_forest"] = "gp",
+    acquisition: Literal["qlognei", "ucb", "ei"] | None = None,
     beta: float = 4.0,
     log_transform: bool | None = None,
     mc_samples: int = 128,
@@ -617,10 +712,14 @@ def propose_from_pool(
         seed: Seed of the Monte-Carlo samples; the same inputs and seed give the same picks.
         pending: ``p x d`` inputs proposed but not measured yet; picks avoid and condition on them.
         direction: ``"max"`` or ``"min"``; None takes the spec's direction, or ``"max"`` without one.
-        model: Surrogate model; only ``"gp"`` (the optimiser's Gaussian process) is available.
-        acquisition: ``"qlognei"`` (noisy expected improvement, the default of :func:`propose`) or
-            ``"ucb"`` (``mean + sqrt(beta) * std`` on the model's standardised scale; with pending
-            points its Monte-Carlo form).
+        model: Surrogate model: ``"gp"`` (the optimiser's Gaussian process) or ``"random_forest"``
+            (:mod:`tools.forest`: mean and spread across trees, the same targets; pending points and
+            earlier picks are believed at the forest's predicted mean).
+        acquisition: For the GP ``"qlognei"`` (noisy expected improvement, the default of
+            :func:`propose`) or ``"ucb"`` (``mean + sqrt(beta) * std`` on the model's standardised
+            scale; with pending points its Monte-Carlo form). For the forest ``"ucb"`` (the same bound,
+            Liang et al.'s LCB) or ``"ei"`` (expected improvement). None takes the model's default:
+            ``"qlognei"`` for the GP, ``"ucb"`` for the forest.
         beta: Exploration weight of ``"ucb"``; 4 puts the bound two standard deviations up.
         log_transform: Force (True) or forbid (False) modelling the log of the values; None applies
             the rule of :func:`propose` (same sign, magnitudes spanning more than :data:`LOG_SPAN`).
@@ -636,10 +735,7 @@ def propose_from_pool(
         SpecError: Shapes disagree, the spec's components do not match the columns, the direction
             contradicts the spec, or the model or acquisition is unknown.
     """
-    if model != "gp":
-        raise SpecError(f"model={model!r} is not available for pools; use model='gp'")
-    if acquisition not in ("qlognei", "ucb"):
-        raise SpecError(f"acquisition={acquisition!r} is not available; use 'qlognei' or 'ucb'")
+    acquisition = _pool_acquisition_name(model, acquisition)
     if not (math.isfinite(beta) and beta >= 0):
         raise SpecError(f"beta={beta} must be a finite number >= 0 (e.g. 4 for two standard deviations)")
     sign = _pool_direction(spec, direction)
@@ -683,6 +779,10 @@ def propose_from_pool(
         reason = _unfit_reason(x, y)
         if reason is None:
             try:
+                if model == "random_forest":
+                    return _pool_forest_picks(
+                        x, y, bounds, sign, log_transform, seed, pending_x, cand, free, n, acquisition, beta
+                    )
                 fitted = _fit_gp(x, y, bounds, sign, log_transform)
                 acquire = _pool_acquisition(fitted, x, acquisition, beta, seed, mc_samples)
                 return _pool_model_picks(fitted, acquire, pending_x, cand, free, n, acquisition)
@@ -696,6 +796,60 @@ def propose_from_pool(
         return [
             PoolPick(index=int(free_idx[i]), rationale=f"{lead}: {reason}", source="initial") for i in order
         ]
+
+
+def _pool_acquisition_name(model: str, acquisition: str | None) -> str:
+    """The acquisition to use for ``model``: the one given, or the model's default; refuses mismatches."""
+    allowed = {"gp": ("qlognei", "ucb"), "random_forest": FOREST_ACQUISITIONS}
+    if model not in allowed:
+        raise SpecError(f"model={model!r} is not available for pools; use 'gp' or 'random_forest'")
+    if acquisition is None:
+        return allowed[model][0]
+    if acquisition not in allowed[model]:
+        raise SpecError(
+            f"acquisition={acquisition!r} is not available with model={model!r};"
+            f" use {' or '.join(repr(a) for a in allowed[model])}"
+        )
+    return acquisition
+
+
+def _pool_forest_picks(
+    x: Tensor,
+    y: Tensor,
+    bounds: Tensor,
+    sign: float,
+    log_transform: bool | None,
+    seed: int,
+    pending_x: Tensor,
+    cand: Tensor,
+    free: Tensor,
+    n: int,
+    acquisition: str,
+    beta: float,
+) -> list[PoolPick]:
+    """Greedy forest picks among the ``free`` rows of ``cand`` (kriging believer for pending and batch)."""
+    targets, direction, log_sign = _targets(y, sign, log_transform)
+    forest = fit_forest(x, targets, bounds, direction=direction, log_sign=log_sign, seed=seed)
+    picks = pick_greedy(
+        forest, cand, n, acquisition=acquisition, beta=beta, pending=pending_x, allowed=free
+    )
+    mean, std = forest.predict(cand[[p.index for p in picks]])
+    score = "confidence bound" if acquisition == "ucb" else "expected improvement"
+    out = []
+    for rank, pick in enumerate(picks):
+        why = f"random forest: highest {score} in the pool"
+        if rank:
+            why = f"random forest: #{rank + 1} pick, highest {score} with the {rank} earlier pick(s) believed"
+        out.append(
+            PoolPick(
+                index=pick.index,
+                predicted_mean=float(mean[rank]),
+                predicted_std=float(std[rank]),
+                acquisition_value=pick.value,
+                rationale=f"{why}; predicted {float(mean[rank]):.3g} ± {float(std[rank]):.2g}",
+            )
+        )
+    return out
 
 
 def _pool_acquisition(

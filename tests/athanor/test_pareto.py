@@ -113,9 +113,15 @@ def test_outcome_constraints_must_name_something_measured_and_be_satisfiable():
     assert spec.measured_names == ["conductivity", "cost"]
 
 
-def test_several_objectives_cannot_yet_be_combined_with_a_mixed_design_space():
-    message = refusal(resolution=0.1)
-    assert "several objectives cannot be combined with resolution" in message
+def test_several_objectives_combine_with_a_mixed_design_space():
+    spec = spec_with(
+        resolution=0.1,
+        max_active_components=2,
+        categories=[{"name": "route", "choices": ["x", "y"]}],
+        outcome_constraints=[{"name": "conductivity", "operator": ">=", "value": 20}],
+    )
+    assert (spec.resolution, spec.max_active_components, spec.categories[0].name) == (0.1, 2, "route")
+    assert spec.measured_names == ["conductivity", "cost"]
 
 
 # --- the front ------------------------------------------------------------------------------------------

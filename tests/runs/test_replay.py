@@ -6,8 +6,15 @@ import pytest
 
 from athanor.errors import InstrumentError, LLMError
 from athanor.models import Command, Decision, Protocol, Reading
-from athanor.ports import InstrumentsPort, KnowledgePort, LLMPort
-from runs.replay import ReplayContext, ReplayDivergence, ReplayInstruments, ReplayKnowledge, ReplayLLM
+from athanor.ports import InstrumentsPort, KnowledgePort, LLMPort, SimulatorPort
+from runs.replay import (
+    ReplayContext,
+    ReplayDivergence,
+    ReplayInstruments,
+    ReplayKnowledge,
+    ReplayLLM,
+    ReplaySimulator,
+)
 
 RUN = "run-1"
 SYSTEM = {"role": "system", "content": "decide"}
@@ -279,3 +286,22 @@ def test_context_refuses_to_record_past_what_the_recorded_attempt_did(tmp_path):
             context.record("decision", {"action": "stop"})
         assert info.value.end_of_record
     assert (tmp_path / "events.jsonl").read_text().count('"decision"') == 1
+
+
+def test_simulator_serves_recorded_values_and_failures_and_names_a_different_request():
+    events = log(
+        ("simulation", {"fidelity": "screen", "composition": {"A": 0.25, "B": 0.75}, "value": 12.5}),
+        ("simulation", {"fidelity": "screen", "composition": {"A": 0.5, "B": 0.5}, "value": None,
+                        "error": "ValueError: diverged"}),
+        ("simulation", {"fidelity": "screen", "composition": {"A": 0.75, "B": 0.25}, "value": 3.0}),
+    )
+    simulator = ReplaySimulator(events)
+    assert isinstance(simulator, SimulatorPort)
+    first = simulator.evaluate(None, "screen", {"A": 0.25, "B": 0.75})
+    assert (first.value, first.error) == (12.5, None)
+    failed = simulator.evaluate(None, "screen", {"A": 0.5, "B": 0.5})
+    assert (failed.value, failed.error) == (None, "ValueError: diverged")
+    with pytest.raises(ReplayDivergence, match=r"seq 2: payload.composition.A: recorded 0.75, replayed 0.7"):
+        simulator.evaluate(None, "screen", {"A": 0.7, "B": 0.3})
+    with pytest.raises(ReplayDivergence, match="made no more simulations"):
+        simulator.evaluate(None, "screen", {"A": 0.75, "B": 0.25})

@@ -1,0 +1,217 @@
+"""Several objectives and outcome constraints on the mixed design space (components present, choices, grid).
+
+:func:`propose_pareto_mixed` is what :func:`tools.multiobjective.propose_pareto` runs when a spec also
+sets ``max_active_components``, ``resolution`` or ``categories``. It combines the two optimisers:
+
+- Models: one GP per measured quantity (the objectives, then any other quantity an outcome
+  constraint names) on the mixed model inputs of :mod:`tools.mixed_space` (unit fractions of the free
+  components, then one integer code per categorical variable), fitted by
+  :func:`tools.mixed_optimise.fit_mixed` (``MixedSingleTaskGP`` with categorical inputs), each with
+  the direction and log-scale rule of :mod:`tools.multiobjective`.
+- Acquisition: qLogNEHVI with the outcome constraints (feasibility-weighted qLogNEI with one
+  objective), reference point from the thresholds or the measured values, exactly as on the
+  continuous path.
+- Search: :func:`tools.mixed_optimise.greedy_cell_picks` screens every cell (a subset of present
+  components with one combination of choices) in one batched call, optimises the best cells with
+  their pinned zeros and choices held fixed, snaps to the grid (the sum stays exact in grid steps)
+  and picks greedily, each pick joining the pending points of the next acquisition.
+
+When there are more cells than :data:`tools.mixed_space.MAX_CELLS`, the cells of the measured
+Pareto front are always among those searched. Without a usable model the points are the mixed
+space-filling design, away from the measured and pending ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import torch
+from botorch.utils.sampling import manual_seed
+from torch import Tensor
+
+from athanor.errors import SpecError
+from athanor.models import Observation
+from athanor.pareto import pareto_front
+from athanor.spec import CampaignSpec
+from tools.design_space import DTYPE
+from tools.mixed_optimise import CellPick, fit_mixed, greedy_cell_picks, mixed_suggestion, searched_cells
+from tools.mixed_space import MixedPoint, MixedSpace, mixed_initial_design, mixed_space, observed_points
+from tools.multiobjective import (
+    _acquisition_factory,
+    _acquisition_phrase,
+    _Bound,
+    _explain,
+    _fit_outputs,
+    _kernel_build,
+    _Output,
+    _why_unfit,
+)
+from tools.optimise import _NUMERICAL_ERRORS, Suggestion, _one_thread
+
+__all__ = ["propose_pareto_mixed"]
+
+_log = logging.getLogger(__name__)
+
+#: Front members whose cells are always searched when not every cell can be.
+_FRONT_CELLS = 8
+
+
+def propose_pareto_mixed(
+    spec: CampaignSpec,
+    observations: Sequence[Observation],
+    n: int,
+    seed: int,
+    pending: Sequence[dict[str, float]] = (),
+    *,
+    pending_choices: Sequence[dict[str, str]] = (),
+    log_transform: bool | None = None,
+    num_restarts: int = 2,
+    raw_samples: int = 64,
+    mc_samples: int = 128,
+    top_cells: int = 3,
+    lazy: bool = True,
+    fused_kernel: bool = False,
+) -> list[Suggestion]:
+    """Propose ``n`` points of the mixed space that best extend the feasible Pareto front, best first.
+
+    Args:
+        spec: The campaign spec: several objectives and/or outcome constraints, and
+            ``max_active_components``, ``resolution`` and/or ``categories``.
+        observations: Every observation so far. Those with status ``"ok"``, a finite value of every
+            objective and constrained quantity, every free component and valid choices are modelled.
+        n: Batch size; points are picked greedily, each given the pending points and earlier picks.
+        seed: Seed of every random stream; the same inputs and seed give the same proposals.
+        pending: Compositions (spec unit) proposed but not measured yet; proposals avoid them.
+        pending_choices: The choices of each pending composition, in the same order (required when
+            the spec has categories).
+        log_transform: Force (True) or forbid (False) modelling the log of each quantity; None
+            decides per quantity as :func:`tools.multiobjective.propose_pareto` does.
+        num_restarts: Starting points of the gradient optimisation per optimised cell.
+        raw_samples: Scales the screening: ``16 * raw_samples`` samples shared among the cells.
+        mc_samples: Quasi-Monte-Carlo samples of the acquisition function.
+        top_cells: Cells optimised by gradient per pick, the best by screening.
+        lazy: After the first pick, re-score only the screening samples whose value at the previous
+            pick could still make them the best (expected hypervolume improvement only falls as
+            pending points are added); False re-scores every sample for every pick.
+        fused_kernel: Let BoTorch JIT-compile its fused qLogNEHVI kernel (see
+            :mod:`tools.multiobjective`).
+
+    Returns:
+        ``n`` suggestions, each meeting ``spec.violations(s.composition, choices=s.choices) == []``
+        (at most ``max_active_components`` non-zero amounts, on the grid with the sum exact in grid
+        steps, valid choices), with ``active_components`` and ``choices`` set, and none a
+        near-duplicate of a measured, pending or other proposed point with the same choices when the
+        space leaves room. ``predicted_mean`` and ``predicted_std`` are the primary objective's; the
+        rationale gives every quantity's prediction, the probability of meeting the outcome
+        constraints, the reference point, the cell chosen and the constraints the point sits on.
+
+    Raises:
+        SpecError: A pending composition lacks a component, or its choices are missing or invalid.
+    """
+    if n <= 0:
+        return []
+    mixed = mixed_space(spec)
+    if spec.categories and len(pending_choices) != len(pending):
+        raise SpecError(
+            f"{len(pending)} pending composition(s) but {len(pending_choices)} set(s) of pending choices;"
+            f" give the choices ({', '.join(v.name for v in spec.categories)}) of every pending one"
+        )
+    choices = list(pending_choices) if spec.categories else [{} for _ in pending]
+    pending_points = [
+        MixedPoint(composition=dict(c), choices=dict(ch)) for c, ch in zip(pending, choices, strict=True)
+    ]
+    names = spec.measured_names
+    with manual_seed(seed), _one_thread(), _kernel_build(fused_kernel):
+        pending_x = mixed.encode(pending_points)
+        x, y, usable = _usable(mixed, observations, names)
+        reason = _why_unfit(x, y, names) if mixed.input_dim else "the spec allows a single composition"
+        if reason is None:
+            try:
+                outputs = _fit_outputs(
+                    spec, y, names, log_transform, lambda t, d, log: fit_mixed(mixed, x, t, log, direction=d)
+                )
+                build, bounds, note = _acquisition_factory(spec, outputs, x, y, seed, mc_samples)
+                cells = mixed.cells(seed, _front_cells(mixed, usable))
+                picks = greedy_cell_picks(
+                    mixed,
+                    build,
+                    cells,
+                    x,
+                    pending_x,
+                    n,
+                    seed,
+                    num_restarts,
+                    raw_samples,
+                    top_cells,
+                    lazy=lazy,
+                )
+                return _describe(mixed, outputs, bounds, picks, note, len(cells))
+            except _NUMERICAL_ERRORS as exc:
+                _log.warning("model-based Pareto proposal failed, using space-filling points: %s", exc)
+                reason = f"the model failed ({type(exc).__name__})"
+        avoid = observed_points(spec, observations) + pending_points
+        points = mixed_initial_design(spec, n, seed, avoid=avoid)
+        lead = "space-filling point far from measured ones" if len(x) else "space-filling initial design"
+        return [mixed_suggestion(mixed, p, f"{lead}: {reason}", source="initial") for p in points]
+
+
+def _usable(
+    mixed: MixedSpace, observations: Sequence[Observation], names: list[str]
+) -> tuple[Tensor, Tensor, list[Observation]]:
+    """Model inputs (``n x input_dim``), values (``n x k``, one column per name) and the observations used."""
+    points, values, usable = [], [], []
+    for obs in observations:
+        measured = [obs.values.get(name) for name in names]
+        if obs.status != "ok" or any(v is None or not math.isfinite(v) for v in measured):
+            continue
+        amounts = [obs.composition.get(n) for n in mixed.space.names]
+        if any(a is None or not math.isfinite(a) for a in amounts) or mixed.codes_of(obs.choices) is None:
+            continue
+        composition = {n: obs.composition.get(n, 0.0) for n in mixed.spec.component_names}
+        points.append(MixedPoint(composition=composition, choices=dict(obs.choices)))
+        values.append(measured)
+        usable.append(obs)
+    y = torch.tensor(values, dtype=DTYPE).reshape(len(values), len(names))
+    return mixed.encode(points), y, usable
+
+
+def _front_cells(
+    mixed: MixedSpace, usable: list[Observation]
+) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+    """Cells (present components, choice codes) of the measured Pareto front (feasible members only)."""
+    cells = []
+    for obs in pareto_front(mixed.spec, usable)[:_FRONT_CELLS]:
+        codes = mixed.codes_of(obs.choices)
+        if codes is not None:
+            cells.append((mixed.present_in(obs.composition), codes))
+    return cells
+
+
+def _describe(
+    mixed: MixedSpace,
+    outputs: list[_Output],
+    bounds: list[_Bound],
+    picks: list[CellPick],
+    note: str,
+    n_cells: int,
+) -> list[Suggestion]:
+    """Suggestions with every quantity's prediction, the feasibility probability, the cell and why."""
+    what = _acquisition_phrase(mixed.spec)
+    searched = searched_cells(mixed, n_cells)
+    whys = []
+    for rank, pick in enumerate(picks):
+        if pick.note == "repeat":
+            whys.append("repeats a measured or pending point: every admissible point nearby was taken")
+        elif len(picks) == 1:
+            whys.append(f"highest {what} over {searched}")
+        else:
+            whys.append(f"#{rank + 1} of {len(picks)} greedy picks by {what} over {searched}")
+    explained = _explain(outputs, bounds, torch.stack([p.x for p in picks]), whys, note)
+    return [
+        mixed_suggestion(
+            mixed, pick.point, text, source="model", predicted=predicted, acquisition_value=pick.value
+        )
+        for pick, (text, predicted) in zip(picks, explained, strict=True)
+    ]
