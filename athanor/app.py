@@ -55,6 +55,7 @@ from runs.replay_audit import (
 )
 from runs.report import write_report
 from runs.store import athanor_home, create_run_dir, resolve_run
+from tools.multifidelity import load_simulator
 
 __all__ = [
     "CampaignResult",
@@ -229,6 +230,12 @@ def check_against_lab(spec: CampaignSpec, lab: LabDescription) -> None:
             f"budget.experiments: {spec.budget.experiments} experiments need as many wells;"
             f" the lab has {len(lab.wells)}"
         )
+    for source in spec.fidelities:
+        if source.simulator:
+            try:
+                load_simulator(source.simulator)
+            except SpecError as error:
+                problems.append(f"fidelities ({source.name}): {error}")
     if problems:
         raise SpecError("\n".join(problems))
 

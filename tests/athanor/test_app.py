@@ -70,6 +70,22 @@ def test_unknown_instrument_in_campaign_file_is_refused(no_instruments, tmp_path
     assert "unknown instrument 'xrd'" in str(info.value)
 
 
+def test_a_simulator_that_cannot_be_imported_is_refused_before_any_instrument(no_instruments, tmp_path):
+    path = tmp_path / "campaign.yaml"
+    path.write_text(
+        "components: [{name: A}, {name: B}]\n"
+        "objectives: [{name: conductivity}]\n"
+        "budget: {experiments: 8}\n"
+        "fidelities: [{name: experiment, cost: 1},"
+        " {name: screen, cost: 0.05, simulator: 'no_such_package.model:predict'}]\n"
+    )
+    with pytest.raises(SpecError) as info:
+        run(str(path), options(no_instruments))
+    assert "fidelities (screen): simulator 'no_such_package.model:predict'" in str(info.value)
+    assert "cannot be imported" in str(info.value)
+    assert not (no_instruments / "runs").exists() or not any((no_instruments / "runs").iterdir())
+
+
 def test_malformed_campaign_file_names_the_field(no_instruments, tmp_path):
     path = tmp_path / "campaign.yaml"
     path.write_text("components: [{name: A}, {name: B}]\nobjectives: [{name: conductivity}]\nbudget: {}\n")
