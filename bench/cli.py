@@ -42,7 +42,10 @@ def optimiser(
         typer.Option("--direction", help="Whether the objective is to be maximised or minimised: max|min."),
     ] = "max",
     methods: Annotated[
-        str, typer.Option("--methods", help="Comma-separated: random, athanor, athanor-ucb, baybe, ax.")
+        str,
+        typer.Option(
+            "--methods", help="Comma-separated: random, athanor, athanor-ucb, athanor-rf, baybe, ax."
+        ),
     ] = "random,athanor,baybe,ax",
     out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
 ) -> None:

@@ -46,6 +46,7 @@ from bench.metrics import (
 )
 from bench.peers import PEER_PACKAGES, AxSession, BaybeSession, require_peer
 from bench.pool import Pool, load_pool
+from tools.forest import LIANG_BETA
 from tools.optimise import propose_from_pool
 
 __all__ = [
@@ -117,11 +118,15 @@ class AthanorSession:
 
 #: Method name to session factory; ``random`` is analytical and has none. ``athanor`` is the
 #: optimiser's default (qLogNEI, as the designer uses); ``athanor-ucb`` scores the pool by an upper
-#: confidence bound two standard deviations up instead.
+#: confidence bound two standard deviations up instead; ``athanor-rf`` is the random-forest surrogate
+#: with Liang et al.'s lower confidence bound (``lambda = 2``, mean plus two spreads across trees).
 METHODS: dict[str, SessionFactory | None] = {
     "random": None,
     "athanor": AthanorSession,
     "athanor-ucb": functools.partial(AthanorSession, acquisition="ucb", beta=4.0),
+    "athanor-rf": functools.partial(
+        AthanorSession, model="random_forest", acquisition="ucb", beta=LIANG_BETA
+    ),
     "baybe": BaybeSession,
     "ax": AxSession,
 }

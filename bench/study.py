@@ -1,0 +1,258 @@
+"""Which configuration should be the optimiser's default: candidate surrogates and acquisitions on the pools.
+
+Each configuration runs the protocol of :mod:`bench.optimiser` (same initial rows per seed, same
+metrics) on chosen seeds of the four data sets, and every run's pick sequence is kept, so that the
+figures of any subset of seeds (choose on seeds 0-9, confirm on 10-19) come from the same runs.
+Configurations that are not options of :func:`tools.optimise.propose_from_pool` (other kernels, input
+warping) swap the Gaussian process that function fits for the variant, and nothing else.
+
+``--batch 4`` runs the batch form of the protocol: each cycle picks 4 rows jointly (greedily, each
+conditioned on the earlier ones) and measures them together; experiments-to-X counts experiments.
+
+Usage (``study/`` holds one JSON of runs per configuration, data set and batch size)::
+
+    OMP_NUM_THREADS=1 nice -n 10 python -m bench.study --configs gp-ucb4,rf-lcb2 --seeds 0-9 --out study
+    python -m bench.study --report --seeds 0-9 --out study --summary bench/results/study.json
+    python -m bench.study --record rf-lcb2=athanor-rf --seeds 0-19 --out study
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.input import ChainedInputTransform, Normalize, Warp
+from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import LogNormalPrior
+from torch import Tensor
+
+import tools.optimise as optimise
+from bench.metrics import EF_AT, LEVELS, experiments_to, found_counts
+from bench.optimiser import AthanorSession, initial_indices, merge_results, summarise
+from bench.pool import Pool, load_pool
+
+__all__ = ["CONFIGS", "DATASETS", "record", "run_config", "summarise_runs"]
+
+#: Data-set folder name to the direction of its objective.
+DATASETS = {"p3ht_cnt": "max", "agnp": "min", "colors_bob": "min", "suzuki": "max"}
+
+
+def _variant_gp(kernel: str, warp: bool) -> Callable[..., Any]:
+    """A replacement for ``tools.optimise._fit_gp`` with another kernel and optional input warping."""
+
+    def fit(
+        x: Tensor, y: Tensor, bounds: Tensor, direction: float, log_transform: bool | None, *_: Any, **__: Any
+    ) -> Any:
+        targets, direction, log_sign = optimise._targets(y, direction, log_transform)
+        d = x.shape[-1]
+        transform: Any = Normalize(d, bounds=bounds)
+        if warp:
+            transform = ChainedInputTransform(
+                normalize=transform,
+                warp=Warp(
+                    d,
+                    indices=list(range(d)),
+                    concentration1_prior=LogNormalPrior(0.0, 0.75**0.5),
+                    concentration0_prior=LogNormalPrior(0.0, 0.75**0.5),
+                    bounds=torch.stack([torch.zeros(d), torch.ones(d)]).to(x),
+                ),
+            )
+        covar = get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=kernel == "rbf")
+        model = SingleTaskGP(
+            x, targets, covar_module=covar, input_transform=transform, outcome_transform=Standardize(m=1)
+        )
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        model.eval()
+        return optimise._Fitted(model, direction, log_sign)
+
+    return fit
+
+
+@contextlib.contextmanager
+def _swapped_gp(fit: Callable[..., Any] | None) -> Iterator[None]:
+    """Use ``fit`` as the pool optimiser's GP inside the block (no swap when None)."""
+    if fit is None:
+        yield
+        return
+    original = optimise._fit_gp
+    optimise._fit_gp = fit
+    try:
+        yield
+    finally:
+        optimise._fit_gp = original
+
+
+class _StudySession(AthanorSession):
+    """:class:`AthanorSession` that picks ``batch`` rows per ask, with an optional GP variant."""
+
+    def __init__(
+        self, pool: Pool, seed: int, *, gp: Callable[..., Any] | None = None, batch: int = 1, **options: Any
+    ) -> None:
+        super().__init__(pool, seed, **options)
+        self._gp = gp
+        self._batch = batch
+
+    def ask_batch(self) -> list[int]:
+        """The next ``batch`` rows (fewer at the end of the pool)."""
+        rows = self._measured
+        with _swapped_gp(self._gp):
+            picks = optimise.propose_from_pool(
+                None,
+                self._pool.x[rows],
+                self._pool.y[rows],
+                self._pool.x,
+                self._batch,
+                seed=self._seed * 100_003 + len(rows),
+                direction=self._pool.direction,
+                **self._options,
+            )
+        return [p.index for p in picks]
+
+
+def _config(**options: Any) -> Callable[..., _StudySession]:
+    return functools.partial(_StudySession, **options)
+
+
+#: Configuration name to a session factory (``pool, seed, batch=...``).
+CONFIGS: dict[str, Callable[..., _StudySession]] = {
+    "gp-qlognei": _config(),
+    "gp-ucb4": _config(acquisition="ucb", beta=4.0),
+    "gp-matern-ucb4": _config(gp=_variant_gp("matern", warp=False), acquisition="ucb", beta=4.0),
+    "gp-warp-ucb4": _config(gp=_variant_gp("rbf", warp=True), acquisition="ucb", beta=4.0),
+    "rf-lcb2": _config(model="random_forest", acquisition="ucb", beta=4.0),
+    "rf-ei": _config(model="random_forest", acquisition="ei"),
+    "rf-lcb2-nolog": _config(model="random_forest", acquisition="ucb", beta=4.0, log_transform=False),
+}
+
+
+def run_config(pool: Pool, name: str, seed: int, budget: int, batch: int = 1) -> dict[str, Any]:
+    """One run: picks in order and seconds per ask, stopped as :func:`bench.optimiser.run_method` stops."""
+    session = CONFIGS[name](pool, seed, batch=batch)
+    picks = initial_indices(pool.size, seed)
+    session.tell(picks)
+    top = pool.top_indices()
+    seconds = []
+    longest_ef = max((i for i in EF_AT if i <= budget), default=0)
+    while len(picks) < budget:
+        found = found_counts(picks, top)
+        if len(picks) >= longest_ef and experiments_to(found, pool.n_top, max(LEVELS), budget) <= budget:
+            break
+        start = time.perf_counter()
+        rows = session.ask_batch()[: budget - len(picks)]
+        seconds.append(time.perf_counter() - start)
+        if not rows or any(r in picks for r in rows):
+            raise RuntimeError(f"{name} seed {seed}: bad picks {rows}")
+        picks.extend(rows)
+        session.tell(rows)
+    return {"seed": seed, "picks": picks, "seconds": seconds}
+
+
+def summarise_runs(pool: Pool, runs: Sequence[dict[str, Any]], budget: int) -> dict[str, float]:
+    """Median experiments to 50 % and 80 %, and mean EF(10), over ``runs``."""
+    top = pool.top_indices()
+    out: dict[str, float] = {}
+    for level in LEVELS:
+        values = [experiments_to(found_counts(r["picks"], top), pool.n_top, level, budget) for r in runs]
+        out[f"to_{round(level * 100)}"] = float(np.median(values))
+    ef10 = [found_counts(r["picks"], top)[9] / pool.n_top / (10 / pool.size) for r in runs]
+    out["ef10"] = float(np.mean(ef10))
+    return out
+
+
+def record(runs: Sequence[dict[str, Any]], pool: Pool, method: str, results: Path, budget: int = 100) -> None:
+    """Merge batch-1 runs on seeds ``0 .. n - 1`` into a results JSON as ``method``.
+
+    The runs are those :func:`bench.optimiser.run_benchmark` would make (same initial rows, seeds and
+    stopping rule), so the entry is the one ``athanor bench optimiser`` writes for that method.
+    """
+    runs = sorted(runs, key=lambda r: r["seed"])
+    if [r["seed"] for r in runs] != list(range(len(runs))):
+        raise ValueError(f"{method}: record needs seeds 0..n-1, got {[r['seed'] for r in runs]}")
+    seconds = [t for r in runs for t in r["seconds"]]
+    document = summarise(pool, budget, [method], {method: [r["picks"] for r in runs]}, {method: seconds})
+    existing = json.loads(results.read_text()) if results.exists() else None
+    merged = merge_results([existing, document]) if existing else document
+    results.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+
+
+def _seed_range(text: str) -> list[int]:
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def _pool(name: str) -> Pool:
+    return load_pool(Path(__file__).parent / "datasets" / name / "data.csv", DATASETS[name])  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run configurations (``--configs``) or report finished runs (``--report``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default="")
+    parser.add_argument("--sets", default=",".join(DATASETS))
+    parser.add_argument("--seeds", default="0-9")
+    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("study"))
+    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--record", default="", help="config=method: merge its runs into bench/results")
+    parser.add_argument("--summary", type=Path, help="with --report: also add the figures to this JSON")
+    args = parser.parse_args(argv)
+    seeds = _seed_range(args.seeds)
+    sets = args.sets.split(",")
+    torch.set_num_threads(1)
+    if args.record:
+        config, _, method = args.record.partition("=")
+        for dataset in sets:
+            path = args.out / f"{config}.{dataset}.b1.json"
+            runs = [r for r in json.loads(path.read_text())["runs"] if r["seed"] in seeds]
+            results = Path(__file__).parent / "results" / f"{dataset}.json"
+            record(runs, _pool(dataset), method or config, results, args.budget)
+            print(f"recorded {config} as {method or config} in {results}")
+        return
+    if args.report:
+        summary = json.loads(args.summary.read_text()) if args.summary and args.summary.exists() else {}
+        for path in sorted(args.out.glob(f"*.b{args.batch}.json")):
+            config, dataset = path.name.split(".")[:2]
+            runs = [r for r in json.loads(path.read_text())["runs"] if r["seed"] in seeds]
+            if dataset in sets and len(runs) == len(seeds):
+                figures = summarise_runs(_pool(dataset), runs, args.budget)
+                print(config, dataset, figures)
+                key = f"batch {args.batch}, seeds {args.seeds}, budget {args.budget}"
+                summary.setdefault(key, {}).setdefault(config, {})[dataset] = figures
+        if args.summary:
+            args.summary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    for config in args.configs.split(","):
+        for dataset in sets:
+            pool = _pool(dataset)
+            path = args.out / f"{config}.{dataset}.b{args.batch}.json"
+            document = json.loads(path.read_text()) if path.exists() else {"runs": []}
+            done = {r["seed"] for r in document["runs"]}
+            for seed in seeds:
+                if seed in done:
+                    continue
+                document["runs"].append(run_config(pool, config, seed, args.budget, args.batch))
+                path.write_text(json.dumps(document) + "\n", encoding="utf-8")
+            print(
+                config,
+                dataset,
+                summarise_runs(pool, [r for r in document["runs"] if r["seed"] in seeds], args.budget),
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
