@@ -126,7 +126,7 @@ def overhead(
         _fail(error)
     table = Table(
         title=f"{experiments} experiments in batches of {batch}, instruments take no time"
-        f" (median of {repeats})",
+        f" (the median of {repeats} campaigns)",
         title_justify="left",
     )
     table.add_column("part")
