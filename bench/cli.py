@@ -44,7 +44,8 @@ def optimiser(
     methods: Annotated[
         str,
         typer.Option(
-            "--methods", help="Comma-separated: random, athanor, athanor-ucb, athanor-rf, baybe, ax."
+            "--methods",
+            help="Comma-separated: random, athanor, athanor-ucb, athanor-warp, athanor-rf, baybe, ax.",
         ),
     ] = "random,athanor,baybe,ax",
     out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,

@@ -119,11 +119,13 @@ class AthanorSession:
 #: Method name to session factory; ``random`` is analytical and has none. ``athanor`` is the
 #: optimiser's default (qLogNEI, as the designer uses); ``athanor-ucb`` scores the pool by an upper
 #: confidence bound two standard deviations up instead; ``athanor-rf`` is the random-forest surrogate
-#: with Liang et al.'s lower confidence bound (``lambda = 2``, mean plus two spreads across trees).
+#: with Liang et al.'s lower confidence bound (``lambda = 2``, mean plus two spreads across trees);
+#: ``athanor-warp`` is the GP with warped inputs and the same upper confidence bound as ``athanor-ucb``.
 METHODS: dict[str, SessionFactory | None] = {
     "random": None,
     "athanor": AthanorSession,
     "athanor-ucb": functools.partial(AthanorSession, acquisition="ucb", beta=4.0),
+    "athanor-warp": functools.partial(AthanorSession, acquisition="ucb", beta=4.0, warp=True),
     "athanor-rf": functools.partial(
         AthanorSession, model="random_forest", acquisition="ucb", beta=LIANG_BETA
     ),

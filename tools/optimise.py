@@ -48,13 +48,14 @@ from botorch.exceptions.errors import BotorchError
 from botorch.exceptions.warnings import InputDataWarning
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
-from botorch.models.transforms.input import InputTransform, Normalize
+from botorch.models.transforms.input import ChainedInputTransform, InputTransform, Normalize, Warp
 from botorch.models.transforms.outcome import Standardize
 from botorch.optim import optimize_acqf
 from botorch.optim.initializers import initialize_q_batch
 from botorch.sampling import SobolQMCNormalSampler
 from botorch.utils.sampling import manual_seed
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import LogNormalPrior
 from linear_operator.utils.warnings import NumericalWarning
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
@@ -257,22 +258,35 @@ def _fit_gp(
     log_transform: bool | None,
     *,
     input_transform: InputTransform | None = None,
+    warp: bool = False,
 ) -> _Fitted:
     """Fit the GP on ``x`` (``n x d``, normalised over ``2 x d`` ``bounds``) and values ``y`` (``n``).
 
     ``direction`` is +1 to maximise, -1 to minimise. ``input_transform`` replaces the normalisation
-    (e.g. :func:`tools.descriptors.descriptor_inputs`). Raises a numerical error on failure.
+    (e.g. :func:`tools.descriptors.descriptor_inputs`). ``warp`` adds a learnt Kumaraswamy warping
+    of each normalised input (BoTorch's ``Warp``, LogNormal(0, 0.75) priors on both concentrations,
+    as in BoTorch's warping tutorial): a monotone stretch for a property that changes faster over
+    some range of an input than over others. Raises a numerical error on failure.
     """
     targets, direction, log_sign = _targets(y, direction, log_transform)
-    model = SingleTaskGP(
-        x,
-        targets,
-        input_transform=input_transform or Normalize(x.shape[-1], bounds=bounds),
-        outcome_transform=Standardize(m=1),
-    )
+    transform = input_transform or Normalize(x.shape[-1], bounds=bounds)
+    if warp:
+        transform = ChainedInputTransform(normalize=transform, warp=_warping(x.shape[-1], x))
+    model = SingleTaskGP(x, targets, input_transform=transform, outcome_transform=Standardize(m=1))
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     model.eval()
     return _Fitted(model, direction, log_sign)
+
+
+def _warping(d: int, like: Tensor) -> Warp:
+    """A Kumaraswamy warping of ``d`` inputs already in the unit cube."""
+    return Warp(
+        d,
+        indices=list(range(d)),
+        concentration1_prior=LogNormalPrior(0.0, 0.75**0.5),
+        concentration0_prior=LogNormalPrior(0.0, 0.75**0.5),
+        bounds=torch.stack([torch.zeros(d), torch.ones(d)]).to(like),
+    )
 
 
 def fit_summary(
@@ -692,6 +706,7 @@ def propose_from_pool(
     beta: float = 4.0,
     log_transform: bool | None = None,
     mc_samples: int = 128,
+    warp: bool = False,
 ) -> list[PoolPick]:
     """Pick ``n`` rows of a finite pool of candidates to measure next, best first.
 
@@ -724,6 +739,8 @@ def propose_from_pool(
         log_transform: Force (True) or forbid (False) modelling the log of the values; None applies
             the rule of :func:`propose` (same sign, magnitudes spanning more than :data:`LOG_SPAN`).
         mc_samples: Quasi-Monte-Carlo samples of the acquisition function.
+        warp: Warp the GP's inputs (a learnt monotone stretch of each column; see ``_fit_gp``).
+            With ``acquisition="ucb"`` this is the bench method ``athanor-warp``.
 
     Returns:
         Up to ``n`` picks with distinct indices into ``candidates``, best first, none of them a
@@ -736,6 +753,8 @@ def propose_from_pool(
             contradicts the spec, or the model or acquisition is unknown.
     """
     acquisition = _pool_acquisition_name(model, acquisition)
+    if warp and model != "gp":
+        raise SpecError(f"warp=True warps the GP's inputs; model={model!r} has none to warp: use model='gp'")
     if not (math.isfinite(beta) and beta >= 0):
         raise SpecError(f"beta={beta} must be a finite number >= 0 (e.g. 4 for two standard deviations)")
     sign = _pool_direction(spec, direction)
@@ -783,7 +802,7 @@ def propose_from_pool(
                     return _pool_forest_picks(
                         x, y, bounds, sign, log_transform, seed, pending_x, cand, free, n, acquisition, beta
                     )
-                fitted = _fit_gp(x, y, bounds, sign, log_transform)
+                fitted = _fit_gp(x, y, bounds, sign, log_transform, warp=warp)
                 acquire = _pool_acquisition(fitted, x, acquisition, beta, seed, mc_samples)
                 return _pool_model_picks(fitted, acquire, pending_x, cand, free, n, acquisition)
             except _NUMERICAL_ERRORS as exc:

@@ -185,6 +185,27 @@ def test_propose_from_pool_with_an_upper_confidence_bound():
         propose_from_pool(None, pool[measured], bump(pool[measured]), pool, 1, seed=0, acquisition="pi")
 
 
+def test_propose_from_pool_with_warped_inputs_climbs_a_steep_pool_and_only_for_the_gp():
+    rng = np.random.default_rng(3)
+    pool = rng.random((150, 2))
+
+    def steep(x):  # flat over most of the first input, then a sharp rise near 1
+        return np.exp(8 * x[:, 0] ** 6) * (1 - (x[:, 1] - 0.5) ** 2)
+
+    best = int(np.argmax(steep(pool)))
+    measured = [int(i) for i in rng.choice(150, 3, replace=False) if i != best]
+    while best not in measured and len(measured) < 25:
+        values = steep(pool[measured])
+        picks = propose_from_pool(
+            None, pool[measured], values, pool, 1, seed=len(measured), acquisition="ucb", warp=True
+        )
+        assert picks[0].source == "model" and picks[0].index not in measured
+        measured.append(picks[0].index)
+    assert best in measured  # random picking needs 75 on average
+    with pytest.raises(SpecError, match="warp=True warps the GP's inputs"):
+        propose_from_pool(None, pool[:4], steep(pool[:4]), pool, 1, seed=0, model="random_forest", warp=True)
+
+
 def test_propose_from_pool_minimises_and_respects_the_spec_direction():
     from athanor.spec import CampaignSpec
 

@@ -17,7 +17,10 @@ def toy_pool():
     return Pool("toy", ("a", "b"), "y", x, y, 50, "max")
 
 
-@pytest.mark.parametrize(("config", "method"), [("rf-lcb2", "athanor-rf"), ("gp-ucb4", "athanor-ucb")])
+@pytest.mark.parametrize(
+    ("config", "method"),
+    [("rf-lcb2", "athanor-rf"), ("gp-ucb4", "athanor-ucb"), ("gp-warp-ucb4", "athanor-warp")],
+)
 def test_study_runs_are_the_benchmark_runs(config, method):
     pool = toy_pool()
     run = run_config(pool, config, seed=1, budget=12)
