@@ -31,13 +31,19 @@ import torch
 from botorch.utils.sampling import manual_seed
 from torch import Tensor
 
-from athanor.errors import SpecError
 from athanor.models import Observation
 from athanor.pareto import pareto_front
 from athanor.spec import CampaignSpec
 from tools.design_space import DTYPE
 from tools.mixed_optimise import CellPick, fit_mixed, greedy_cell_picks, mixed_suggestion, searched_cells
-from tools.mixed_space import MixedPoint, MixedSpace, mixed_initial_design, mixed_space, observed_points
+from tools.mixed_space import (
+    MixedPoint,
+    MixedSpace,
+    mixed_initial_design,
+    mixed_space,
+    observed_points,
+    pending_mixed_points,
+)
 from tools.multiobjective import (
     _acquisition_factory,
     _acquisition_phrase,
@@ -113,15 +119,7 @@ def propose_pareto_mixed(
     if n <= 0:
         return []
     mixed = mixed_space(spec)
-    if spec.categories and len(pending_choices) != len(pending):
-        raise SpecError(
-            f"{len(pending)} pending composition(s) but {len(pending_choices)} set(s) of pending choices;"
-            f" give the choices ({', '.join(v.name for v in spec.categories)}) of every pending one"
-        )
-    choices = list(pending_choices) if spec.categories else [{} for _ in pending]
-    pending_points = [
-        MixedPoint(composition=dict(c), choices=dict(ch)) for c, ch in zip(pending, choices, strict=True)
-    ]
+    pending_points = pending_mixed_points(spec, pending, pending_choices)
     names = spec.measured_names
     with manual_seed(seed), _one_thread(), _kernel_build(fused_kernel):
         pending_x = mixed.encode(pending_points)

@@ -47,12 +47,19 @@ from botorch.utils.sampling import manual_seed
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
-from athanor.errors import SpecError
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
 from tools.descriptors import descriptor_inputs
 from tools.design_space import DTYPE
-from tools.mixed_space import Cell, MixedPoint, MixedSpace, mixed_initial_design, mixed_space, observed_points
+from tools.mixed_space import (
+    Cell,
+    MixedPoint,
+    MixedSpace,
+    mixed_initial_design,
+    mixed_space,
+    observed_points,
+    pending_mixed_points,
+)
 from tools.optimise import (
     _NUMERICAL_ERRORS,
     DUPLICATE_DISTANCE,
@@ -151,15 +158,7 @@ def propose_mixed(
     if n <= 0:
         return []
     mixed = mixed_space(spec)
-    if spec.categories and len(pending_choices) != len(pending):
-        raise SpecError(
-            f"{len(pending)} pending composition(s) but {len(pending_choices)} set(s) of pending choices;"
-            f" give the choices ({', '.join(v.name for v in spec.categories)}) of every pending one"
-        )
-    choices = list(pending_choices) if spec.categories else [{} for _ in pending]
-    pending_points = [
-        MixedPoint(composition=dict(c), choices=dict(ch)) for c, ch in zip(pending, choices, strict=True)
-    ]
+    pending_points = pending_mixed_points(spec, pending, pending_choices)
     with manual_seed(seed), _one_thread():
         pending_x = mixed.encode(pending_points)
         x, y, usable = _usable(mixed, observations)

@@ -55,6 +55,7 @@ __all__ = [
     "mixed_space",
     "needs_mixed_space",
     "observed_points",
+    "pending_mixed_points",
 ]
 
 #: Most cells (subset of present components x combination of choices) used per proposal.
@@ -437,6 +438,23 @@ def _encode_loosely(mixed: MixedSpace, points: Sequence[MixedPoint]) -> Tensor:
         for p in points
     ]
     return mixed.encode(fixed)
+
+
+def pending_mixed_points(
+    spec: CampaignSpec, pending: Sequence[dict[str, float]], pending_choices: Sequence[dict[str, str]]
+) -> list[MixedPoint]:
+    """The experiments still running as points of the mixed space, with their choices.
+
+    Raises:
+        SpecError: A spec with categories got a different number of choice sets than compositions.
+    """
+    if spec.categories and len(pending_choices) != len(pending):
+        raise SpecError(
+            f"{len(pending)} pending composition(s) but {len(pending_choices)} set(s) of pending choices;"
+            f" give the choices ({', '.join(v.name for v in spec.categories)}) of every pending one"
+        )
+    choices = list(pending_choices) if spec.categories else [{} for _ in pending]
+    return [MixedPoint(composition=dict(c), choices=dict(ch)) for c, ch in zip(pending, choices, strict=True)]
 
 
 def observed_points(spec: CampaignSpec, observations: Sequence[Observation]) -> list[MixedPoint]:

@@ -8,6 +8,7 @@ import json
 import shutil
 
 import pytest
+from support.power import power_cut_after
 from typer.testing import CliRunner
 
 import athanor.app as app_module
@@ -207,26 +208,9 @@ def test_a_failed_run_replays_up_to_its_failure_and_after_a_resume_to_its_end(ra
 def test_an_async_run_cut_mid_flow_replays_in_its_recorded_order_before_and_after_its_resume(
     ray_local, tmp_path
 ):
-    from runs.recorder import RecordingInstruments
-
-    class PowerCut(RecordingInstruments):
-        """Cuts the power right after the fifth measurement, with experiments still running."""
-
-        measured = 0
-
-        def submit(self, protocols, on_reading):
-            def cut(reading):
-                on_reading(reading)
-                if reading.action == "measure":
-                    PowerCut.measured += 1
-                    if PowerCut.measured == 5:
-                        raise RuntimeError("power cut")
-
-            super().submit(protocols, cut)
-
     home = tmp_path / "home"
     with pytest.MonkeyPatch.context() as patch, pytest.raises(AthanorError, match="power cut"):
-        patch.setattr(app_module, "RecordingInstruments", PowerCut)
+        patch.setattr(app_module, "RecordingInstruments", power_cut_after(5))
         record(home, {**SPEC, "budget": {"experiments": 8, "batch_size": 3, "mode": "async"}})
     (run_dir,) = (home / "runs").iterdir()
 

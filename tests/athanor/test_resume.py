@@ -6,6 +6,7 @@ import csv
 from collections import Counter
 
 import pytest
+from support.power import power_cut_after
 
 from athanor.app import RunOptions, resume, run
 from athanor.errors import AthanorError, LLMError
@@ -61,26 +62,10 @@ def test_a_failed_run_resumes_to_its_budget_without_repeating_anything(ray_local
 def test_a_crash_mid_batch_resumes_with_the_ledger_answering_for_done_steps(ray_local, tmp_path, monkeypatch):
     import athanor.app as app_module
     from instruments.ledger import Ledger
-    from runs.recorder import RecordingInstruments
 
     monkeypatch.setenv("ATHANOR_HOME", str(tmp_path))
 
-    class PowerCut(RecordingInstruments):
-        """Cuts the power right after the sixth measurement: batch 2 is half done."""
-
-        measured = 0
-
-        def submit(self, protocols, on_reading):
-            def cut(reading):
-                on_reading(reading)
-                if reading.action == "measure":
-                    PowerCut.measured += 1
-                    if PowerCut.measured == 6:
-                        raise RuntimeError("power cut")
-
-            super().submit(protocols, cut)
-
-    monkeypatch.setattr(app_module, "RecordingInstruments", PowerCut)
+    monkeypatch.setattr(app_module, "RecordingInstruments", power_cut_after(6))
     options = RunOptions(llm="mock", llm_script={"parse_request": [SPEC]}, literature=False, time_scale=0.001)
     with pytest.raises(AthanorError, match="power cut"):
         run("scripted", options)

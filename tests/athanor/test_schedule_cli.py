@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from support.power import power_cut_after
 from typer.testing import CliRunner
 
 from athanor.cli import app
@@ -229,7 +230,6 @@ def test_an_interrupted_job_is_resumed_to_completion_with_no_experiment_twice(
     ray_local, home, tmp_path, monkeypatch
 ):
     import athanor.app as app_module
-    from runs.recorder import RecordingInstruments
 
     assert (
         schedule_add(write(tmp_path / "campaign.yaml", campaign("power cut", experiments=6))).exit_code == 0
@@ -239,20 +239,7 @@ def test_an_interrupted_job_is_resumed_to_completion_with_no_experiment_twice(
     gone = Worker(host=socket.gethostname(), pid=dead_pid(), token="gone")
     job = schedule.claim(gone)
 
-    class PowerCut(RecordingInstruments):
-        measured = 0
-
-        def submit(self, protocols, on_reading):
-            def cut(reading):
-                on_reading(reading)
-                if reading.action == "measure":
-                    PowerCut.measured += 1
-                    if PowerCut.measured == 3:
-                        raise RuntimeError("power cut")
-
-            super().submit(protocols, cut)
-
-    monkeypatch.setattr(app_module, "RecordingInstruments", PowerCut)
+    monkeypatch.setattr(app_module, "RecordingInstruments", power_cut_after(3))
     file, _ = materialise(job)
     options = app_module.RunOptions(llm="offline", literature=False, time_scale=0.001)
     with pytest.raises(AthanorError, match="power cut"):
