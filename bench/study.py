@@ -131,6 +131,7 @@ CONFIGS: dict[str, Callable[..., _StudySession]] = {
     "gp-ucb4": _config(acquisition="ucb", beta=4.0),
     "gp-matern-ucb4": _config(gp=_variant_gp("matern", warp=False), acquisition="ucb", beta=4.0),
     "gp-warp-ucb4": _config(gp=_variant_gp("rbf", warp=True), acquisition="ucb", beta=4.0),
+    "gp-warp-qlognei": _config(gp=_variant_gp("rbf", warp=True)),
     "rf-lcb2": _config(model="random_forest", acquisition="ucb", beta=4.0),
     "rf-ei": _config(model="random_forest", acquisition="ei"),
     "rf-lcb2-nolog": _config(model="random_forest", acquisition="ucb", beta=4.0, log_transform=False),
