@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
+from support.hardness import observe
 
 from athanor.errors import SpecError
 from athanor.models import Observation
@@ -43,29 +43,8 @@ SPECS = {
     "choices_only": make(categories=[ANNEALING, {"name": "atmosphere", "choices": ["air", "N2"]}]),
 }
 
-#: Where the synthetic hardness peaks: two of the five elements, annealed at 150C.
-PEAK = {"Ag": 0.65, "Ni": 0.35}
 
 
-def hardness(spec, point):
-    """1-101 HV: a bump at PEAK (fractions of one), doubled by the 150C anneal."""
-    x = np.array([spec.to_unit_fractions(point.composition)[n] for n in spec.component_names])
-    p = np.array([PEAK.get(n, 0.0) for n in spec.component_names])
-    bump = 1 + 50 * math.exp(-((x - p) ** 2).sum() / (2 * 0.2**2))
-    return float(bump * (2.0 if point.choices.get("annealing") == "150C" else 1.0))
-
-
-def observe(spec, points, start=0, iteration=0):
-    return [
-        Observation(
-            experiment_id=f"E{start + i:04d}",
-            iteration=iteration,
-            composition=p.composition,
-            choices=p.choices,
-            values={"hardness": hardness(spec, p)},
-        )
-        for i, p in enumerate(points)
-    ]
 
 
 def assert_admissible(spec, suggestion):

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import math
+from support.hardness import PEAK, observe
 
-import numpy as np
-
-from athanor.models import Observation
 from athanor.spec import CampaignSpec
 from tools.grid import grid_steps
 from tools.mixed_space import MixedPoint, mixed_initial_design
 from tools.optimise import propose
 
 ELEMENTS = ["Cu", "Ag", "Zr", "Ni", "Co"]
-#: Where the synthetic hardness peaks: two of the five elements (fractions of one), annealed at 150C.
-PEAK = {"Ag": 0.65, "Ni": 0.35}
 
 
 def make(names, **fields):
@@ -26,25 +21,6 @@ def make(names, **fields):
     )
 
 
-def hardness(spec, point):
-    """1-101 HV: a bump at PEAK, doubled by the 150C anneal."""
-    x = np.array([point.composition[n] for n in spec.component_names])
-    p = np.array([PEAK.get(n, 0.0) for n in spec.component_names])
-    bump = 1 + 50 * math.exp(-((x - p) ** 2).sum() / (2 * 0.2**2))
-    return float(bump * (2.0 if point.choices.get("annealing") == "150C" else 1.0))
-
-
-def observe(spec, points, start=0, iteration=0):
-    return [
-        Observation(
-            experiment_id=f"E{start + i:04d}",
-            iteration=iteration,
-            composition=p.composition,
-            choices=p.choices,
-            values={"hardness": hardness(spec, p)},
-        )
-        for i, p in enumerate(points)
-    ]
 
 
 def test_a_short_loop_finds_the_two_element_optimum_and_its_anneal():
