@@ -36,26 +36,40 @@ from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
+from scipy.stats import wilcoxon
 from torch import Tensor
 
 import tools.optimise as optimise
 from bench.metrics import EF_AT, LEVELS, experiments_to, found_counts
 from bench.optimiser import AthanorSession, initial_indices, merge_results, summarise
+from bench.peers import AxSession, BaybeSession
 from bench.pool import Pool, load_pool
 
-__all__ = ["CONFIGS", "DATASETS", "record", "run_config", "summarise_runs"]
+__all__ = ["CONFIGS", "DATASETS", "paired", "record", "run_config", "summarise_runs"]
 
 #: Data-set folder name to the direction of its objective.
 DATASETS = {"p3ht_cnt": "max", "agnp": "min", "colors_bob": "min", "suzuki": "max"}
 
 
-def _variant_gp(kernel: str, warp: bool) -> Callable[..., Any]:
-    """A replacement for ``tools.optimise._fit_gp`` with another kernel and optional input warping."""
+def _winsorised(targets: Tensor) -> Tensor:
+    """``targets`` (``n x 1``, larger is better) with the bad tail clipped at Tukey's lower fence.
+
+    Ax's default for a single objective (``Winsorize``): values below Q1 - 1.5 IQR are raised to it,
+    so that a few very bad readings do not set the model's scale.
+    """
+    q1, q3 = torch.quantile(targets, 0.25), torch.quantile(targets, 0.75)
+    return targets.clamp(min=float(q1 - 1.5 * (q3 - q1)))
+
+
+def _variant_gp(kernel: str, warp: bool, winsorise: bool = False) -> Callable[..., Any]:
+    """A replacement for ``tools.optimise._fit_gp``: another kernel, input warping, winsorised targets."""
 
     def fit(
         x: Tensor, y: Tensor, bounds: Tensor, direction: float, log_transform: bool | None, *_: Any, **__: Any
     ) -> Any:
         targets, direction, log_sign = optimise._targets(y, direction, log_transform)
+        if winsorise:
+            targets = _winsorised(targets)
         d = x.shape[-1]
         transform: Any = Normalize(d, bounds=bounds)
         if warp:
@@ -121,20 +135,42 @@ class _StudySession(AthanorSession):
         return [p.index for p in picks]
 
 
+class _PeerStudySession:
+    """A peer library's session (:mod:`bench.peers`) in the study, so its runs are kept seed by seed."""
+
+    def __init__(self, factory: Callable[[Pool, int], Any], pool: Pool, seed: int, batch: int = 1) -> None:
+        if batch != 1:
+            raise ValueError("peer configurations run one experiment at a time (batch 1)")
+        self._session = factory(pool, seed)
+
+    def tell(self, indices: Sequence[int]) -> None:
+        """Record measured pool rows."""
+        self._session.tell(indices)
+
+    def ask_batch(self) -> list[int]:
+        """The peer's next row."""
+        return [int(self._session.ask())]
+
+
 def _config(**options: Any) -> Callable[..., _StudySession]:
     return functools.partial(_StudySession, **options)
 
 
 #: Configuration name to a session factory (``pool, seed, batch=...``).
-CONFIGS: dict[str, Callable[..., _StudySession]] = {
+CONFIGS: dict[str, Callable[..., _StudySession | _PeerStudySession]] = {
     "gp-qlognei": _config(),
     "gp-ucb4": _config(acquisition="ucb", beta=4.0),
     "gp-matern-ucb4": _config(gp=_variant_gp("matern", warp=False), acquisition="ucb", beta=4.0),
     "gp-warp-ucb4": _config(gp=_variant_gp("rbf", warp=True), acquisition="ucb", beta=4.0),
     "gp-warp-qlognei": _config(gp=_variant_gp("rbf", warp=True)),
+    "gp-nolog-qlognei": _config(log_transform=False),
+    "gp-winsor-qlognei": _config(gp=_variant_gp("rbf", warp=False, winsorise=True)),
+    "gp-warp-winsor-qlognei": _config(gp=_variant_gp("rbf", warp=True, winsorise=True)),
     "rf-lcb2": _config(model="random_forest", acquisition="ucb", beta=4.0),
     "rf-ei": _config(model="random_forest", acquisition="ei"),
     "rf-lcb2-nolog": _config(model="random_forest", acquisition="ucb", beta=4.0, log_transform=False),
+    "ax": functools.partial(_PeerStudySession, AxSession),
+    "baybe": functools.partial(_PeerStudySession, BaybeSession),
 }
 
 
@@ -170,6 +206,37 @@ def summarise_runs(pool: Pool, runs: Sequence[dict[str, Any]], budget: int) -> d
     ef10 = [found_counts(r["picks"], top)[9] / pool.n_top / (10 / pool.size) for r in runs]
     out["ef10"] = float(np.mean(ef10))
     return out
+
+
+def paired(
+    pool: Pool, first: Sequence[dict[str, Any]], second: Sequence[dict[str, Any]], budget: int
+) -> dict[str, Any]:
+    """Seed-by-seed comparison of two configurations' experiments to 80 % (same seeds, same initial rows).
+
+    Returns:
+        ``seeds``; ``wins`` / ``losses`` / ``ties`` of ``first`` (fewer experiments wins); the median of
+        the per-seed differences ``first - second``; and the two-sided Wilcoxon signed-rank p-value
+        (ties dropped; 1.0 when every seed ties).
+    """
+    top = pool.top_indices()
+    by_seed = {r["seed"]: r for r in second}
+    seeds = sorted(r["seed"] for r in first if r["seed"] in by_seed)
+    firsts = {r["seed"]: r for r in first}
+
+    def to_80(run: dict[str, Any]) -> float:
+        return experiments_to(found_counts(run["picks"], top), pool.n_top, max(LEVELS), budget)
+
+    differences = np.array([to_80(firsts[s]) - to_80(by_seed[s]) for s in seeds])
+    nonzero = differences[differences != 0]
+    p_value = float(wilcoxon(nonzero).pvalue) if len(nonzero) else 1.0
+    return {
+        "seeds": len(seeds),
+        "wins": int((differences < 0).sum()),
+        "losses": int((differences > 0).sum()),
+        "ties": int((differences == 0).sum()),
+        "median_difference": float(np.median(differences)) if len(seeds) else float("nan"),
+        "p_value": p_value,
+    }
 
 
 def record(runs: Sequence[dict[str, Any]], pool: Pool, method: str, results: Path, budget: int = 100) -> None:
@@ -209,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--record", default="", help="config=method: merge its runs into bench/results")
     parser.add_argument("--summary", type=Path, help="with --report: also add the figures to this JSON")
+    parser.add_argument("--paired", default="", help="A,B: seed-by-seed comparison of A against B")
     args = parser.parse_args(argv)
     seeds = _seed_range(args.seeds)
     sets = args.sets.split(",")
@@ -221,6 +289,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             results = Path(__file__).parent / "results" / f"{dataset}.json"
             record(runs, _pool(dataset), method or config, results, args.budget)
             print(f"recorded {config} as {method or config} in {results}")
+        return
+    if args.paired:
+        first, second = args.paired.split(",")
+        for dataset in sets:
+            runs = [
+                [
+                    r
+                    for r in json.loads((args.out / f"{c}.{dataset}.b{args.batch}.json").read_text())["runs"]
+                    if r["seed"] in seeds
+                ]
+                for c in (first, second)
+            ]
+            print(first, "vs", second, dataset, paired(_pool(dataset), runs[0], runs[1], args.budget))
         return
     if args.report:
         summary = json.loads(args.summary.read_text()) if args.summary and args.summary.exists() else {}

@@ -7,7 +7,7 @@ import pytest
 
 from bench.optimiser import METHODS, run_method
 from bench.pool import Pool
-from bench.study import record, run_config, summarise_runs
+from bench.study import paired, record, run_config, summarise_runs
 
 
 def toy_pool():
@@ -55,3 +55,26 @@ def test_batches_pick_distinct_rows_and_record_merges_into_results(tmp_path):
     assert merged["methods"]["athanor-rf"]["exp_to_80"]["median"] == figures["to_80"]
     with pytest.raises(ValueError, match=r"seeds 0\.\.n-1"):
         record(runs[1:], pool, "athanor-rf", results, budget=12)
+
+
+def test_paired_counts_seed_by_seed_wins_and_tests_the_differences():
+    pool = toy_pool()
+    top = [int(i) for i in pool.top_indices()]
+    rest = [i for i in range(pool.size) if i not in top]
+    early = {"seed": 0, "picks": top + rest}  # every top row first: 80 % found after 3 experiments
+    late = {"seed": 0, "picks": rest[:20] + top + rest[20:]}
+    seeds = range(8)
+    first = [{**(early if s < 7 else late), "seed": s} for s in seeds]
+    second = [{**late, "seed": s} for s in seeds]
+    result = paired(pool, first, second, budget=30)
+    assert (result["wins"], result["losses"], result["ties"], result["seeds"]) == (7, 0, 1, 8)
+    assert result["median_difference"] == -20.0
+    assert result["p_value"] < 0.05
+    reversed_ = paired(pool, second, first, budget=30)
+    assert (reversed_["wins"], reversed_["losses"]) == (0, 7) and reversed_["median_difference"] == 20.0
+    assert paired(pool, second, second, budget=30)["p_value"] == 1.0
+
+
+def test_peer_configurations_refuse_batches():
+    with pytest.raises(ValueError, match="batch 1"):
+        run_config(toy_pool(), "ax", seed=0, budget=6, batch=4)
