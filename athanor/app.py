@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from runs.manifest import write_manifest
 from runs.observations import ObservationsCSV, read_observations
 from runs.prior import PriorData, load_prior_data
 from runs.recorder import RecordingInstruments, RecordingKnowledge, RecordingLLM
+from runs.refill import REFILLED, apply_refills, check_refills, refill_payloads
 from runs.replay import (
     ReplayContext,
     ReplayDivergence,
@@ -314,6 +315,7 @@ def resume(
     options: RunOptions,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     on_start: Callable[[Path, CampaignSpec], None] | None = None,
+    refills: Mapping[str, float] | None = None,
 ) -> CampaignResult:
     """Continue a run that stopped (crash, interrupt, instrument fault) from its last checkpoint.
 
@@ -323,14 +325,20 @@ def resume(
     ``observations.csv`` are not written again. Prior data comes from the event log, as it was read
     when the run started; the file is not read again.
 
+    The lab is the one recorded when the run started, with every refill recorded since applied (see
+    :mod:`runs.refill`). ``refills`` are recorded as ``stock_refilled`` events before the graph
+    restarts, each with what the campaign had drawn from the stock by its last checkpoint.
+
     Args:
         run_ref: Run id, unique prefix, or run folder.
         options: How to run it (the LLM back end may differ from the first run's).
         on_event: Called with every event as it is recorded.
         on_start: Called once the run is reopened, before any instrument starts.
+        refills: Stock name to the µL it holds now, for stocks refilled since the run stopped.
 
     Raises:
-        athanor.errors.AthanorError: The run cannot be found, is finished, or its record is damaged.
+        athanor.errors.AthanorError: The run cannot be found, is finished, its record is damaged, or
+            a refilled stock is not in its lab; nothing was recorded.
     """
     run_dir = resolve_run(run_ref)
     events = read_events(run_dir / "events.jsonl")
@@ -339,6 +347,7 @@ def resume(
         raise AthanorError(f"run {run_dir.name} already finished; start a new one with `athanor run`")
     spec = CampaignSpec.model_validate(next(e["payload"] for e in events if e["kind"] == "spec"))
     lab = LabDescription.model_validate(next(e["payload"] for e in events if e["kind"] == "lab"))
+    check_refills(refills or {}, lab)
     prior = _recorded_prior(events)
     llm = llm_from(options)
     context = RunContext(run_dir, spec.seed, repair=True)
@@ -348,6 +357,13 @@ def resume(
     context.record("run_resumed", {"llm_backend": llm.name, "observations_on_disk": len(done)})
     if on_start is not None:
         on_start(run_dir, spec)
+    refilled = [e for e in events if e["kind"] == REFILLED]
+    if refills:
+        drawn = _drawn_by_checkpoint(run_dir / "checkpoints.sqlite", context.run_id)
+        for payload in refill_payloads(refills, drawn):
+            context.record(REFILLED, payload)
+            refilled.append({"kind": REFILLED, "payload": payload})
+    lab = apply_refills(lab, refilled)
     return _execute(spec, lab, llm, context, options, resume=True, emitted=done, prior=prior)
 
 
@@ -429,7 +445,8 @@ def replay(run_ref: str, *, write: bool = True) -> ReplayReport:
     the literature store its recorded retrievals and the instruments their recorded readings; no
     instrument is touched and Ray is not started. A run that stopped is replayed up to where it
     stopped; a resumed run attempt by attempt, each attempt after the first resumed from the
-    replay's own checkpoint as :func:`resume` does. Prior data comes from the record too. The replay
+    replay's own checkpoint as :func:`resume` does, on the recorded lab with the stock refills
+    recorded up to that attempt. Prior data comes from the record too. The replay
     works in a scratch folder: nothing is written to the run's folder except, with ``write``, a
     ``replay-<time>.json`` report.
 
@@ -476,9 +493,12 @@ def replay(run_ref: str, *, write: bool = True) -> ReplayReport:
         folder = Path(scratch) / "run"
         folder.mkdir()
         observed: set[str] = set()
+        refilled: list[dict[str, Any]] = []
         for index, attempt in enumerate(attempts):
+            refilled += [e for e in attempt.events if e["kind"] == REFILLED]
+            attempt_lab = apply_refills(lab, refilled)  # as resume applied them
             error = _replay_attempt(
-                spec, lab, run_id, folder, attempt, index > 0, literature, observed, prior
+                spec, attempt_lab, run_id, folder, attempt, index > 0, literature, observed, prior
             )
             problem, note, missing_after = _judge_attempt(attempt, index, error)
             notes.append(note)
@@ -539,6 +559,26 @@ def _checkpointed_observations(path: Path, run_id: str) -> int:
     with contextlib.closing(sqlite3.connect(path)) as connection:
         saved = SqliteSaver(connection).get_tuple({"configurable": {"thread_id": run_id}})
     return len(saved.checkpoint["channel_values"].get("observations", [])) if saved else 0
+
+
+def _drawn_by_checkpoint(path: Path, run_id: str) -> dict[str, float]:
+    """µL per stock the campaign had drawn by the last checkpoint of ``run_id`` (none without one).
+
+    The coder counts every protocol it compiled. An experiment still running at the checkpoint may
+    not have drawn all of it yet, and once resubmitted it draws from the refilled stock, so its
+    volumes are not counted here: the refilled stock is then charged with them, which errs on the
+    safe side.
+    """
+    if not path.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        saved = SqliteSaver(connection).get_tuple({"configurable": {"thread_id": run_id}})
+    values = saved.checkpoint["channel_values"] if saved else {}
+    drawn = dict(values.get("stock_used_ul", {}))
+    for entry in values.get("running", []):
+        for stock, volume in entry["protocol"].get("volumes_ul", {}).items():
+            drawn[stock] = drawn.get(stock, 0.0) - volume
+    return {stock: max(0.0, volume) for stock, volume in drawn.items()}
 
 
 def _judge_attempt(

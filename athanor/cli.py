@@ -146,17 +146,32 @@ def resume(
     ray_address: Annotated[
         str | None, typer.Option(help="Join this Ray cluster (host:port); overrides RAY_ADDRESS.")
     ] = None,
+    refill: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--refill",
+            metavar="STOCK=UL",
+            help="Stock STOCK was refilled and now holds UL µL, e.g. --refill A_stock=5000 (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Continue a stopped run from its last checkpoint; no instrument action runs twice."""
     from athanor.app import RunOptions
     from athanor.app import resume as resume_campaign
+    from runs.refill import parse_refills
 
+    try:
+        refills = parse_refills(refill or [])
+    except AthanorError as error:
+        _fail(error)
     settings = _settings(ray_address)
     options = RunOptions(settings=settings, llm=llm, literature=literature)
     display = _CampaignDisplay()
     _finish(
         display,
-        lambda: resume_campaign(run_ref, options, on_event=display.on_event, on_start=display.on_start),
+        lambda: resume_campaign(
+            run_ref, options, on_event=display.on_event, on_start=display.on_start, refills=refills
+        ),
     )
 
 
@@ -270,6 +285,10 @@ class _CampaignDisplay:
             self.progress.console.print(f"  literature: {cited}", highlight=False)
         elif kind in {"instrument_fault", "stock_low", "stock_warning"}:
             self.progress.console.print(f"  [yellow]{kind}[/]: {payload}", highlight=False)
+        elif kind == "stock_refilled":
+            from runs.refill import describe_refill
+
+            self.progress.console.print(f"  [green]refilled[/]: {describe_refill(payload)}", highlight=False)
 
 
 def _finish(display: _CampaignDisplay, start: Any) -> None:
@@ -393,9 +412,28 @@ def show(
         "[green]verified[/]" if check.ok else f"[red]BROKEN at seq {check.first_bad_seq}: {check.reason}[/]"
     )
     console.print(f"  event log: {check.events} events, chain {verdict}")
+    for line in _stock_lines(run_dir / "events.jsonl"):
+        console.print(f"  {line}", highlight=False)
     for name in ("report.md", "convergence.png", "observations.csv"):
         if (run_dir / name).exists():
             console.print(f"  {name}: {run_dir / name}")
+
+
+def _stock_lines(log: Path) -> list[str]:
+    """A line per stock alarm and refill of a run, in log order (none when the log cannot be read)."""
+    from runs.eventlog import read_events
+    from runs.refill import REFILLED, describe_refill
+
+    try:
+        events = read_events(log, ("stock_low", REFILLED))
+    except (AthanorError, OSError):
+        return []
+    return [
+        f"refilled: {describe_refill(e['payload'])}"
+        if e["kind"] == REFILLED
+        else f"stock low: {'; '.join(e['payload']['problems'])}"
+        for e in events
+    ]
 
 
 @app.command()

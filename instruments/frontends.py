@@ -360,7 +360,7 @@ class LiquidHandler(FrontEnd):
         if volume > available + _VOLUME_TOL:
             raise SafetyError(
                 f"{self.name}.dispense: stock {stock} has {available:g} µL left, not enough for"
-                f" {volume:g} µL; refill it and raise its volume_ul in lab.yaml"
+                f" {volume:g} µL; refill it and resume with `athanor resume RUN --refill {stock}=<µL>`"
             )
         if envelope.tips is not None and self.tips_used >= envelope.tips:
             raise SafetyError(

@@ -448,7 +448,7 @@ def stock_forecast(
                 after = f" after {names[index - 1]}" if index else ""
                 short[stock] = (
                     f"stock {stock} has {max(available, 0.0):g} µL left{after}; {names[index]} needs"
-                    f" {volume:g} µL: refill it and resume"
+                    f" {volume:g} µL: refill it and resume with `athanor resume RUN --refill {stock}=<µL>`"
                 )
             left[stock] = available - volume
     return list(short.values())

@@ -94,7 +94,10 @@ def test_the_coder_counts_stock_use_and_refuses_the_batch_that_would_run_dry(tmp
     second = {**state, "stock_used_ul": first["stock_used_ul"], "proposals": batch(("E0003", 0.7))}
     with pytest.raises(SafetyError) as caught:
         code(second, ports)
-    message = "stock A_stock has 100 µL left; E0003 needs 140 µL: refill it and resume"
+    message = (
+        "stock A_stock has 100 µL left; E0003 needs 140 µL: refill it and resume"
+        " with `athanor resume RUN --refill A_stock=<µL>`"
+    )
     assert str(caught.value) == message
     events = read_events(ports.context.log.path)
     low = [e for e in events if e["kind"] == "stock_low"]
@@ -128,7 +131,8 @@ def test_a_campaign_with_tiny_stocks_stops_before_any_instrument_command(tmp_pat
     problems = low[0]["payload"]["problems"]
     assert 1 <= len(problems) <= 2
     pattern = (
-        r"stock [AB]_stock has [\d.]+ µL left after E000[12]; E000[23] needs [\d.]+ µL: refill it and resume"
+        r"stock ([AB]_stock) has [\d.]+ µL left after E000[12]; E000[23] needs [\d.]+ µL: refill it"
+        r" and resume with `athanor resume RUN --refill \1=<µL>`"
     )
     assert all(re.fullmatch(pattern, problem) for problem in problems), problems
     assert "reading" not in kinds(ports)

@@ -363,15 +363,27 @@ def test_stock_forecast_names_the_stock_and_the_sample_it_cannot_supply():
     plans = [{"A": 60.0, "B": 140.0}, {"A": 100.0, "B": 100.0}, {"A": 150.0, "B": 50.0}]
     assert stock_forecast(plans, {"A": 1000.0, "B": 1000.0}) == []
     assert stock_forecast(plans[2:], {"A": 120.0, "B": 500.0}) == [
-        "stock A has 120 µL left; sample 1 needs 150 µL: refill it and resume"
+        (
+            "stock A has 120 µL left; sample 1 needs 150 µL: refill it and resume"
+            " with `athanor resume RUN --refill A=<µL>`"
+        )
     ]
     messages = stock_forecast(plans, {"A": 200.0, "B": 200.0}, labels=["E0001", "E0002", "E0003"])
     assert messages == [
-        "stock B has 60 µL left after E0001; E0002 needs 100 µL: refill it and resume",
-        "stock A has 40 µL left after E0002; E0003 needs 150 µL: refill it and resume",
+        (
+            "stock B has 60 µL left after E0001; E0002 needs 100 µL: refill it and resume"
+            " with `athanor resume RUN --refill B=<µL>`"
+        ),
+        (
+            "stock A has 40 µL left after E0002; E0003 needs 150 µL: refill it and resume"
+            " with `athanor resume RUN --refill A=<µL>`"
+        ),
     ]
     assert stock_forecast([{"C": 1.0}], {}) == [
-        "stock C has 0 µL left; sample 1 needs 1 µL: refill it and resume"
+        (
+            "stock C has 0 µL left; sample 1 needs 1 µL: refill it and resume"
+            " with `athanor resume RUN --refill C=<µL>`"
+        )
     ]
 
 
