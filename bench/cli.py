@@ -45,7 +45,7 @@ def optimiser(
         str,
         typer.Option(
             "--methods",
-            help="Comma-separated: random, athanor, athanor-ucb, athanor-warp, athanor-rf, baybe, ax.",
+            help="Comma-separated: random, athanor, athanor-qlognei, athanor-ucb, athanor-rf, baybe, ax.",
         ),
     ] = "random,athanor,baybe,ax",
     out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
@@ -146,6 +146,34 @@ def overhead(
         f" one fsynced event append: {results['event_append_s'] * 1e3:.2f} ms (median);"
         f" optimiser calls reproduced from the log: {'yes' if results['reproduced'] else 'NO'}"
     )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        _console.print(f"wrote {out}")
+
+
+@bench_app.command("proposal")
+def proposal(
+    repeats: Annotated[int, typer.Option(help="Timed calls per case, each with its own seed.")] = 5,
+    cases: Annotated[
+        str,
+        typer.Option(
+            "--cases",
+            help="Comma-separated: a (one objective, q 4), b (two objectives), c (q 1), d (mixed space).",
+        ),
+    ] = "a,b,c,d",
+    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+) -> None:
+    """Seconds per proposal on campaign-sized synthetic data, each result checked feasible."""
+    import json
+
+    from bench.proposal import measure_proposals, parse_cases, results_table
+
+    try:
+        results = measure_proposals(parse_cases(cases), repeats=repeats)
+    except AthanorError as error:
+        _fail(error)
+    _console.print(results_table(results))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

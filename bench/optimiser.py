@@ -117,15 +117,16 @@ class AthanorSession:
 
 
 #: Method name to session factory; ``random`` is analytical and has none. ``athanor`` is the
-#: optimiser's default (qLogNEI, as the designer uses); ``athanor-ucb`` scores the pool by an upper
-#: confidence bound two standard deviations up instead; ``athanor-rf`` is the random-forest surrogate
-#: with Liang et al.'s lower confidence bound (``lambda = 2``, mean plus two spreads across trees);
-#: ``athanor-warp`` is the GP with warped inputs and the same upper confidence bound as ``athanor-ucb``.
+#: optimiser's default (warped inputs; one pick at a time, as here, is scored by the upper confidence
+#: bound two standard deviations up); ``athanor-qlognei`` is the earlier default (no warping,
+#: qLogNEI); ``athanor-ucb`` is the same bound without warping; ``athanor-rf`` is the random-forest
+#: surrogate with Liang et al.'s lower confidence bound (``lambda = 2``, mean plus two spreads across
+#: trees).
 METHODS: dict[str, SessionFactory | None] = {
     "random": None,
     "athanor": AthanorSession,
-    "athanor-ucb": functools.partial(AthanorSession, acquisition="ucb", beta=4.0),
-    "athanor-warp": functools.partial(AthanorSession, acquisition="ucb", beta=4.0, warp=True),
+    "athanor-qlognei": functools.partial(AthanorSession, acquisition="qlognei", warp=False),
+    "athanor-ucb": functools.partial(AthanorSession, acquisition="ucb", beta=4.0, warp=False),
     "athanor-rf": functools.partial(
         AthanorSession, model="random_forest", acquisition="ucb", beta=LIANG_BETA
     ),

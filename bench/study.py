@@ -158,14 +158,16 @@ def _config(**options: Any) -> Callable[..., _StudySession]:
 
 #: Configuration name to a session factory (``pool, seed, batch=...``).
 CONFIGS: dict[str, Callable[..., _StudySession | _PeerStudySession]] = {
-    "gp-qlognei": _config(),
-    "gp-ucb4": _config(acquisition="ucb", beta=4.0),
+    "gp-qlognei": _config(acquisition="qlognei", warp=False),
+    "gp-ucb4": _config(acquisition="ucb", beta=4.0, warp=False),
     "gp-matern-ucb4": _config(gp=_variant_gp("matern", warp=False), acquisition="ucb", beta=4.0),
     "gp-warp-ucb4": _config(gp=_variant_gp("rbf", warp=True), acquisition="ucb", beta=4.0),
-    "gp-warp-qlognei": _config(gp=_variant_gp("rbf", warp=True)),
-    "gp-nolog-qlognei": _config(log_transform=False),
-    "gp-winsor-qlognei": _config(gp=_variant_gp("rbf", warp=False, winsorise=True)),
-    "gp-warp-winsor-qlognei": _config(gp=_variant_gp("rbf", warp=True, winsorise=True)),
+    "gp-warp-qlognei": _config(gp=_variant_gp("rbf", warp=True), acquisition="qlognei"),
+    "gp-nolog-qlognei": _config(log_transform=False, acquisition="qlognei", warp=False),
+    "gp-winsor-qlognei": _config(gp=_variant_gp("rbf", warp=False, winsorise=True), acquisition="qlognei"),
+    "gp-warp-winsor-qlognei": _config(
+        gp=_variant_gp("rbf", warp=True, winsorise=True), acquisition="qlognei"
+    ),
     "rf-lcb2": _config(model="random_forest", acquisition="ucb", beta=4.0),
     "rf-ei": _config(model="random_forest", acquisition="ei"),
     "rf-lcb2-nolog": _config(model="random_forest", acquisition="ucb", beta=4.0, log_transform=False),

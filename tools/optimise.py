@@ -19,7 +19,10 @@ calls for 5-15 s.
 
 :func:`propose_from_pool` is the same model on a finite pool of candidates with generic columns (a
 data set, a plate of pre-made samples): the acquisition is scored on every unmeasured candidate
-instead of being optimised over the simplex.
+instead of being optimised over the simplex. Its GP warps the inputs, and a single pick with nothing
+pending is scored by an upper confidence bound (:func:`pool_acquisition`): on the pool benchmarks of
+BENCHMARKS.md both beat the plain GP with qLogNEI, while over the simplex warping found an interior
+peak less closely, so :func:`propose` does neither.
 
 ``CampaignSpec.surrogate == "random_forest"`` (and ``propose_from_pool(..., model="random_forest")``)
 swaps the GP for the random forest of :mod:`tools.forest`: same targets, a confidence bound (or, in
@@ -77,6 +80,7 @@ __all__ = [
     "PoolPick",
     "Suggestion",
     "fit_summary",
+    "pool_acquisition",
     "propose",
     "propose_from_pool",
 ]
@@ -88,6 +92,10 @@ LOG_SPAN = 10.0
 #: A proposal closer than this to a measured, pending or earlier proposal (largest per-component
 #: difference, as a fraction of that component's range) is a near-duplicate and is replaced.
 DUPLICATE_DISTANCE = 0.02
+
+#: Exploration weight of the upper confidence bound ``mean + sqrt(beta) * std``: two standard
+#: deviations up, Liang et al.'s ``lambda = 2``.
+UCB_BETA = 4.0
 
 #: Feasible compositions the random-forest surrogate scores per proposal (it cannot be differentiated).
 FOREST_SAMPLES = 4096
@@ -703,17 +711,17 @@ def propose_from_pool(
     direction: Literal["max", "min"] | None = None,
     model: Literal["gp", "random_forest"] = "gp",
     acquisition: Literal["qlognei", "ucb", "ei"] | None = None,
-    beta: float = 4.0,
+    beta: float = UCB_BETA,
     log_transform: bool | None = None,
     mc_samples: int = 128,
-    warp: bool = False,
+    warp: bool | None = None,
 ) -> list[PoolPick]:
     """Pick ``n`` rows of a finite pool of candidates to measure next, best first.
 
     The inputs are generic columns (not necessarily a mixture). They are normalised to the unit cube
     over the per-column min and max of the pool, the measured and the pending rows together; the
-    model is the one :func:`propose` fits (ARD GP, standardised outcome, the same log-scale rule).
-    The acquisition (qLogNEI as in :func:`propose`, or an upper confidence bound) is evaluated on
+    model is the one :func:`propose` fits (ARD GP, standardised outcome, the same log-scale rule)
+    with warped inputs. The acquisition (:func:`pool_acquisition`, or the one given) is evaluated on
     every candidate not yet measured or pending; for ``n > 1`` rows are picked greedily, each earlier
     pick joining the pending points the acquisition conditions on.
 
@@ -730,17 +738,19 @@ def propose_from_pool(
         model: Surrogate model: ``"gp"`` (the optimiser's Gaussian process) or ``"random_forest"``
             (:mod:`tools.forest`: mean and spread across trees, the same targets; pending points and
             earlier picks are believed at the forest's predicted mean).
-        acquisition: For the GP ``"qlognei"`` (noisy expected improvement, the default of
-            :func:`propose`) or ``"ucb"`` (``mean + sqrt(beta) * std`` on the model's standardised
-            scale; with pending points its Monte-Carlo form). For the forest ``"ucb"`` (the same bound,
-            Liang et al.'s LCB) or ``"ei"`` (expected improvement). None takes the model's default:
-            ``"qlognei"`` for the GP, ``"ucb"`` for the forest.
+        acquisition: For the GP ``"qlognei"`` (noisy expected improvement) or ``"ucb"``
+            (``mean + sqrt(beta) * std`` on the model's standardised scale; with pending points its
+            Monte-Carlo form). For the forest ``"ucb"`` (the same bound, Liang et al.'s LCB) or
+            ``"ei"`` (expected improvement). None takes the model's default: for the GP
+            :func:`pool_acquisition` (``"ucb"`` for one pick with nothing pending, ``"qlognei"``
+            otherwise), ``"ucb"`` for the forest.
         beta: Exploration weight of ``"ucb"``; 4 puts the bound two standard deviations up.
         log_transform: Force (True) or forbid (False) modelling the log of the values; None applies
             the rule of :func:`propose` (same sign, magnitudes spanning more than :data:`LOG_SPAN`).
         mc_samples: Quasi-Monte-Carlo samples of the acquisition function.
         warp: Warp the GP's inputs (a learnt monotone stretch of each column; see ``_fit_gp``).
-            With ``acquisition="ucb"`` this is the bench method ``athanor-warp``.
+            None (the default) warps them; ``warp=False, acquisition="qlognei"`` is the model and
+            acquisition of :func:`propose` (bench method ``athanor-qlognei``).
 
     Returns:
         Up to ``n`` picks with distinct indices into ``candidates``, best first, none of them a
@@ -752,7 +762,7 @@ def propose_from_pool(
         SpecError: Shapes disagree, the spec's components do not match the columns, the direction
             contradicts the spec, or the model or acquisition is unknown.
     """
-    acquisition = _pool_acquisition_name(model, acquisition)
+    acquisition = _pool_acquisition_name(model, acquisition, n, len(pending))
     if warp and model != "gp":
         raise SpecError(f"warp=True warps the GP's inputs; model={model!r} has none to warp: use model='gp'")
     if not (math.isfinite(beta) and beta >= 0):
@@ -802,7 +812,7 @@ def propose_from_pool(
                     return _pool_forest_picks(
                         x, y, bounds, sign, log_transform, seed, pending_x, cand, free, n, acquisition, beta
                     )
-                fitted = _fit_gp(x, y, bounds, sign, log_transform, warp=warp)
+                fitted = _fit_gp(x, y, bounds, sign, log_transform, warp=warp is not False)
                 acquire = _pool_acquisition(fitted, x, acquisition, beta, seed, mc_samples)
                 return _pool_model_picks(fitted, acquire, pending_x, cand, free, n, acquisition)
             except _NUMERICAL_ERRORS as exc:
@@ -817,13 +827,24 @@ def propose_from_pool(
         ]
 
 
-def _pool_acquisition_name(model: str, acquisition: str | None) -> str:
+def pool_acquisition(n: int, n_pending: int) -> Literal["ucb", "qlognei"]:
+    """The GP's default acquisition in pool mode for ``n`` picks with ``n_pending`` rows pending.
+
+    One pick with nothing pending (a campaign that measures one sample at a time) is scored by the
+    upper confidence bound with :data:`UCB_BETA`; a batch, or a pick made while others are still
+    being measured, by qLogNEI, which spreads a greedy batch better. BENCHMARKS.md ("Choosing the
+    default") gives the measurements behind both choices.
+    """
+    return "ucb" if n == 1 and n_pending == 0 else "qlognei"
+
+
+def _pool_acquisition_name(model: str, acquisition: str | None, n: int, n_pending: int) -> str:
     """The acquisition to use for ``model``: the one given, or the model's default; refuses mismatches."""
     allowed = {"gp": ("qlognei", "ucb"), "random_forest": FOREST_ACQUISITIONS}
     if model not in allowed:
         raise SpecError(f"model={model!r} is not available for pools; use 'gp' or 'random_forest'")
     if acquisition is None:
-        return allowed[model][0]
+        return pool_acquisition(n, n_pending) if model == "gp" else allowed[model][0]
     if acquisition not in allowed[model]:
         raise SpecError(
             f"acquisition={acquisition!r} is not available with model={model!r};"
@@ -849,9 +870,7 @@ def _pool_forest_picks(
     """Greedy forest picks among the ``free`` rows of ``cand`` (kriging believer for pending and batch)."""
     targets, direction, log_sign = _targets(y, sign, log_transform)
     forest = fit_forest(x, targets, bounds, direction=direction, log_sign=log_sign, seed=seed)
-    picks = pick_greedy(
-        forest, cand, n, acquisition=acquisition, beta=beta, pending=pending_x, allowed=free
-    )
+    picks = pick_greedy(forest, cand, n, acquisition=acquisition, beta=beta, pending=pending_x, allowed=free)
     mean, std = forest.predict(cand[[p.index for p in picks]])
     score = "confidence bound" if acquisition == "ucb" else "expected improvement"
     out = []

@@ -185,6 +185,22 @@ def test_propose_from_pool_with_an_upper_confidence_bound():
         propose_from_pool(None, pool[measured], bump(pool[measured]), pool, 1, seed=0, acquisition="pi")
 
 
+def test_the_pool_default_is_warped_ucb_for_one_pick_and_warped_qlognei_otherwise():
+    rng = np.random.default_rng(6)
+    pool = rng.random((60, 2))
+    measured = [0, 1, 2, 3, 4]
+    args = (None, pool[measured], bump(pool[measured]), pool)
+    one = propose_from_pool(*args, 1, seed=0)
+    assert one == propose_from_pool(*args, 1, seed=0, acquisition="ucb", warp=True)
+    assert one != propose_from_pool(*args, 1, seed=0, acquisition="ucb", warp=False)  # the warp is on
+    assert "upper confidence bound" in one[0].rationale
+    batch = propose_from_pool(*args, 3, seed=0)
+    assert batch == propose_from_pool(*args, 3, seed=0, acquisition="qlognei", warp=True)
+    assert all("expected improvement" in p.rationale for p in batch)
+    waiting = propose_from_pool(*args, 1, seed=0, pending=pool[[9]])
+    assert "expected improvement" in waiting[0].rationale
+
+
 def test_propose_from_pool_with_warped_inputs_climbs_a_steep_pool_and_only_for_the_gp():
     rng = np.random.default_rng(3)
     pool = rng.random((150, 2))

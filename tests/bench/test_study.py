@@ -19,7 +19,12 @@ def toy_pool():
 
 @pytest.mark.parametrize(
     ("config", "method"),
-    [("rf-lcb2", "athanor-rf"), ("gp-ucb4", "athanor-ucb"), ("gp-warp-ucb4", "athanor-warp")],
+    [
+        ("rf-lcb2", "athanor-rf"),
+        ("gp-ucb4", "athanor-ucb"),
+        ("gp-warp-ucb4", "athanor"),
+        ("gp-qlognei", "athanor-qlognei"),
+    ],
 )
 def test_study_runs_are_the_benchmark_runs(config, method):
     pool = toy_pool()
