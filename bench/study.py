@@ -165,9 +165,6 @@ CONFIGS: dict[str, Callable[..., _StudySession | _PeerStudySession]] = {
     "gp-warp-qlognei": _config(gp=_variant_gp("rbf", warp=True), acquisition="qlognei"),
     "gp-nolog-qlognei": _config(log_transform=False, acquisition="qlognei", warp=False),
     "gp-winsor-qlognei": _config(gp=_variant_gp("rbf", warp=False, winsorise=True), acquisition="qlognei"),
-    "gp-warp-winsor-qlognei": _config(
-        gp=_variant_gp("rbf", warp=True, winsorise=True), acquisition="qlognei"
-    ),
     "rf-lcb2": _config(model="random_forest", acquisition="ucb", beta=4.0),
     "rf-ei": _config(model="random_forest", acquisition="ei"),
     "rf-lcb2-nolog": _config(model="random_forest", acquisition="ucb", beta=4.0, log_transform=False),
