@@ -89,6 +89,9 @@ class Stock(_Strict):
         component: The spec component it supplies, or ``solvent`` for pure solvent that tops a sample up
             to its volume.
         volume_ul: Volume on hand at the start, µL.
+        capacity_ul: Most its container holds, µL (None: not checked). A start volume or a refill
+            above it is refused, so that a mistyped volume cannot make the campaign count on liquid
+            that is not there.
         concentration: Amount of the component per volume, in ``concentration_unit`` (None: the stocks
             share one concentration, so volume shares are composition shares).
         concentration_unit: Unit of ``concentration``: ``mol/L``, ``mmol/L``, ``mg/mL`` or ``g/L``.
@@ -102,11 +105,21 @@ class Stock(_Strict):
     name: str
     component: str
     volume_ul: float = Field(gt=0)
+    capacity_ul: float | None = Field(default=None, gt=0)
     concentration: float | None = Field(default=None, gt=0)
     concentration_unit: str | None = None
     molar_mass_g_mol: float | None = Field(default=None, gt=0)
     labware: str | None = None
     well: str | None = None
+
+    @model_validator(mode="after")
+    def _fits(self) -> Stock:
+        if self.capacity_ul is not None and self.volume_ul > self.capacity_ul:
+            raise ValueError(
+                f"stock {self.name}: volume_ul={self.volume_ul:g} µL is more than its container holds"
+                f" (capacity_ul={self.capacity_ul:g} µL); lower volume_ul or correct capacity_ul"
+            )
+        return self
 
 
 class SerialConnection(_Strict):

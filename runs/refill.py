@@ -9,8 +9,9 @@ The campaign counts what is left in a stock from the stock's ``volume_ul`` in th
 the coder's forecast subtracts every protocol it compiled, the liquid handler's volume book every
 dispense. A refill is therefore applied by setting ``volume_ul`` to what had been drawn plus what the
 stock holds now, so that what is left becomes the refilled volume minus what is drawn after the
-refill. Resume and replay derive the lab from the recorded one and every ``stock_refilled`` event
-(the latest refill of a stock wins), so a later crash and resume, and a replay, use the same volumes.
+refill; a stock's ``capacity_ul``, when given, shifts by the same amount. Resume and replay derive
+the lab from the recorded one and every ``stock_refilled`` event (the latest refill of a stock
+wins), so a later crash and resume, and a replay, use the same volumes.
 """
 
 from __future__ import annotations
@@ -73,18 +74,26 @@ def parse_refills(items: Sequence[str]) -> dict[str, float]:
 
 
 def check_refills(refills: Mapping[str, float], lab: LabDescription) -> None:
-    """Refuse a refill of a stock the run's lab does not have.
+    """Refuse a refill of a stock the run's lab does not have, or more than its container holds.
 
     Raises:
-        athanor.errors.AthanorError: A stock is unknown; the message names it and the lab's stocks.
+        athanor.errors.AthanorError: A stock is unknown (the message names it and the lab's stocks),
+            or a refill is above the stock's ``capacity_ul`` (the message names both volumes).
     """
-    known = [stock.name for stock in lab.stocks]
-    unknown = [name for name in refills if name not in known]
+    stocks = {stock.name: stock for stock in lab.stocks}
+    unknown = [name for name in refills if name not in stocks]
     if unknown:
         raise AthanorError(
             f"--refill: this run's lab has no stock {', '.join(repr(n) for n in unknown)}; its stocks are"
-            f" {', '.join(known) or 'none'}"
+            f" {', '.join(stocks) or 'none'}"
         )
+    for name, volume in refills.items():
+        capacity = stocks[name].capacity_ul
+        if capacity is not None and volume > capacity:
+            raise AthanorError(
+                f"--refill {name}={volume:g}: its container holds at most {capacity:g} µL (capacity_ul in"
+                f" the lab description); give the volume it holds now, at most {capacity:g} µL"
+            )
 
 
 def refill_payloads(refills: Mapping[str, float], drawn_ul: Mapping[str, float]) -> list[dict[str, Any]]:
@@ -121,7 +130,10 @@ def apply_refills(lab: LabDescription, events: Iterable[dict[str, Any]]) -> LabD
     for stock in lab.stocks:
         refill = latest.get(stock.name)
         if refill is not None:
-            stock = stock.model_copy(update={"volume_ul": refill["used_ul"] + refill["volume_ul"]})
+            update = {"volume_ul": refill["used_ul"] + refill["volume_ul"]}
+            if stock.capacity_ul is not None:  # the count runs on from what was drawn, and so does the limit
+                update["capacity_ul"] = refill["used_ul"] + stock.capacity_ul
+            stock = stock.model_copy(update=update)
         stocks.append(stock)
     return lab.model_copy(update={"stocks": stocks})
 

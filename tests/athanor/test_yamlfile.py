@@ -54,3 +54,16 @@ def test_campaign_file_missing_field_and_bad_yaml(tmp_path):
         load_model(path, CampaignSpec, "campaign file")
     with pytest.raises(SpecError, match="does not exist"):
         load_model(tmp_path / "nope.yaml", CampaignSpec, "campaign file")
+
+
+def test_a_stock_above_its_containers_capacity_is_refused_with_both_volumes(tmp_path):
+    path = tmp_path / "lab.yaml"
+    stocks = "stocks:\n  - {name: A_stock, component: A, volume_ul: 60000, capacity_ul: 50000}\n"
+    path.write_text(LAB.replace(", fly", "") + stocks)
+    with pytest.raises(SpecError) as info:
+        load_model(path, LabDescription, "lab file")
+    message = str(info.value)
+    assert message.startswith(f"{path}:15: stocks.0: ")
+    assert "volume_ul=60000 µL is more than its container holds (capacity_ul=50000 µL)" in message
+    path.write_text(LAB.replace(", fly", "") + stocks.replace("60000", "50000"))
+    assert load_model(path, LabDescription, "lab file").stocks[0].capacity_ul == 50000

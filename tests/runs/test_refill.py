@@ -95,3 +95,21 @@ def test_a_refill_sets_the_stock_to_what_was_drawn_plus_what_it_holds_now_and_th
 def test_a_refill_reads_as_one_line():
     payload = refilled("A_stock", 5000.0, 820.5)["payload"]
     assert describe_refill(payload) == "A_stock now holds 5000 µL (820.5 µL drawn before the refill)"
+
+
+def test_a_refill_above_the_stocks_capacity_is_refused_and_the_limit_moves_with_the_count():
+    stocks = [s.model_copy(update={"capacity_ul": 25_000.0}) for s in LAB.stocks]
+    lab = LAB.model_copy(update={"stocks": stocks})
+    check_refills({"A_stock": 25_000.0}, lab)
+    with pytest.raises(AthanorError) as caught:
+        check_refills({"A_stock": 250_000.0}, lab)
+    assert str(caught.value) == (
+        "--refill A_stock=250000: its container holds at most 25000 µL (capacity_ul in the lab"
+        " description); give the volume it holds now, at most 25000 µL"
+    )
+
+    refilled_lab = apply_refills(lab, [refilled("A_stock", 25_000.0, 19_800.0)])
+    a_stock = refilled_lab.stocks[0]
+    assert (a_stock.volume_ul, a_stock.capacity_ul) == (44_800.0, 44_800.0)
+    # the refilled lab is still a valid lab description (actors and replays re-validate it)
+    assert type(LAB).model_validate(refilled_lab.model_dump(mode="json")).stocks[0] == a_stock
