@@ -65,6 +65,53 @@ def optimiser(
         _fail(error)
 
 
+@bench_app.command("designer")
+def designer(
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="CSV with a header; inputs first, the objective last.")
+    ],
+    direction: Annotated[
+        str,
+        typer.Option("--direction", help="Whether the objective is to be maximised or minimised: max|min."),
+    ] = "max",
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds (independent runs) per method.")] = 20,
+    budget: Annotated[
+        int, typer.Option("--budget", help="Experiments per run, the 2 random initial ones included.")
+    ] = 50,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            "--methods",
+            help="Comma-separated: random, athanor, athanor-warp, ax. Default: all (ax when installed).",
+        ),
+    ] = None,
+    noise: Annotated[
+        float, typer.Option("--noise", help="Noise on each reading, as a fraction of the data's sd.")
+    ] = 0.0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+) -> None:
+    """Continuous proposals (the designer's `propose`) on an MLP emulator of a data set."""
+    from bench.emulator import run_cli
+
+    try:
+        if direction not in ("min", "max"):
+            raise AthanorError(f"--direction {direction!r} is not understood; use max or min")
+        chosen: Literal["min", "max"] = "min" if direction == "min" else "max"
+        names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+        run_cli(
+            dataset,
+            seeds=seeds,
+            budget=budget,
+            direction=chosen,
+            methods=names,
+            noise=noise,
+            out=out,
+            console=_console,
+        )
+    except AthanorError as error:
+        _fail(error)
+
+
 @bench_app.command("utilisation")
 def utilisation(
     experiments: Annotated[int, typer.Option(help="Experiments per campaign.")] = 40,
