@@ -82,7 +82,10 @@ def designer(
         str | None,
         typer.Option(
             "--methods",
-            help="Comma-separated: random, athanor, athanor-warp, ax. Default: all (ax when installed).",
+            help=(
+                "Comma-separated: random, athanor, athanor-warp, athanor-ucb, athanor-warp-ucb, ax."
+                " Default: all (ax when installed)."
+            ),
         ),
     ] = None,
     noise: Annotated[

@@ -27,7 +27,9 @@ box or simplex continuously. This benchmark gives that search a ground truth eve
 A run: :data:`N_INITIAL` seeded random feasible points (the same for every method for a seed), then
 one proposal per cycle until the budget, initial points included. Methods (:data:`METHODS`):
 ``random`` (the spec's own hit-and-run sampler), ``athanor`` (``propose(spec, observations, 1)``
-with its defaults), ``athanor-warp`` (the same with the GP's inputs warped, :func:`warped_gp`) and
+with its defaults: qLogNEI), ``athanor-warp`` (the same with the GP's inputs warped,
+:func:`warped_gp`), ``athanor-ucb`` and ``athanor-warp-ucb`` (the upper confidence bound with
+``beta = 4`` instead of qLogNEI, :func:`ucb_acquisition`, as the pool default scores one pick) and
 ``ax`` (Ax's default model on a continuous search space, :class:`AxDesigner`; needs the optional
 ``ax-platform``). Reported per method: the score after 10, 20, 30 and ``budget`` experiments and the
 experiments to reach a score of 0.9 and 0.95 (median, 5th and 95th percentile over seeds; a seed
@@ -51,6 +53,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
+from botorch.acquisition import qUpperConfidenceBound
 from linear_operator.utils.warnings import NumericalWarning
 from rich.console import Console
 from rich.progress import (
@@ -105,6 +108,7 @@ __all__ = [
     "safe_names",
     "sum_rule_total",
     "summarise",
+    "ucb_acquisition",
     "warped_gp",
 ]
 
@@ -465,6 +469,27 @@ def warped_gp() -> Iterator[None]:
         optimise._fit_gp = original
 
 
+@contextlib.contextmanager
+def ucb_acquisition(beta: float = optimise.UCB_BETA) -> Iterator[None]:
+    """Inside the block, :func:`tools.optimise.propose` maximises qUCB instead of qLogNEI.
+
+    The pool default scores one pick by the upper confidence bound (``beta`` 4: two standard
+    deviations); ``propose`` has no option for it, so the qLogNEI class it builds is swapped for a
+    factory of BoTorch's ``qUpperConfidenceBound`` with the same sampler and pending points, and
+    restored on leaving the block, also when it raises.
+    """
+
+    def ucb(model: Any, X_baseline: Any, sampler: Any, X_pending: Any = None, **_: Any) -> Any:
+        return qUpperConfidenceBound(model, beta=beta, sampler=sampler, X_pending=X_pending)
+
+    original = optimise.qLogNoisyExpectedImprovement
+    optimise.qLogNoisyExpectedImprovement = ucb  # type: ignore[assignment, misc]
+    try:
+        yield
+    finally:
+        optimise.qLogNoisyExpectedImprovement = original  # type: ignore[misc]
+
+
 class AthanorDesigner:
     """The designer's optimiser: ``propose(spec, observations, 1, seed)`` with its defaults.
 
@@ -473,12 +498,16 @@ class AthanorDesigner:
         seed: Seed of the run; each proposal uses a seed derived from it and the step.
         budget: Unused (the signature of :data:`DesignerFactory`).
         warp: Warp the GP's inputs (:func:`warped_gp`).
+        ucb: Maximise the upper confidence bound instead of qLogNEI (:func:`ucb_acquisition`).
     """
 
-    def __init__(self, spec: CampaignSpec, seed: int, budget: int, *, warp: bool = False) -> None:
+    def __init__(
+        self, spec: CampaignSpec, seed: int, budget: int, *, warp: bool = False, ucb: bool = False
+    ) -> None:
         self._spec = spec
         self._seed = seed
         self._warp = warp
+        self._ucb = ucb
         self._observations: list[Observation] = []
         self.fallbacks = 0
 
@@ -496,7 +525,10 @@ class AthanorDesigner:
     def ask(self) -> dict[str, float]:
         """The composition ``propose`` suggests next (:attr:`fallbacks` counts space-filling ones)."""
         seed = self._seed * 100_003 + len(self._observations)
-        with warped_gp() if self._warp else contextlib.nullcontext():
+        with (
+            warped_gp() if self._warp else contextlib.nullcontext(),
+            ucb_acquisition() if self._ucb else contextlib.nullcontext(),
+        ):
             suggestion = optimise.propose(self._spec, self._observations, 1, seed=seed)[0]
         self.fallbacks += suggestion.source != "model"
         return suggestion.composition
@@ -628,6 +660,8 @@ METHODS: dict[str, DesignerFactory] = {
     "random": RandomDesigner,
     "athanor": AthanorDesigner,
     "athanor-warp": functools.partial(AthanorDesigner, warp=True),
+    "athanor-ucb": functools.partial(AthanorDesigner, ucb=True),
+    "athanor-warp-ucb": functools.partial(AthanorDesigner, warp=True, ucb=True),
     "ax": AxDesigner,
 }
 

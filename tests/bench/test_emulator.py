@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from bench.emulator import (
     run_method,
     safe_names,
     sum_rule_total,
+    ucb_acquisition,
     warped_gp,
 )
 from bench.pool import load_pool
@@ -201,6 +203,31 @@ def test_the_warped_gp_is_used_in_its_run_and_restored_even_when_the_run_raises(
     assert optimise._fit_gp is original
 
 
+def test_the_ucb_methods_maximise_the_ucb_and_restore_qlognei(smooth_emulator, monkeypatch):
+    original_acqf, original_optimize = optimise.qLogNoisyExpectedImprovement, optimise.optimize_acqf
+    used = []
+
+    def record(acqf, *args, **kwargs):
+        beta = getattr(acqf, "beta_prime", None)  # sqrt(beta pi / 2) in BoTorch's qUCB
+        used.append((type(acqf).__name__, None if beta is None else round(float(beta), 6)))
+        return original_optimize(acqf, *args, **kwargs)
+
+    monkeypatch.setattr(optimise, "optimize_acqf", record)
+    for method in ("athanor-ucb", "athanor-warp-ucb", "athanor"):
+        used.clear()
+        run_method(smooth_emulator, method, 0, 4)
+        kinds = set(used)
+        if method == "athanor":
+            assert kinds == {("qLogNoisyExpectedImprovement", None)}
+        else:
+            assert kinds == {("qUpperConfidenceBound", round(math.sqrt(optimise.UCB_BETA * math.pi / 2), 6))}
+        assert len(used) == 2  # one model-based proposal per experiment after the 2 initial points
+        assert optimise.qLogNoisyExpectedImprovement is original_acqf
+    with pytest.raises(Stop), ucb_acquisition():
+        raise Stop
+    assert optimise.qLogNoisyExpectedImprovement is original_acqf
+
+
 def test_a_mixture_gets_the_sum_rule_and_every_proposal_is_feasible(mixture_emulator):
     spec = mixture_emulator.spec
     assert spec.sum_rule is not None and spec.sum_rule.total == 100.0
@@ -241,7 +268,7 @@ def test_ax_is_listed_only_when_installed(monkeypatch):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "ax" else real(name, *a)
     )
-    assert default_methods() == ["random", "athanor", "athanor-warp"]
+    assert default_methods() == ["random", "athanor", "athanor-warp", "athanor-ucb", "athanor-warp-ucb"]
     with pytest.raises(AthanorError, match="make bench-setup"):
         run_benchmark(None, None, seeds=1, budget=4, methods=["ax"])
 
