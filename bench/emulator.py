@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import math
 import re
@@ -56,14 +55,6 @@ import torch
 from botorch.acquisition import qUpperConfidenceBound
 from linear_operator.utils.warnings import NumericalWarning
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
@@ -75,6 +66,7 @@ from athanor.errors import AthanorError
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
 from bench.metrics import spread
+from bench.output import run_progress, write_json
 from bench.peers import PEER_PACKAGES, require_peer
 from bench.pool import Pool, load_pool
 from tools.design_space import DTYPE, DesignSpace, design_space
@@ -905,14 +897,6 @@ def render_table(result: Mapping[str, Any]) -> Table:
     return table
 
 
-def _write_json(document: Mapping[str, Any], path: Path) -> None:
-    """Write ``document`` to ``path`` atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    partial.replace(path)
-
-
 def run_cli(
     dataset: Path,
     *,
@@ -957,14 +941,7 @@ def run_cli(
         f" ({'sum rule ' + format(rule.total, 'g') if rule else 'no sum rule'};"
         f" built in {time.perf_counter() - start:.1f} s)"
     )
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    progress = run_progress(console)
     with progress:
         task = progress.add_task("seeds x methods", total=seeds * len(methods))
 
@@ -973,13 +950,13 @@ def run_cli(
 
         def on_seed(document: dict[str, Any]) -> None:
             if out is not None:
-                _write_json(document, out)
+                write_json(document, out)
 
         result = run_benchmark(
             emulator, scale, seeds=seeds, budget=budget, methods=methods, on_run=on_run, on_seed=on_seed
         )
     if out is not None:
-        _write_json(result, out)
+        write_json(result, out)
     console.print(render_table(result))
     if out is not None:
         console.print(f"results: {out}")

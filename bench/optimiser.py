@@ -14,7 +14,6 @@ the budget), which gives the same figures as running to the budget.
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,14 +22,6 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from athanor.errors import AthanorError
@@ -44,6 +35,7 @@ from bench.metrics import (
     random_experiments_to,
     spread,
 )
+from bench.output import run_progress, write_json
 from bench.peers import PEER_PACKAGES, AxSession, BaybeSession, require_peer
 from bench.pool import Pool, load_pool
 from tools.forest import LIANG_BETA
@@ -379,14 +371,6 @@ def render_table(result: Mapping[str, Any]) -> Table:
     return table
 
 
-def _write_json(document: Mapping[str, Any], path: Path) -> None:
-    """Write ``document`` to ``path`` atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    partial.replace(path)
-
-
 def run_cli(
     dataset: Path,
     *,
@@ -412,14 +396,7 @@ def run_cli(
         f"[bold]{pool.name}[/]: {pool.rows} rows, {pool.size} unique inputs ({len(pool.columns)} columns),"
         f" top {pool.n_top} by {direction} {pool.objective}"
     )
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    progress = run_progress(console)
     with progress:
         task = progress.add_task("seeds x methods", total=seeds * len(simulated))
 
@@ -428,13 +405,13 @@ def run_cli(
 
         def on_seed(document: dict[str, Any]) -> None:
             if out is not None:
-                _write_json(document, out)
+                write_json(document, out)
 
         result = run_benchmark(
             pool, seeds=seeds, budget=budget, methods=methods, on_run=on_run, on_seed=on_seed
         )
     if out is not None:
-        _write_json(result, out)
+        write_json(result, out)
     console.print(render_table(result))
     if out is not None:
         console.print(f"results: {out}")
