@@ -45,7 +45,10 @@ def optimiser(
         str,
         typer.Option(
             "--methods",
-            help="Comma-separated: random, athanor, athanor-qlognei, athanor-ucb, athanor-rf, baybe, ax.",
+            help=(
+                "Comma-separated: random, athanor, athanor-warp-ucb4, athanor-qlognei, athanor-ucb,"
+                " athanor-rf, baybe, ax."
+            ),
         ),
     ] = "random,athanor,baybe,ax",
     out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,

@@ -29,7 +29,8 @@ one proposal per cycle until the budget, initial points included. Methods (:data
 ``random`` (the spec's own hit-and-run sampler), ``athanor`` (``propose(spec, observations, 1)``
 with its defaults: qLogNEI), ``athanor-warp`` (the same with the GP's inputs warped,
 :func:`warped_gp`), ``athanor-ucb`` and ``athanor-warp-ucb`` (the upper confidence bound with
-``beta = 4`` instead of qLogNEI, :func:`ucb_acquisition`, as the pool default scores one pick) and
+``beta = 4`` instead of qLogNEI, :func:`ucb_acquisition`, as the pool default scored one pick when
+these were run) and
 ``ax`` (Ax's default model on a continuous search space, :class:`AxDesigner`; needs the optional
 ``ax-platform``). Reported per method: the score after 10, 20, 30 and ``budget`` experiments and the
 experiments to reach a score of 0.9 and 0.95 (median, 5th and 95th percentile over seeds; a seed
@@ -462,13 +463,14 @@ def warped_gp() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def ucb_acquisition(beta: float = optimise.UCB_BETA) -> Iterator[None]:
+def ucb_acquisition(beta: float = 4.0) -> Iterator[None]:
     """Inside the block, :func:`tools.optimise.propose` maximises qUCB instead of qLogNEI.
 
-    The pool default scores one pick by the upper confidence bound (``beta`` 4: two standard
-    deviations); ``propose`` has no option for it, so the qLogNEI class it builds is swapped for a
-    factory of BoTorch's ``qUpperConfidenceBound`` with the same sampler and pending points, and
-    restored on leaving the block, also when it raises.
+    The pool default scores one pick by the upper confidence bound. ``beta`` 4 (two standard
+    deviations) was its weight when the designer benchmark in BENCHMARKS.md was run; the pool now
+    uses :data:`tools.optimise.UCB_BETA`. ``propose`` has no option for it, so the qLogNEI class it
+    builds is swapped for a factory of BoTorch's ``qUpperConfidenceBound`` with the same sampler and
+    pending points, and restored on leaving the block, also when it raises.
     """
 
     def ucb(model: Any, X_baseline: Any, sampler: Any, X_pending: Any = None, **_: Any) -> Any:

@@ -110,14 +110,16 @@ class AthanorSession:
 
 #: Method name to session factory; ``random`` is analytical and has none. ``athanor`` is the
 #: optimiser's default (warped inputs; one pick at a time, as here, is scored by the upper confidence
-#: bound two standard deviations up); ``athanor-qlognei`` is the earlier default (no warping,
-#: qLogNEI); ``athanor-ucb`` is the same bound without warping; ``athanor-rf`` is the random-forest
+#: bound :data:`tools.optimise.UCB_BETA`); ``athanor-warp-ucb4`` is the previous default (the bound
+#: two standard deviations up); ``athanor-qlognei`` the one before (no warping, qLogNEI);
+#: ``athanor-ucb`` is the two-deviation bound without warping; ``athanor-rf`` is the random-forest
 #: surrogate with Liang et al.'s lower confidence bound (``lambda = 2``, mean plus two spreads across
 #: trees).
 METHODS: dict[str, SessionFactory | None] = {
     "random": None,
     "athanor": AthanorSession,
     "athanor-qlognei": functools.partial(AthanorSession, acquisition="qlognei", warp=False),
+    "athanor-warp-ucb4": functools.partial(AthanorSession, acquisition="ucb", beta=4.0),
     "athanor-ucb": functools.partial(AthanorSession, acquisition="ucb", beta=4.0, warp=False),
     "athanor-rf": functools.partial(
         AthanorSession, model="random_forest", acquisition="ucb", beta=LIANG_BETA

@@ -135,6 +135,34 @@ class _StudySession(AthanorSession):
         return [p.index for p in picks]
 
 
+class _ThompsonSession(_StudySession):
+    """Thompson sampling on the pool: one joint posterior draw of the warped GP over the free rows.
+
+    Each ask fits the GP :func:`tools.optimise.propose_from_pool` fits by default (warped inputs,
+    standardised outcome, the same log-scale rule) and picks the free row where one joint sample of
+    the posterior is highest; a batch takes the ``batch`` highest rows of that one draw.
+    """
+
+    def ask_batch(self) -> list[int]:
+        """The next ``batch`` rows."""
+        rows = self._measured
+        x = torch.as_tensor(self._pool.x, dtype=torch.float64)
+        y = torch.as_tensor(self._pool.y, dtype=torch.float64)
+        seed = self._seed * 100_003 + len(rows)
+        lower, upper = x.min(dim=0).values, x.max(dim=0).values
+        bounds = torch.stack([lower, torch.where(upper > lower, upper, lower + 1.0)])
+        free = torch.ones(self._pool.size, dtype=torch.bool)
+        free[rows] = False
+        idx = torch.nonzero(free).flatten()
+        sign = 1.0 if self._pool.direction == "max" else -1.0
+        with optimise.manual_seed(seed), optimise._one_thread():
+            fitted = optimise._fit_gp(x[rows], y[rows], bounds, sign, None, warp=True)
+            with torch.no_grad():
+                draw = fitted.model.posterior(x[idx]).rsample(torch.Size([1])).reshape(-1)
+        order = torch.argsort(draw, descending=True)[: self._batch]
+        return [int(idx[i]) for i in order]
+
+
 class _PeerStudySession:
     """A peer library's session (:mod:`bench.peers`) in the study, so its runs are kept seed by seed."""
 
@@ -163,6 +191,9 @@ CONFIGS: dict[str, Callable[..., _StudySession | _PeerStudySession]] = {
     "gp-matern-ucb4": _config(gp=_variant_gp("matern", warp=False), acquisition="ucb", beta=4.0),
     "gp-warp-ucb4": _config(gp=_variant_gp("rbf", warp=True), acquisition="ucb", beta=4.0),
     "gp-warp-qlognei": _config(gp=_variant_gp("rbf", warp=True), acquisition="qlognei"),
+    "gp-warp-ucb2": _config(acquisition="ucb", beta=2.0),
+    "gp-warp-ucb9": _config(acquisition="ucb", beta=9.0),
+    "gp-warp-ts": functools.partial(_ThompsonSession),
     "gp-nolog-qlognei": _config(log_transform=False, acquisition="qlognei", warp=False),
     "gp-winsor-qlognei": _config(gp=_variant_gp("rbf", warp=False, winsorise=True), acquisition="qlognei"),
     "rf-lcb2": _config(model="random_forest", acquisition="ucb", beta=4.0),

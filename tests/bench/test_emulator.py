@@ -220,7 +220,7 @@ def test_the_ucb_methods_maximise_the_ucb_and_restore_qlognei(smooth_emulator, m
         if method == "athanor":
             assert kinds == {("qLogNoisyExpectedImprovement", None)}
         else:
-            assert kinds == {("qUpperConfidenceBound", round(math.sqrt(optimise.UCB_BETA * math.pi / 2), 6))}
+            assert kinds == {("qUpperConfidenceBound", round(math.sqrt(4.0 * math.pi / 2), 6))}
         assert len(used) == 2  # one model-based proposal per experiment after the 2 initial points
         assert optimise.qLogNoisyExpectedImprovement is original_acqf
     with pytest.raises(Stop), ucb_acquisition():

@@ -22,7 +22,8 @@ def toy_pool():
     [
         ("rf-lcb2", "athanor-rf"),
         ("gp-ucb4", "athanor-ucb"),
-        ("gp-warp-ucb4", "athanor"),
+        ("gp-warp-ucb2", "athanor"),
+        ("gp-warp-ucb4", "athanor-warp-ucb4"),
         ("gp-qlognei", "athanor-qlognei"),
     ],
 )
