@@ -28,6 +28,13 @@ def _fail(error: AthanorError) -> None:
     raise typer.Exit(2)
 
 
+def _direction(direction: str) -> Literal["min", "max"]:
+    """The ``--direction`` option as typed, checked; raises AthanorError naming the choices."""
+    if direction not in ("min", "max"):
+        raise AthanorError(f"--direction {direction!r} is not understood; use max or min")
+    return "min" if direction == "min" else "max"
+
+
 @bench_app.command("optimiser")
 def optimiser(
     dataset: Annotated[
@@ -57,9 +64,7 @@ def optimiser(
     from bench.optimiser import run_cli
 
     try:
-        if direction not in ("min", "max"):
-            raise AthanorError(f"--direction {direction!r} is not understood; use max or min")
-        chosen: Literal["min", "max"] = "min" if direction == "min" else "max"
+        chosen = _direction(direction)
         names = [m.strip() for m in methods.split(",") if m.strip()]
         run_cli(
             dataset, seeds=seeds, budget=budget, direction=chosen, methods=names, out=out, console=_console
@@ -100,9 +105,7 @@ def designer(
     from bench.emulator import run_cli
 
     try:
-        if direction not in ("min", "max"):
-            raise AthanorError(f"--direction {direction!r} is not understood; use max or min")
-        chosen: Literal["min", "max"] = "min" if direction == "min" else "max"
+        chosen = _direction(direction)
         names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
         run_cli(
             dataset,
