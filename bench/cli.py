@@ -99,6 +99,9 @@ def designer(
     noise: Annotated[
         float, typer.Option("--noise", help="Noise on each reading, as a fraction of the data's sd.")
     ] = 0.0,
+    batch: Annotated[
+        int, typer.Option("--batch", help="Compositions proposed together per cycle (after the initial 2).")
+    ] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
 ) -> None:
     """Continuous proposals (the designer's `propose`) on an MLP emulator of a data set."""
@@ -114,6 +117,7 @@ def designer(
             direction=chosen,
             methods=names,
             noise=noise,
+            batch=batch,
             out=out,
             console=_console,
         )

@@ -25,8 +25,9 @@ box or simplex continuously. This benchmark gives that search a ground truth eve
   noiseless value of the measured points, whatever the noise on the readings.
 
 A run: :data:`N_INITIAL` seeded random feasible points (the same for every method for a seed), then
-one proposal per cycle until the budget, initial points included. Methods (:data:`METHODS`):
-``random`` (the spec's own hit-and-run sampler), ``athanor`` (``propose(spec, observations, 1)``
+one batch of proposals per cycle (``--batch``, 1 by default; all its readings are told before the
+next cycle) until the budget, initial points included. Methods (:data:`METHODS`):
+``random`` (the spec's own hit-and-run sampler), ``athanor`` (``propose(spec, observations, q)``
 with its defaults: qLogNEI), ``athanor-warp`` (the same with the GP's inputs warped,
 :func:`warped_gp`), ``athanor-ucb`` and ``athanor-warp-ucb`` (the upper confidence bound with
 ``beta = 4`` instead of qLogNEI, :func:`ucb_acquisition`, as the pool default scored one pick when
@@ -34,7 +35,7 @@ these were run) and
 ``ax`` (Ax's default model on a continuous search space, :class:`AxDesigner`; needs the optional
 ``ax-platform``). Reported per method: the score after 10, 20, 30 and ``budget`` experiments and the
 experiments to reach a score of 0.9 and 0.95 (median, 5th and 95th percentile over seeds; a seed
-that never gets there counts as ``budget + 1``), and the mean seconds per proposal.
+that never gets there counts as ``budget + 1``), and the mean seconds per proposal call (one batch).
 """
 
 from __future__ import annotations
@@ -419,13 +420,13 @@ def _polish(space: DesignSpace, objective: Callable[[np.ndarray], float], start:
 
 # ------------------------------------------------------------------------------------------ the methods
 class Designer(Protocol):
-    """One seeded optimisation run: told each measured composition, asked for the next one."""
+    """One seeded optimisation run: told each measured composition, asked for the next batch."""
 
     def tell(self, composition: dict[str, float], value: float) -> None:
         """Record a measured composition (spec units) and its reading."""
 
-    def ask(self) -> dict[str, float]:
-        """The next composition to measure (spec units, feasible)."""
+    def ask(self, count: int = 1) -> list[dict[str, float]]:
+        """The next ``count`` compositions to measure together (spec units, feasible)."""
 
 
 #: Builds a designer for a spec, a seed and a budget.
@@ -442,9 +443,9 @@ class RandomDesigner:
     def tell(self, composition: dict[str, float], value: float) -> None:
         """Random search ignores the readings."""
 
-    def ask(self) -> dict[str, float]:
-        """The next random point."""
-        return self._points.pop()
+    def ask(self, count: int = 1) -> list[dict[str, float]]:
+        """The next ``count`` random points."""
+        return [self._points.pop() for _ in range(count)]
 
 
 @contextlib.contextmanager
@@ -485,7 +486,7 @@ def ucb_acquisition(beta: float = 4.0) -> Iterator[None]:
 
 
 class AthanorDesigner:
-    """The designer's optimiser: ``propose(spec, observations, 1, seed)`` with its defaults.
+    """The designer's optimiser: ``propose(spec, observations, count, seed)`` with its defaults.
 
     Args:
         spec: The search space.
@@ -516,16 +517,19 @@ class AthanorDesigner:
             )
         )
 
-    def ask(self) -> dict[str, float]:
-        """The composition ``propose`` suggests next (:attr:`fallbacks` counts space-filling ones)."""
+    def ask(self, count: int = 1) -> list[dict[str, float]]:
+        """The ``count`` compositions ``propose`` suggests next, as one joint batch.
+
+        :attr:`fallbacks` counts the space-filling ones.
+        """
         seed = self._seed * 100_003 + len(self._observations)
         with (
             warped_gp() if self._warp else contextlib.nullcontext(),
             ucb_acquisition() if self._ucb else contextlib.nullcontext(),
         ):
-            suggestion = optimise.propose(self._spec, self._observations, 1, seed=seed)[0]
-        self.fallbacks += suggestion.source != "model"
-        return suggestion.composition
+            suggestions = optimise.propose(self._spec, self._observations, count, seed=seed)
+        self.fallbacks += sum(s.source != "model" for s in suggestions)
+        return [s.composition for s in suggestions]
 
 
 @dataclass(frozen=True)
@@ -627,26 +631,30 @@ class AxDesigner:
         self._client.configure_generation_strategy(
             method="fast", initialization_budget=0, initialize_with_center=False
         )
-        self._asked: tuple[int, dict[str, float]] | None = None
+        self._asked: list[tuple[int, dict[str, float]]] = []
 
     def tell(self, composition: dict[str, float], value: float) -> None:
         """Complete the trial Ax proposed for ``composition``, or attach it as a completed trial."""
-        if self._asked is not None and self._asked[1] == composition:
-            trial = self._asked[0]
+        match = next((i for i, (_, asked) in enumerate(self._asked) if asked == composition), None)
+        if match is not None:
+            trial = self._asked.pop(match)[0]
         else:
             trial = self._client.attach_trial(self._ax.parameters(composition))
-        self._asked = None
         self._client.complete_trial(trial, {_AX_OBJECTIVE: float(value)})
 
-    def ask(self) -> dict[str, float]:
-        """Ax's next trial as a composition, moved onto the space when rounding left it a hair off."""
+    def ask(self, count: int = 1) -> list[dict[str, float]]:
+        """Ax's next ``count`` trials (one batch) as compositions, moved onto the space where rounding
+        left them a hair off."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NumericalWarning)  # routine jitter on near-singular fits
-            ((trial, parameters),) = self._client.get_next_trials(max_trials=1).items()
-        point = self._space.project(self._space.to_tensor([self._ax.composition(parameters)]))
-        composition = self._space.to_compositions(point)[0]
-        self._asked = (trial, composition)
-        return composition
+            trials = self._client.get_next_trials(max_trials=count)
+        out = []
+        for trial, parameters in trials.items():
+            point = self._space.project(self._space.to_tensor([self._ax.composition(parameters)]))
+            composition = self._space.to_compositions(point)[0]
+            self._asked.append((trial, composition))
+            out.append(composition)
+        return out
 
 
 #: Method name to designer factory.
@@ -684,7 +692,8 @@ class Run:
         compositions: Measured compositions in order (spec units), the initial ones first.
         values: The emulator's noiseless value of each.
         readings: What the method was told (the value plus noise).
-        seconds: Wall time of each proposal (s), the initial points excluded.
+        seconds: Wall time of each proposal call (s; one call proposes a whole batch), the initial
+            points excluded.
         fallbacks: Proposals that were space-filling points instead of the model's (athanor methods:
             a fit or the acquisition failed numerically).
     """
@@ -704,13 +713,16 @@ def run_method(
     seed: int,
     budget: int,
     factories: Mapping[str, DesignerFactory] | None = None,
+    batch: int = 1,
 ) -> Run:
-    """Run one method on one seed: the shared initial points, then one proposal per cycle.
+    """Run one method on one seed: the shared initial points, then one batch of proposals per cycle.
 
+    Each cycle asks for ``batch`` compositions at once (fewer in the last cycle, so that the run ends
+    on the budget), measures all of them and tells the designer every reading before the next cycle.
     The noise on the ``i``-th reading is the same for every method for a seed.
 
     Raises:
-        RuntimeError: The method proposed a composition outside the spec.
+        RuntimeError: The method proposed a composition outside the spec, or a batch of the wrong size.
     """
     spec = emulator.spec
     factory = {**METHODS, **(factories or {})}[method]
@@ -729,13 +741,20 @@ def run_method(
     for composition in initial_points(spec, seed)[:budget]:
         measure(composition)
     while len(run.values) < budget:
+        count = min(batch, budget - len(run.values))
         start = time.perf_counter()
-        composition = designer.ask()
+        compositions = designer.ask(count)
         run.seconds.append(time.perf_counter() - start)
-        problems = spec.violations(composition)
-        if problems:
-            raise RuntimeError(f"{method} seed {seed}: infeasible proposal: {'; '.join(problems)}")
-        measure(composition)
+        if len(compositions) != count:
+            raise RuntimeError(
+                f"{method} seed {seed}: asked for {count} compositions, got {len(compositions)}"
+            )
+        for composition in compositions:
+            problems = spec.violations(composition)
+            if problems:
+                raise RuntimeError(f"{method} seed {seed}: infeasible proposal: {'; '.join(problems)}")
+        for composition in compositions:
+            measure(composition)
     run.fallbacks = int(getattr(designer, "fallbacks", 0))
     return run
 
@@ -751,18 +770,24 @@ def _level_key(level: float) -> str:
 
 
 def summarise(
-    emulator: Emulator, scale: Scale, budget: int, methods: Sequence[str], runs: Mapping[str, Sequence[Run]]
+    emulator: Emulator,
+    scale: Scale,
+    budget: int,
+    methods: Sequence[str],
+    runs: Mapping[str, Sequence[Run]],
+    batch: int = 1,
 ) -> dict[str, Any]:
     """The benchmark's JSON document from the runs so far.
 
     Returns:
         ``{"benchmark", "dataset", "direction", "emulator": {"model", "cv_r2", "f_best", "f_median",
         "x_best", "noise", "noise_sd"}, "space": {"names", "sum_rule", "bounds"}, "seeds", "budget",
-        "methods": {name: {"score_at": {"10", "20", "30", str(budget)}, "exp_to_90", "exp_to_95",
-        "seconds_per_proposal", "fallbacks", "scores"}}}``. Each ``score_at`` entry and ``exp_to_*``
-        is a spread (``median``, ``p5``, ``p95`` over seeds); a count beyond the budget gives None.
-        ``fallbacks`` counts space-filling proposals over all seeds; ``scores`` holds each seed's
-        score after every experiment.
+        "batch", "methods": {name: {"score_at": {"10", "20", "30", str(budget)}, "exp_to_90",
+        "exp_to_95", "seconds_per_proposal", "fallbacks", "scores"}}}``. Each ``score_at`` entry and
+        ``exp_to_*`` is a spread (``median``, ``p5``, ``p95`` over seeds); a count beyond the budget
+        gives None. ``seconds_per_proposal`` is per call, i.e. per batch. ``fallbacks`` counts
+        space-filling proposals over all seeds; ``scores`` holds each seed's score after every
+        experiment.
     """
     counts = sorted({*SCORE_AT, budget})
     out: dict[str, Any] = {}
@@ -795,11 +820,12 @@ def summarise(
         },
         "seeds": max((len(runs[m]) for m in methods), default=0),
         "budget": budget,
+        "batch": batch,
         "methods": out,
     }
 
 
-def _check(seeds: int, budget: int, methods: Sequence[str], known: Sequence[str]) -> None:
+def _check(seeds: int, budget: int, methods: Sequence[str], known: Sequence[str], batch: int = 1) -> None:
     """Refuse arguments that cannot give a benchmark, naming the option and the fix."""
     unknown = [m for m in methods if m not in known]
     if unknown:
@@ -814,6 +840,11 @@ def _check(seeds: int, budget: int, methods: Sequence[str], known: Sequence[str]
         raise AthanorError(
             f"--budget is {budget}; it must exceed the {N_INITIAL} initial experiments (e.g. --budget 50)"
         )
+    if not 1 <= batch <= budget - N_INITIAL:
+        raise AthanorError(
+            f"--batch is {batch}; it must be between 1 and the {budget - N_INITIAL} experiments after the"
+            f" {N_INITIAL} initial ones (e.g. --batch 4)"
+        )
     for method in methods:
         if method in PEER_PACKAGES:
             require_peer(method)
@@ -827,6 +858,7 @@ def run_benchmark(
     budget: int,
     methods: Sequence[str] = ("random", "athanor"),
     factories: Mapping[str, DesignerFactory] | None = None,
+    batch: int = 1,
     on_run: Callable[[str, int], None] | None = None,
     on_seed: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
@@ -839,6 +871,7 @@ def run_benchmark(
         budget: Experiments per run, the initial points included.
         methods: Names from :data:`METHODS` (or ``factories``), in output order.
         factories: Extra or replacement designer factories by method name.
+        batch: Compositions proposed together per cycle (:func:`run_method`).
         on_run: Called with ``(method, seed)`` after each run.
         on_seed: Called with the document so far after each seed (all methods).
 
@@ -846,25 +879,26 @@ def run_benchmark(
         The document of :func:`summarise`.
 
     Raises:
-        AthanorError: An unknown method, a missing peer package, too few seeds or a budget too small.
+        AthanorError: An unknown method, a missing peer package, too few seeds, a budget too small or
+            a batch that does not fit it.
     """
     registry = {**METHODS, **(factories or {})}
     methods = list(dict.fromkeys(methods))
-    _check(seeds, budget, methods, list(registry))
+    _check(seeds, budget, methods, list(registry), batch)
     runs: dict[str, list[Run]] = {m: [] for m in methods}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # fair timings on a shared machine; propose runs on one thread anyway
     try:
         for seed in range(seeds):
             for method in methods:
-                runs[method].append(run_method(emulator, method, seed, budget, factories))
+                runs[method].append(run_method(emulator, method, seed, budget, factories, batch))
                 if on_run is not None:
                     on_run(method, seed)
             if on_seed is not None:
-                on_seed(summarise(emulator, scale, budget, methods, runs))
+                on_seed(summarise(emulator, scale, budget, methods, runs, batch))
     finally:
         torch.set_num_threads(threads)
-    return summarise(emulator, scale, budget, methods, runs)
+    return summarise(emulator, scale, budget, methods, runs, batch)
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -878,7 +912,8 @@ def render_table(result: Mapping[str, Any]) -> Table:
     emulator = result["emulator"]
     table = Table(
         title=f"{result['dataset']} emulator (CV R² {emulator['cv_r2']:.2f}; f_best {emulator['f_best']:.4g},"
-        f" f_median {emulator['f_median']:.4g}): {result['seeds']} seeds, budget {result['budget']};"
+        f" f_median {emulator['f_median']:.4g}): {result['seeds']} seeds, budget {result['budget']},"
+        f" batches of {result.get('batch', 1)};"
         " score 1 = optimum, 0 = median; median over p5–p95",
         title_justify="left",
     )
@@ -890,7 +925,7 @@ def render_table(result: Mapping[str, Any]) -> Table:
         table.add_column(f"score\n@{i}", justify="right")
     for level in LEVELS:
         table.add_column(f"exp to\n{level:g}", justify="right")
-    table.add_column("s/prop", justify="right")
+    table.add_column("s/call", justify="right")
     for name, entry in methods.items():
         cells = [name, *(_fmt(entry["score_at"][i]) for i in counts)]
         cells += [_fmt(entry[_level_key(level)], 0) for level in LEVELS]
@@ -907,6 +942,7 @@ def run_cli(
     direction: Literal["min", "max"],
     methods: Sequence[str] | None,
     noise: float = 0.0,
+    batch: int = 1,
     out: Path | None,
     console: Console,
 ) -> dict[str, Any]:
@@ -921,6 +957,7 @@ def run_cli(
         direction: ``"max"`` or ``"min"``.
         methods: Method names; None runs :func:`default_methods`.
         noise: Noise on a reading, as a fraction of the data's standard deviation.
+        batch: Compositions proposed together per cycle.
         out: Where to write the JSON (None: nowhere).
         console: Where to print.
 
@@ -928,7 +965,7 @@ def run_cli(
         AthanorError: A bad data set or bad arguments.
     """
     methods = list(dict.fromkeys(methods)) if methods is not None else default_methods()
-    _check(seeds, budget, methods, list(METHODS))
+    _check(seeds, budget, methods, list(METHODS), batch)
     pool = load_pool(dataset, direction)
     console.print(
         f"[bold]{pool.name}[/]: {pool.rows} rows, {pool.size} unique inputs ({len(pool.columns)} columns),"
@@ -955,7 +992,14 @@ def run_cli(
                 write_json(document, out)
 
         result = run_benchmark(
-            emulator, scale, seeds=seeds, budget=budget, methods=methods, on_run=on_run, on_seed=on_seed
+            emulator,
+            scale,
+            seeds=seeds,
+            budget=budget,
+            methods=methods,
+            batch=batch,
+            on_run=on_run,
+            on_seed=on_seed,
         )
     if out is not None:
         write_json(result, out)

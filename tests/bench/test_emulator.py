@@ -175,6 +175,44 @@ def test_every_method_starts_from_the_same_points_for_a_seed(smooth_emulator):
     assert all(len(r.values) == 4 for r in runs.values())
 
 
+def test_a_batch_is_proposed_jointly_on_every_reading_so_far_and_the_run_ends_on_the_budget(
+    smooth_emulator, monkeypatch
+):
+    original = optimise.propose
+    calls = []
+
+    def record(spec, observations, count, **kwargs):
+        calls.append((len(observations), count))
+        return original(spec, observations, count, **kwargs)
+
+    monkeypatch.setattr(optimise, "propose", record)
+    run = run_method(smooth_emulator, "athanor", 0, 7, batch=2)
+    # 2 initial points, then batches of 2, 2 and the last 1; each sees every reading before it
+    assert calls == [(2, 2), (4, 2), (6, 1)]
+    assert len(run.values) == 7 and len(run.seconds) == 3 and run.fallbacks == 0
+    assert all(smooth_emulator.spec.violations(c) == [] for c in run.compositions)
+    first = run.compositions[2:4]
+    assert first[0] != first[1]  # a joint batch, not one point twice
+    shuffled = run_method(smooth_emulator, "random", 0, 7, batch=3)
+    assert len(shuffled.values) == 7 and len(shuffled.seconds) == 2
+    assert shuffled.compositions == run_method(smooth_emulator, "random", 0, 7).compositions
+
+
+def test_a_designer_that_returns_a_short_batch_is_an_error(smooth_emulator):
+    class Short:
+        def __init__(self, spec, seed, budget):
+            self._spec = spec
+
+        def tell(self, composition, value):
+            pass
+
+        def ask(self, count=1):
+            return initial_points(self._spec, 5)[:1]
+
+    with pytest.raises(RuntimeError, match="asked for 2 compositions, got 1"):
+        run_method(smooth_emulator, "short", 0, 6, factories={"short": Short}, batch=2)
+
+
 class Stop(Exception):
     pass
 
@@ -280,6 +318,8 @@ def test_bad_arguments_are_refused_naming_the_option(smooth_emulator):
         ({"methods": []}, "--methods"),
         ({"seeds": 0}, "--seeds"),
         ({"budget": 2}, "--budget"),
+        ({"batch": 0}, "--batch"),
+        ({"batch": 3}, "--batch"),  # 4 experiments leave 2 after the initial points
     ):
         with pytest.raises(AthanorError, match=option):
             run_benchmark(
@@ -298,6 +338,7 @@ def test_the_cli_runs_end_to_end_and_writes_the_documented_json(smooth_csv, tmp_
     doc = json.loads(out.read_text())
     assert set(doc) >= {"dataset", "emulator", "seeds", "budget", "methods", "space"}
     assert (doc["seeds"], doc["budget"], list(doc["methods"])) == (2, 6, ["random", "athanor"])
+    assert doc["batch"] == 1
     assert set(doc["emulator"]) >= {"cv_r2", "f_best", "f_median"} and doc["emulator"]["cv_r2"] > 0.9
     athanor = doc["methods"]["athanor"]
     assert set(athanor) >= {"score_at", "exp_to_90", "exp_to_95", "seconds_per_proposal", "scores"}
@@ -323,6 +364,7 @@ def test_the_cli_refuses_bad_input_with_exit_2_and_a_message(smooth_csv, tmp_pat
         (["--dataset", str(tmp_path / "missing.csv")], "does not exist"),
         (["--dataset", str(smooth_csv), "--budget", "2"], "--budget"),
         (["--dataset", str(smooth_csv), "--methods", "random,magic"], "magic"),
+        (["--dataset", str(smooth_csv), "--batch", "0"], "--batch is 0"),
     )
     for extra, message in cases:
         result = CliRunner().invoke(app, [*base, *extra])
