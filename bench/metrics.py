@@ -21,6 +21,8 @@ __all__ = [
     "enrichment",
     "experiments_to",
     "found_counts",
+    "liang_curve",
+    "liang_figures",
     "needed",
     "random_experiments_to",
     "spread",
@@ -30,6 +32,9 @@ __all__ = [
 LEVELS = (0.5, 0.8)
 #: Experiment counts at which the enhancement factor is reported.
 EF_AT = (10, 20, 50)
+
+#: Liang et al.'s aggregation: runs split into this many equal groups, over this many random splits.
+LIANG_FOLDS, LIANG_SPLITS = 5, 100
 
 #: ``{"median": ..., "p5": ..., "p95": ...}``.
 Spread = dict[str, float]
@@ -121,4 +126,74 @@ def enrichment(
             continue
         top_fraction = float(found[:, i - 1].mean()) / n_top
         out[str(i)] = top_fraction / (i / size)
+    return out
+
+
+def liang_curve(
+    top_fraction: np.ndarray, folds: int = LIANG_FOLDS, splits: int = LIANG_SPLITS, seed: int = 0
+) -> np.ndarray:
+    """The Top% curve aggregated as Liang et al.'s code does, before it reads EF and AF off it.
+
+    Their visualisation splits the runs at random into ``folds`` equal groups, averages the Top% curves
+    within each group, repeats this over many random splits and takes the median over all the group
+    means, experiment by experiment (50 runs in groups of 10, 100 splits). With fewer runs the groups
+    are smaller; runs beyond a multiple of ``folds`` are left out of each split at random.
+
+    Args:
+        top_fraction: ``runs x experiments`` Top% after each experiment, one row per run.
+        folds: Groups per split.
+        splits: Random splits.
+        seed: Seed of the splits.
+
+    Returns:
+        The median curve, one value per experiment.
+
+    Raises:
+        ValueError: Fewer runs than ``folds``.
+    """
+    runs = top_fraction.shape[0]
+    size = runs // folds
+    if size < 1:
+        raise ValueError(f"{runs} runs cannot be split into {folds} groups")
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(splits):
+        order = rng.permutation(runs)
+        means.extend(top_fraction[order[k * size : (k + 1) * size]].mean(axis=0) for k in range(folds))
+    return np.median(np.array(means), axis=0)
+
+
+def liang_figures(
+    found: np.ndarray, n_top: int, size: int, up_to: float = max(LEVELS)
+) -> dict[str, float | None]:
+    """Experiments to 50 % and 80 %, EF_max and AF_max on :func:`liang_curve` of the runs.
+
+    ``EF(i) = Top%(i) / (i / N)``; ``AF(f) = f N / i(f)``, with ``i(f)`` the first experiment at which
+    the curve reaches ``f`` and ``f N`` the experiments random picking needs on average. The maxima
+    are taken over the experiments run and over ``f = k / n_top`` up to ``up_to``: runs stop once they
+    have every reported figure, so the curve is known only that far. Both are then lower bounds of the
+    maxima over a run to the end of the pool.
+
+    Args:
+        found: ``runs x experiments`` top candidates found after each experiment (runs stopped early
+            padded with their last count).
+        n_top: Number of top candidates.
+        size: Pool size ``N``.
+        up_to: Highest Top% level the AF is taken at.
+
+    Returns:
+        ``exp_to_50`` and ``exp_to_80`` (None when the curve does not get there), ``ef_max``, ``af_max``.
+    """
+    curve = liang_curve(np.asarray(found, dtype=float) / n_top)
+    steps = np.arange(1, curve.size + 1)
+
+    def first(level: float) -> int | None:
+        hits = np.nonzero(curve >= level - 1e-9)[0]
+        return int(hits[0]) + 1 if hits.size else None
+
+    levels = [k / n_top for k in range(1, needed(up_to, n_top) + 1)]
+    af = [level * size / reached for level in levels if (reached := first(level)) is not None]
+    out: dict[str, float | None] = {f"exp_to_{round(level * 100)}": first(level) for level in LEVELS}
+    out["ef_max"] = float(np.max(curve / (steps / size)))
+    out["af_max"] = float(max(af)) if af else None
     return out

@@ -28,9 +28,11 @@ from athanor.errors import AthanorError
 from bench.metrics import (
     EF_AT,
     LEVELS,
+    LIANG_FOLDS,
     enrichment,
     experiments_to,
     found_counts,
+    liang_figures,
     needed,
     random_experiments_to,
     spread,
@@ -200,7 +202,9 @@ def summarise(
 
     Returns:
         ``{"dataset", "pool_size", "n_top", "seeds", "budget", "methods": {name: {"exp_to_50",
-        "exp_to_80", "ef", "seconds_per_proposal"}}}``.
+        "exp_to_80", "ef", "seconds_per_proposal", "liang"}}}``. ``liang`` (with at least
+        ``LIANG_FOLDS`` seeds, not for ``random``) holds :func:`bench.metrics.liang_figures`: the
+        same figures read off the aggregate curve Liang et al.'s code plots.
     """
     top = pool.top_indices()
     simulated = [m for m in methods if m != "random"]
@@ -226,6 +230,8 @@ def summarise(
             for i in EF_AT:
                 if i > budget:
                     entry["ef"][str(i)] = None
+            if len(found) >= LIANG_FOLDS:
+                entry["liang"] = liang_figures(padded, pool.n_top, pool.size)
             times = seconds[method]
             entry["seconds_per_proposal"] = float(np.mean(times)) if len(times) else 0.0
         out[method] = entry

@@ -40,7 +40,7 @@ from scipy.stats import wilcoxon
 from torch import Tensor
 
 import tools.optimise as optimise
-from bench.metrics import EF_AT, LEVELS, experiments_to, found_counts
+from bench.metrics import EF_AT, LEVELS, LIANG_FOLDS, experiments_to, found_counts, liang_figures
 from bench.optimiser import AthanorSession, initial_indices, merge_results, summarise
 from bench.peers import AxSession, BaybeSession
 from bench.pool import Pool, load_pool
@@ -226,15 +226,24 @@ def run_config(pool: Pool, name: str, seed: int, budget: int, batch: int = 1) ->
     return {"seed": seed, "picks": picks, "seconds": seconds}
 
 
-def summarise_runs(pool: Pool, runs: Sequence[dict[str, Any]], budget: int) -> dict[str, float]:
-    """Median experiments to 50 % and 80 %, and mean EF(10), over ``runs``."""
+def summarise_runs(pool: Pool, runs: Sequence[dict[str, Any]], budget: int) -> dict[str, float | None]:
+    """Median experiments to 50 % and 80 %, and mean EF(10), over ``runs``.
+
+    With at least ``LIANG_FOLDS`` runs, also :func:`bench.metrics.liang_figures` as ``liang_to_50``,
+    ``liang_to_80``, ``liang_ef_max`` and ``liang_af_max``.
+    """
     top = pool.top_indices()
-    out: dict[str, float] = {}
+    found = [found_counts(r["picks"], top) for r in runs]
+    out: dict[str, float | None] = {}
     for level in LEVELS:
-        values = [experiments_to(found_counts(r["picks"], top), pool.n_top, level, budget) for r in runs]
+        values = [experiments_to(f, pool.n_top, level, budget) for f in found]
         out[f"to_{round(level * 100)}"] = float(np.median(values))
-    ef10 = [found_counts(r["picks"], top)[9] / pool.n_top / (10 / pool.size) for r in runs]
-    out["ef10"] = float(np.mean(ef10))
+    out["ef10"] = float(np.mean([f[9] / pool.n_top / (10 / pool.size) for f in found]))
+    if len(found) >= LIANG_FOLDS:
+        width = max(len(f) for f in found)
+        padded = np.array([np.pad(f, (0, width - len(f)), mode="edge") for f in found])
+        figures = liang_figures(padded, pool.n_top, pool.size)
+        out |= {f"liang_{k.replace('exp_', '')}": v for k, v in figures.items()}
     return out
 
 

@@ -14,6 +14,8 @@ from bench.metrics import (
     enrichment,
     experiments_to,
     found_counts,
+    liang_curve,
+    liang_figures,
     needed,
     random_experiments_to,
     spread,
@@ -110,6 +112,34 @@ def test_spread_and_enrichment_by_hand():
     ef = enrichment(found, n_top=5, size=100, at=(10, 20, 50))
     assert ef["10"] == pytest.approx((1.5 / 5) / (10 / 100)) == pytest.approx(3.0)
     assert ef["20"] == pytest.approx(1.5) and ef["50"] is None
+
+
+def test_liang_curve_is_the_median_of_group_means():
+    rng = np.random.default_rng(0)
+    runs = np.sort(rng.uniform(0, 1, (5, 12)), axis=1)
+    # five runs in five groups: every group is one run, so the curve is the median of the runs
+    np.testing.assert_allclose(liang_curve(runs), np.median(runs, axis=0))
+    same = np.tile(np.linspace(0, 1, 8), (10, 1))
+    np.testing.assert_allclose(liang_curve(same), same[0])
+    # ten runs, half fast and half slow: group means of 2 runs mix them, and their median is the middle
+    fast, slow = np.ones(4), np.array([0.0, 0.0, 0.0, 1.0])
+    mixed = liang_curve(np.array([fast] * 5 + [slow] * 5))
+    assert mixed.tolist() == [0.5, 0.5, 0.5, 1.0]
+    with pytest.raises(ValueError, match="4 runs"):
+        liang_curve(runs[:4])
+
+
+def test_liang_figures_by_hand():
+    # 4 top candidates in a pool of 40, every run finds them after experiments 2, 4, 5 and 6
+    found = np.tile([0, 1, 1, 2, 3, 4, 4], (5, 1))
+    figures = liang_figures(found, n_top=4, size=40)
+    assert figures["exp_to_50"] == 4 and figures["exp_to_80"] == 6
+    # EF(i) = Top%(i) / (i / 40): 5 at i = 2 and 4, 6 at i = 5, 6.67 at i = 6
+    assert figures["ef_max"] == pytest.approx(40 / 6)
+    # AF(f) = 40 f / i(f) at f = 1/4 .. 4/4: 5, 5, 6, 6.67
+    assert figures["af_max"] == pytest.approx(40 / 6)
+    never = liang_figures(np.zeros((5, 3), dtype=int), n_top=4, size=40)
+    assert never["exp_to_80"] is None and never["af_max"] is None and never["ef_max"] == 0
 
 
 def test_analytical_random_baseline_matches_a_simulation():
@@ -316,6 +346,7 @@ def test_summary_json_has_exactly_the_documented_shape():
     assert set(doc) == {"dataset", "pool_size", "n_top", "seeds", "budget", "methods"}
     assert (doc["pool_size"], doc["n_top"], doc["seeds"], doc["budget"]) == (40, 2, 2, 4)
     for entry in doc["methods"].values():
+        # two seeds are too few for Liang et al.'s five groups, so no "liang" entry
         assert set(entry) == {"exp_to_50", "exp_to_80", "ef", "seconds_per_proposal"}
         assert set(entry["exp_to_50"]) == set(entry["exp_to_80"]) == {"median", "p5", "p95"}
         assert set(entry["ef"]) == {"10", "20", "50"}
@@ -328,6 +359,14 @@ def test_summary_json_has_exactly_the_documented_shape():
     assert list(merged["methods"]) == ["random", "athanor", "baybe"]
     with pytest.raises(AthanorError, match="budget"):
         merge_results([doc, {**doc, "budget": 5}])
+    five = summarise(pool, 4, ["random", "athanor"], {"athanor": [[39, 38, 0, 1]] * 5}, {"athanor": [0.1]})
+    assert "liang" not in five["methods"]["random"]
+    assert five["methods"]["athanor"]["liang"] == {
+        "exp_to_50": 1,
+        "exp_to_80": 2,
+        "ef_max": 20.0,
+        "af_max": 20.0,
+    }
 
 
 def test_bench_cli_end_to_end_on_a_small_csv(tmp_path):
