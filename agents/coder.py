@@ -3,7 +3,8 @@
 A protocol that fails the dry run never reaches an instrument: its experiment is recorded as failed
 with the reason, and the rest of the batch goes on. A batch that would run a stock dry stops the
 campaign before any of it reaches an instrument (event ``stock_low``); a stock that falls below 10 %
-of its start is warned about (event ``stock_warning``).
+of what it held when last filled (its start, or its latest refill) is warned about (event
+``stock_warning``).
 """
 
 from __future__ import annotations
@@ -75,13 +76,13 @@ def _refuse_run_out(protocols: list[Protocol], state: CampaignState, ports: Port
 def _draw_stocks(protocols: list[Protocol], state: CampaignState, ports: Ports) -> dict[str, float]:
     """The campaign's stock use (µL per stock) once ``protocols`` are made; warns of low stocks."""
     used = dict(state.get("stock_used_ul", {}))
-    start = {s.name: s.volume_ul for s in ports.lab.stocks}
     before = _stock_left(state, ports.lab)
     for protocol in protocols:
         for stock, volume in protocol.volumes_ul.items():
             used[stock] = round(used.get(stock, 0.0) + volume, 6)
-    after = {name: volume - used.get(name, 0.0) for name, volume in start.items()}
-    for message in running_low(before, after, start):
+    after = {s.name: s.volume_ul - used.get(s.name, 0.0) for s in ports.lab.stocks}
+    filled = {s.name: s.warning_base_ul for s in ports.lab.stocks}  # after a refill: the refilled volume
+    for message in running_low(before, after, filled):
         ports.context.record("stock_warning", {"message": message})
     return used
 

@@ -92,6 +92,10 @@ class Stock(_Strict):
         capacity_ul: Most its container holds, µL (None: not checked). A start volume or a refill
             above it is refused, so that a mistyped volume cannot make the campaign count on liquid
             that is not there.
+        filled_ul: What the stock held when it was last filled, µL: the low-stock warning fires below
+            a tenth of it. None (the usual case in a lab file): ``volume_ul``. A recorded refill sets
+            it to the refilled volume, while ``volume_ul`` becomes what had been drawn plus that
+            volume (see :mod:`runs.refill`).
         concentration: Amount of the component per volume, in ``concentration_unit`` (None: the stocks
             share one concentration, so volume shares are composition shares).
         concentration_unit: Unit of ``concentration``: ``mol/L``, ``mmol/L``, ``mg/mL`` or ``g/L``.
@@ -106,6 +110,7 @@ class Stock(_Strict):
     component: str
     volume_ul: float = Field(gt=0)
     capacity_ul: float | None = Field(default=None, gt=0)
+    filled_ul: float | None = Field(default=None, gt=0)
     concentration: float | None = Field(default=None, gt=0)
     concentration_unit: str | None = None
     molar_mass_g_mol: float | None = Field(default=None, gt=0)
@@ -119,7 +124,17 @@ class Stock(_Strict):
                 f"stock {self.name}: volume_ul={self.volume_ul:g} µL is more than its container holds"
                 f" (capacity_ul={self.capacity_ul:g} µL); lower volume_ul or correct capacity_ul"
             )
+        if self.filled_ul is not None and self.filled_ul > self.volume_ul:
+            raise ValueError(
+                f"stock {self.name}: filled_ul={self.filled_ul:g} µL is more than volume_ul="
+                f"{self.volume_ul:g} µL; leave filled_ul out (it is set by a refill)"
+            )
         return self
+
+    @property
+    def warning_base_ul(self) -> float:
+        """The volume the low-stock warning is a fraction of: ``filled_ul``, else ``volume_ul`` (µL)."""
+        return self.volume_ul if self.filled_ul is None else self.filled_ul
 
 
 class SerialConnection(_Strict):

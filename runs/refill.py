@@ -121,7 +121,8 @@ def apply_refills(lab: LabDescription, events: Iterable[dict[str, Any]]) -> LabD
 
     Returns:
         ``lab`` itself when nothing was refilled, else a copy with the refilled stocks' ``volume_ul``
-        set from each stock's latest refill.
+        set from each stock's latest refill, and their ``filled_ul`` (what low-stock warnings are
+        measured against) set to the refilled volume.
     """
     latest = {e["payload"]["stock"]: e["payload"] for e in events if e["kind"] == REFILLED}
     if not latest:
@@ -130,7 +131,7 @@ def apply_refills(lab: LabDescription, events: Iterable[dict[str, Any]]) -> LabD
     for stock in lab.stocks:
         refill = latest.get(stock.name)
         if refill is not None:
-            update = {"volume_ul": refill["used_ul"] + refill["volume_ul"]}
+            update = {"volume_ul": refill["used_ul"] + refill["volume_ul"], "filled_ul": refill["volume_ul"]}
             if stock.capacity_ul is not None:  # the count runs on from what was drawn, and so does the limit
                 update["capacity_ul"] = refill["used_ul"] + stock.capacity_ul
             stock = stock.model_copy(update=update)

@@ -460,13 +460,13 @@ def running_low(
     start: Mapping[str, float],
     fraction: float = LOW_STOCK_FRACTION,
 ) -> list[str]:
-    """Stocks that fall below ``fraction`` of their starting volume between ``before`` and ``after``.
+    """Stocks that fall below ``fraction`` of their filled volume between ``before`` and ``after``.
 
     Args:
         before: Stock name to µL left before some samples are made.
         after: Stock name to µL left after them.
-        start: Stock name to µL at the start of the campaign.
-        fraction: The warning level, as a fraction of the start.
+        start: Stock name to µL it held when last filled (the campaign's start, or its latest refill).
+        fraction: The warning level, as a fraction of ``start``.
 
     Returns:
         A message per stock that crossed the level, naming what is left.

@@ -17,6 +17,7 @@ from athanor.spec import CampaignSpec
 from instruments.virtual_lab import virtual_lab_description
 from runs.context import RunContext
 from runs.eventlog import read_events
+from runs.refill import REFILLED, apply_refills, refill_payloads
 
 SPEC = CampaignSpec.model_validate(
     {
@@ -117,6 +118,26 @@ def test_the_coder_warns_when_a_stock_falls_below_a_tenth_of_its_start(tmp_path)
         e["payload"]["message"] for e in read_events(ports.context.log.path) if e["kind"] == "stock_warning"
     ]
     assert warnings == ["stock A_stock is running low: 80 µL left of 1000 µL (below 10%); refill it soon"]
+
+
+@pytest.mark.parametrize(
+    ("refill_ul", "expected"),
+    [
+        (200.0, []),  # 80 µL left of the 200 refilled: above a tenth of the refill, no warning
+        (130.0, ["stock A_stock is running low: 10 µL left of 130 µL (below 10%); refill it soon"]),
+    ],
+)
+def test_after_a_refill_the_warning_is_a_tenth_of_the_refilled_volume(tmp_path, refill_ul, expected):
+    # 800 µL drawn, then A_stock refilled; the next sample draws 120 µL of it
+    payloads = refill_payloads({"A_stock": refill_ul}, {"A_stock": 800.0})
+    lab = apply_refills(tiny_lab(1000.0), [{"kind": REFILLED, "payload": p} for p in payloads])
+    ports = ports_for(lab, tmp_path / "run")
+    state = {"spec": SPEC.model_dump(mode="json"), "iteration": 1, "stock_used_ul": {"A_stock": 800.0}}
+    code({**state, "proposals": batch(("E0005", 0.6))}, ports)
+    warnings = [
+        e["payload"]["message"] for e in read_events(ports.context.log.path) if e["kind"] == "stock_warning"
+    ]
+    assert warnings == expected
 
 
 def test_a_campaign_with_tiny_stocks_stops_before_any_instrument_command(tmp_path):

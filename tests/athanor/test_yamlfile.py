@@ -67,3 +67,14 @@ def test_a_stock_above_its_containers_capacity_is_refused_with_both_volumes(tmp_
     assert "volume_ul=60000 µL is more than its container holds (capacity_ul=50000 µL)" in message
     path.write_text(LAB.replace(", fly", "") + stocks.replace("60000", "50000"))
     assert load_model(path, LabDescription, "lab file").stocks[0].capacity_ul == 50000
+
+
+def test_a_filled_volume_above_the_stocks_volume_is_refused_naming_the_fix(tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text(
+        LAB.replace(", fly", "")
+        + "stocks:\n  - {name: A_stock, component: A, volume_ul: 500, filled_ul: 800}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_model(path, LabDescription, "lab file")
+    assert "filled_ul=800 µL is more than volume_ul=500 µL; leave filled_ul out" in str(info.value)

@@ -85,6 +85,9 @@ def test_a_refill_sets_the_stock_to_what_was_drawn_plus_what_it_holds_now_and_th
     lab = apply_refills(LAB, events)
     volumes = {s.name: s.volume_ul for s in lab.stocks}
     assert volumes == {"A_stock": 26_500.0, "B_stock": 20_950.0, "C_stock": 20_000.0}
+    # low-stock warnings are measured against the latest fill; an unrefilled stock keeps its start
+    assert [s.filled_ul for s in lab.stocks] == [2000.0, 1000.0, None]
+    assert [s.warning_base_ul for s in lab.stocks] == [2000.0, 1000.0, 20_000.0]
     # what the campaign counts as left after drawing nothing more: the refilled volume
     assert volumes["A_stock"] - 24_500.0 == 2000.0
     assert [s.volume_ul for s in LAB.stocks] == [20_000.0] * 3  # the recorded lab is left as it was
