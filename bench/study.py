@@ -189,6 +189,10 @@ CONFIGS: dict[str, Callable[..., _StudySession | _PeerStudySession]] = {
     "gp-qlognei": _config(acquisition="qlognei", warp=False),
     "gp-ucb4": _config(acquisition="ucb", beta=4.0, warp=False),
     "gp-matern-ucb4": _config(gp=_variant_gp("matern", warp=False), acquisition="ucb", beta=4.0),
+    # Liang et al.'s GP-ARD (Matérn-5/2) + LCB, lambda = 2, on standardised targets as they fitted them
+    "gp-matern-nolog-ucb4": _config(
+        gp=_variant_gp("matern", warp=False), acquisition="ucb", beta=4.0, log_transform=False
+    ),
     "gp-warp-ucb4": _config(gp=_variant_gp("rbf", warp=True), acquisition="ucb", beta=4.0),
     "gp-warp-qlognei": _config(gp=_variant_gp("rbf", warp=True), acquisition="qlognei"),
     "gp-warp-ucb2": _config(acquisition="ucb", beta=2.0),
