@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,6 +22,7 @@ from athanor.lab_cli import lab_app
 from athanor.pareto import counts, pareto_front
 from athanor.schedule_cli import schedule_app
 from athanor.spec import CampaignSpec
+from athanor.terminal import make_console
 from bench.cli import bench_app
 
 __all__ = ["app", "main"]
@@ -36,8 +36,8 @@ app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 app.add_typer(lab_app, name="lab")
 app.add_typer(schedule_app, name="schedule")
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 _state = {"debug": False}
 
 LLMOption = Annotated[

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from athanor.errors import AthanorError
 from athanor.lab import LabDescription
+from athanor.terminal import make_console
 from athanor.yamlfile import load_model
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def check(
     from instruments.check import check_lab
 
     debug = debug or bool(ctx.find_root().params.get("debug"))
-    console, err_console = Console(), Console(stderr=True)
+    console, err_console = make_console(), make_console(stderr=True)
     try:
         lab = load_model(lab_file, LabDescription, "lab file")
     except AthanorError as error:

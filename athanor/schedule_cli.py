@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from athanor.errors import AthanorError, SpecError, format_validation_error
 from athanor.spec import CampaignSpec
+from athanor.terminal import make_console
 from runs.scheduler import HEARTBEAT_S, PRIOR_FILE, Job, Schedule, Worker, WorkerLock, materialise
 from runs.store import athanor_home, runs_root, summarise_run
 
@@ -115,7 +115,7 @@ def _local(moment: dt.datetime) -> str:
 
 
 def _fail(ctx: typer.Context, error: BaseException) -> NoReturn:
-    err_console = Console(stderr=True)
+    err_console = make_console(stderr=True)
     if ctx.find_root().params.get("debug"):
         err_console.print_exception()
     first, *rest = (str(error) or type(error).__name__).splitlines()
@@ -236,7 +236,7 @@ def list_jobs(ctx: typer.Context) -> None:
         gone = {job.id for job in schedule.interrupted()}
     except AthanorError as error:
         _fail(ctx, error)
-    console = Console()
+    console = make_console()
     if not jobs:
         console.print("no scheduled campaigns: add one with `athanor schedule add REQUEST_OR_FILE --at WHEN`")
         return

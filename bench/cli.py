@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
 
 from athanor.errors import AthanorError
+from athanor.terminal import make_console
 
 __all__ = ["bench_app"]
 
@@ -16,8 +16,8 @@ bench_app = typer.Typer(
     no_args_is_help=True,
     help="Benchmarks: the optimiser on real data sets, side by side with peer libraries.",
 )
-_console = Console()
-_err_console = Console(stderr=True)
+_console = make_console()
+_err_console = make_console(stderr=True)
 
 
 def _fail(error: AthanorError) -> None:
