@@ -62,6 +62,7 @@ __all__ = [
     "CampaignResult",
     "RunOptions",
     "check_against_lab",
+    "choice_notices",
     "lab_for",
     "llm_from",
     "read_prior",
@@ -241,6 +242,21 @@ def check_against_lab(spec: CampaignSpec, lab: LabDescription) -> None:
         raise SpecError("\n".join(problems))
 
 
+def choice_notices(spec: CampaignSpec) -> list[str]:
+    """What the user must know about the spec's categorical choices before the campaign starts.
+
+    A choice (e.g. the annealing route) is part of the design space and is recorded with every
+    protocol and observation, but no instrument step carries it out: a message per categorical
+    variable says so.
+    """
+    return [
+        f"categories: {variable.name} ({', '.join(variable.choices)}) is chosen per experiment and"
+        " recorded with it, but no instrument carries it out; the operator applies the chosen option"
+        " (each protocol and observations.csv name it)"
+        for variable in spec.categories
+    ]
+
+
 @contextlib.contextmanager
 def _ray_lab(lab: LabDescription, options: RunOptions, context: RunContext, home: Path) -> Iterator[RayLab]:
     started = ensure_ray(options.settings.ray_address, home / "ray")
@@ -302,6 +318,8 @@ def run(
         context.record(kind, payload)
     context.record("spec", spec.model_dump(mode="json"))
     context.record("lab", lab.model_dump(mode="json"))
+    for message in choice_notices(spec):
+        context.record("notice", {"message": message})
     if prior is not None:
         context.record("prior_data", prior.model_dump(mode="json"))
     write_manifest(run_dir, spec, spec.seed, {"request": request_or_file}, llm_backend=llm.name)

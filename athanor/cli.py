@@ -283,6 +283,8 @@ class _CampaignDisplay:
         elif kind == "grounding":
             cited = ", ".join(p["chunk_id"] for p in payload["passages"]) or "none found"
             self.progress.console.print(f"  literature: {cited}", highlight=False)
+        elif kind == "notice":
+            self.progress.console.print(f"  [yellow]note[/]: {payload['message']}", highlight=False)
         elif kind in {"instrument_fault", "stock_low", "stock_warning"}:
             self.progress.console.print(f"  [yellow]{kind}[/]: {payload}", highlight=False)
         elif kind == "stock_refilled":

@@ -56,6 +56,12 @@ def test_campaign_with_element_choice_grid_and_choices_runs_end_to_end(ray_local
     assert all(by_id[p.experiment_id].choices == p.choices for p in proposals)
     protocols = [e["payload"] for e in events if e["kind"] == "protocol"]
     assert all(p["choices"]["annealing"] in {"none", "150C", "200C"} for p in protocols)
+    # the user is told, before the first experiment, that nothing on the bench applies the choice
+    kinds = [e["kind"] for e in events]
+    notices = [e["payload"]["message"] for e in events if e["kind"] == "notice"]
+    assert len(notices) == 1 and notices[0].startswith("categories: annealing (none, 150C, 200C)")
+    assert "no instrument carries it out" in notices[0]
+    assert kinds.index("notice") < kinds.index("protocol")
 
     with open(result.run_dir / "observations.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 import athanor.app as app_module
-from athanor.app import RunOptions, run
+from athanor.app import RunOptions, choice_notices, run
 from athanor.errors import AthanorError, RequestNotUnderstood, SpecError
+from athanor.spec import CampaignSpec
 
 
 class ExplodingLab:
@@ -92,3 +93,19 @@ def test_malformed_campaign_file_names_the_field(no_instruments, tmp_path):
     with pytest.raises(AthanorError) as info:
         run(str(path), options(no_instruments))
     assert "budget.experiments: Field required" in str(info.value)
+
+
+def test_a_notice_names_each_categorical_variable_and_a_spec_without_any_gets_none():
+    base = {
+        "components": [{"name": "A"}, {"name": "B"}],
+        "objectives": [{"name": "conductivity"}],
+        "budget": {"experiments": 4, "batch_size": 2},
+    }
+    assert choice_notices(CampaignSpec(**base)) == []
+    categories = [
+        {"name": "annealing", "choices": ["none", "150C"]},
+        {"name": "substrate", "choices": ["glass", "PET"]},
+    ]
+    notices = choice_notices(CampaignSpec(**base, categories=categories))
+    assert [n.split(" (")[0] for n in notices] == ["categories: annealing", "categories: substrate"]
+    assert all("the operator applies the chosen option" in n for n in notices)
