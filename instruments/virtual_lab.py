@@ -474,10 +474,39 @@ class RayLab:
         )
         self._watchdog.start()
 
+    def _drop_stale_holders(self) -> None:
+        """Detach the shared actors' holders that were labs on this host whose process has died.
+
+        A campaign that crashed never detached, so its actors would otherwise stay up for good, and a
+        changed lab file would be refused as "a different lab description" until Ray was restarted.
+        Holders on other hosts cannot be checked from here and are left alone. An actor left with no
+        holder is removed, so that :meth:`_create_and_attach` builds a fresh one.
+        """
+        import ray
+
+        host = socket.gethostname()
+        gone: list[str] = []
+        for label in (_WORLD_ACTOR, *(i.name for i in self.lab.instruments)):
+            try:
+                handle = ray.get_actor(label, namespace=self.namespace)
+                holders = ray.get(handle.holders.remote(), timeout=_CONTROL_TIMEOUT_S)
+            except Exception:  # no such actor, or one that cannot answer: nothing to prune here
+                continue
+            stale = [h for h in holders if _dead_local_holder(h, host)]
+            remaining = len(holders)
+            for holder in stale:
+                remaining = ray.get(handle.detach.remote(holder), timeout=_CONTROL_TIMEOUT_S)
+            if stale and remaining == 0:
+                ray.kill(handle, no_restart=True)
+                gone.append(label)
+        self._wait_gone(gone, timeout_s=_CONTROL_TIMEOUT_S)
+
     def _create_and_attach(self) -> bool:
         """Create or find the actors and attach to them; False if some were closing (try again)."""
         import ray
 
+        if self.shared:
+            self._drop_stale_holders()
         fingerprint = lab_fingerprint(self.lab)
         common: dict[str, Any] = {"namespace": self.namespace, "get_if_exists": True}
         if self.shared:
@@ -943,6 +972,21 @@ class RayLab:
             ray.get(self._actors[instrument].resolve.remote(key, payload), timeout=_CONTROL_TIMEOUT_S)
         except ray.exceptions.RayTaskError as error:
             raise InstrumentError(_cause(error)) from None
+
+
+def _dead_local_holder(holder: str, host: str) -> bool:
+    """Whether ``holder`` (``host:pid:tag``, see :class:`RayLab`) was a process on ``host`` that is gone."""
+    name, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if name != host or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, but another user's
+        return False
+    return False
 
 
 def _cause(error: BaseException) -> str:

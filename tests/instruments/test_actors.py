@@ -13,7 +13,7 @@ from athanor.lab import LabDescription
 from athanor.models import Command, Proposal, Protocol, Reading
 from athanor.ports import InstrumentsPort
 from athanor.spec import CampaignSpec
-from instruments.actors import SKIPPED, InstrumentHost
+from instruments.actors import SKIPPED, InstrumentHost, lab_fingerprint
 from instruments.emulator import emulator_for
 from instruments.virtual_lab import TEMPLATE, LocalLab, RayLab, ensure_ray, virtual_lab_description
 from instruments.virtual_world import VirtualWorld
@@ -257,6 +257,60 @@ def with_run(protocols: list[Protocol], run_id: str) -> list[Protocol]:
         )
         for p in protocols
     ]
+
+
+def _hand_over(namespace, labels, fingerprint, old, new):
+    """Attach holder ``new`` to the shared actors and detach ``old``, as if ``new`` had started them."""
+    import ray
+
+    for label in labels:
+        handle = ray.get_actor(label, namespace=namespace)
+        ray.get(handle.attach.remote(new, fingerprint))
+        ray.get(handle.detach.remote(old))
+
+
+def test_a_crashed_labs_hold_on_shared_instruments_is_dropped_by_the_next_lab(ray_local, tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import uuid
+
+    import ray
+
+    namespace = f"athanor-crash-test-{uuid.uuid4().hex[:8]}"
+    description = make_lab()
+    labels = ["athanor-virtual-world", *(i.name for i in description.instruments)]
+    first = RayLab(description, seed=SEED, namespace=namespace, ledger_dir=tmp_path)
+    first.start()
+    # the lab's process dies without detaching: its actors are held by a pid that no longer exists
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    crashed = f"{socket.gethostname()}:{int(ended.stdout)}:crashed0"
+    _hand_over(namespace, labels, lab_fingerprint(description), first._holder, crashed)
+    first._watchdog.stop()
+    first._actors, first._world, first._watchdog = {}, None, None  # what a dead process leaves behind
+
+    # a lab on another host cannot be checked from here, so its hold stands, and a changed lab is refused
+    elsewhere = "another-host:1:remote00"
+    _hand_over(namespace, labels, lab_fingerprint(description), crashed, elsewhere)
+    other = virtual_lab_description(["X", "Y"], time_scale=0.0)
+    with pytest.raises(InstrumentError, match="different lab description"):
+        RayLab(other, seed=0, namespace=namespace).start()
+    _hand_over(namespace, labels, lab_fingerprint(description), elsewhere, crashed)
+
+    # the dead local holder is dropped: the changed lab starts on fresh actors, and only it holds them
+    second = RayLab(other, seed=0, namespace=namespace, ledger_dir=tmp_path)
+    second.start()
+    try:
+        handler = ray.get_actor("liquid_handler", namespace=namespace)
+        assert ray.get(handler.holders.remote()) == [second._holder]
+        assert ray.get(handler.ping.remote()) == "liquid_handler"
+    finally:
+        second.close()
+    for name in labels:
+        with pytest.raises(ValueError):
+            ray.get_actor(name, namespace=namespace)
 
 
 def test_labs_in_a_shared_namespace_share_instruments_and_the_last_close_removes_them(ray_local, tmp_path):
