@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import typer
 
@@ -102,6 +102,14 @@ def designer(
     batch: Annotated[
         int, typer.Option("--batch", help="Compositions proposed together per cycle (after the initial 2).")
     ] = 1,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="sync: batches; async: continuous flow, --batch experiments running and one proposed as"
+            " each finishes.",
+        ),
+    ] = "sync",
     out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
 ) -> None:
     """Continuous proposals (the designer's `propose`) on an MLP emulator of a data set."""
@@ -118,6 +126,7 @@ def designer(
             methods=names,
             noise=noise,
             batch=batch,
+            mode=cast(Literal["sync", "async"], mode),  # run_cli refuses anything else, naming --mode
             out=out,
             console=_console,
         )

@@ -47,6 +47,7 @@ import math
 import re
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -425,8 +426,11 @@ class Designer(Protocol):
     def tell(self, composition: dict[str, float], value: float) -> None:
         """Record a measured composition (spec units) and its reading."""
 
-    def ask(self, count: int = 1) -> list[dict[str, float]]:
-        """The next ``count`` compositions to measure together (spec units, feasible)."""
+    def ask(self, count: int = 1, pending: Sequence[dict[str, float]] = ()) -> list[dict[str, float]]:
+        """The next ``count`` compositions to measure together (spec units, feasible).
+
+        ``pending`` are compositions proposed earlier and still being measured (asynchronous runs).
+        """
 
 
 #: Builds a designer for a spec, a seed and a budget.
@@ -443,8 +447,8 @@ class RandomDesigner:
     def tell(self, composition: dict[str, float], value: float) -> None:
         """Random search ignores the readings."""
 
-    def ask(self, count: int = 1) -> list[dict[str, float]]:
-        """The next ``count`` random points."""
+    def ask(self, count: int = 1, pending: Sequence[dict[str, float]] = ()) -> list[dict[str, float]]:
+        """The next ``count`` random points (``pending`` makes no difference)."""
         return [self._points.pop() for _ in range(count)]
 
 
@@ -517,8 +521,8 @@ class AthanorDesigner:
             )
         )
 
-    def ask(self, count: int = 1) -> list[dict[str, float]]:
-        """The ``count`` compositions ``propose`` suggests next, as one joint batch.
+    def ask(self, count: int = 1, pending: Sequence[dict[str, float]] = ()) -> list[dict[str, float]]:
+        """The ``count`` compositions ``propose`` suggests next, as one joint batch beside ``pending``.
 
         :attr:`fallbacks` counts the space-filling ones.
         """
@@ -527,7 +531,7 @@ class AthanorDesigner:
             warped_gp() if self._warp else contextlib.nullcontext(),
             ucb_acquisition() if self._ucb else contextlib.nullcontext(),
         ):
-            suggestions = optimise.propose(self._spec, self._observations, count, seed=seed)
+            suggestions = optimise.propose(self._spec, self._observations, count, seed=seed, pending=pending)
         self.fallbacks += sum(s.source != "model" for s in suggestions)
         return [s.composition for s in suggestions]
 
@@ -642,9 +646,10 @@ class AxDesigner:
             trial = self._client.attach_trial(self._ax.parameters(composition))
         self._client.complete_trial(trial, {_AX_OBJECTIVE: float(value)})
 
-    def ask(self, count: int = 1) -> list[dict[str, float]]:
+    def ask(self, count: int = 1, pending: Sequence[dict[str, float]] = ()) -> list[dict[str, float]]:
         """Ax's next ``count`` trials (one batch) as compositions, moved onto the space where rounding
-        left them a hair off."""
+        left them a hair off. Ax counts its own trials still running as pending, so ``pending`` (its
+        earlier proposals) needs no passing on."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NumericalWarning)  # routine jitter on near-singular fits
             trials = self._client.get_next_trials(max_trials=count)
@@ -714,11 +719,15 @@ def run_method(
     budget: int,
     factories: Mapping[str, DesignerFactory] | None = None,
     batch: int = 1,
+    mode: Literal["sync", "async"] = "sync",
 ) -> Run:
-    """Run one method on one seed: the shared initial points, then one batch of proposals per cycle.
+    """Run one method on one seed: the shared initial points, then proposals until the budget.
 
-    Each cycle asks for ``batch`` compositions at once (fewer in the last cycle, so that the run ends
-    on the budget), measures all of them and tells the designer every reading before the next cycle.
+    ``sync``: each cycle asks for ``batch`` compositions at once (fewer in the last cycle, so that the
+    run ends on the budget), measures all of them and tells the designer every reading before the
+    next cycle. ``async`` (continuous flow, ``batch`` instruments): the first ``batch`` proposals are
+    asked together; from then on the oldest experiment finishes, its reading is told, and one new
+    composition is asked for with the other ``batch - 1`` still running passed as pending.
     The noise on the ``i``-th reading is the same for every method for a seed.
 
     Raises:
@@ -740,10 +749,10 @@ def run_method(
 
     for composition in initial_points(spec, seed)[:budget]:
         measure(composition)
-    while len(run.values) < budget:
-        count = min(batch, budget - len(run.values))
+
+    def ask(count: int, pending: Sequence[dict[str, float]]) -> list[dict[str, float]]:
         start = time.perf_counter()
-        compositions = designer.ask(count)
+        compositions = designer.ask(count, pending)
         run.seconds.append(time.perf_counter() - start)
         if len(compositions) != count:
             raise RuntimeError(
@@ -753,7 +762,16 @@ def run_method(
             problems = spec.violations(composition)
             if problems:
                 raise RuntimeError(f"{method} seed {seed}: infeasible proposal: {'; '.join(problems)}")
-        for composition in compositions:
+        return compositions
+
+    if mode == "async":
+        running: deque[dict[str, float]] = deque(ask(min(batch, budget - len(run.values)), ()))
+        while running:
+            measure(running.popleft())
+            if len(run.values) + len(running) < budget:
+                running.extend(ask(1, list(running)))
+    while len(run.values) < budget:
+        for composition in ask(min(batch, budget - len(run.values)), ()):
             measure(composition)
     run.fallbacks = int(getattr(designer, "fallbacks", 0))
     return run
@@ -776,13 +794,14 @@ def summarise(
     methods: Sequence[str],
     runs: Mapping[str, Sequence[Run]],
     batch: int = 1,
+    mode: Literal["sync", "async"] = "sync",
 ) -> dict[str, Any]:
     """The benchmark's JSON document from the runs so far.
 
     Returns:
         ``{"benchmark", "dataset", "direction", "emulator": {"model", "cv_r2", "f_best", "f_median",
         "x_best", "noise", "noise_sd"}, "space": {"names", "sum_rule", "bounds"}, "seeds", "budget",
-        "batch", "methods": {name: {"score_at": {"10", "20", "30", str(budget)}, "exp_to_90",
+        "batch", "mode", "methods": {name: {"score_at": {"10", "20", "30", str(budget)}, "exp_to_90",
         "exp_to_95", "seconds_per_proposal", "fallbacks", "scores"}}}``. Each ``score_at`` entry and
         ``exp_to_*`` is a spread (``median``, ``p5``, ``p95`` over seeds); a count beyond the budget
         gives None. ``seconds_per_proposal`` is per call, i.e. per batch. ``fallbacks`` counts
@@ -821,11 +840,19 @@ def summarise(
         "seeds": max((len(runs[m]) for m in methods), default=0),
         "budget": budget,
         "batch": batch,
+        "mode": mode,
         "methods": out,
     }
 
 
-def _check(seeds: int, budget: int, methods: Sequence[str], known: Sequence[str], batch: int = 1) -> None:
+def _check(
+    seeds: int,
+    budget: int,
+    methods: Sequence[str],
+    known: Sequence[str],
+    batch: int = 1,
+    mode: str = "sync",
+) -> None:
     """Refuse arguments that cannot give a benchmark, naming the option and the fix."""
     unknown = [m for m in methods if m not in known]
     if unknown:
@@ -845,6 +872,10 @@ def _check(seeds: int, budget: int, methods: Sequence[str], known: Sequence[str]
             f"--batch is {batch}; it must be between 1 and the {budget - N_INITIAL} experiments after the"
             f" {N_INITIAL} initial ones (e.g. --batch 4)"
         )
+    if mode not in ("sync", "async"):
+        raise AthanorError(f"--mode {mode!r} is not understood; use sync or async")
+    if mode == "async" and batch < 2:
+        raise AthanorError("--mode async needs --batch 2 or more: the number of experiments running at once")
     for method in methods:
         if method in PEER_PACKAGES:
             require_peer(method)
@@ -859,6 +890,7 @@ def run_benchmark(
     methods: Sequence[str] = ("random", "athanor"),
     factories: Mapping[str, DesignerFactory] | None = None,
     batch: int = 1,
+    mode: Literal["sync", "async"] = "sync",
     on_run: Callable[[str, int], None] | None = None,
     on_seed: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
@@ -871,7 +903,8 @@ def run_benchmark(
         budget: Experiments per run, the initial points included.
         methods: Names from :data:`METHODS` (or ``factories``), in output order.
         factories: Extra or replacement designer factories by method name.
-        batch: Compositions proposed together per cycle (:func:`run_method`).
+        batch: Compositions proposed together per cycle, or running at once (:func:`run_method`).
+        mode: ``sync`` (batches) or ``async`` (continuous flow).
         on_run: Called with ``(method, seed)`` after each run.
         on_seed: Called with the document so far after each seed (all methods).
 
@@ -884,21 +917,21 @@ def run_benchmark(
     """
     registry = {**METHODS, **(factories or {})}
     methods = list(dict.fromkeys(methods))
-    _check(seeds, budget, methods, list(registry), batch)
+    _check(seeds, budget, methods, list(registry), batch, mode)
     runs: dict[str, list[Run]] = {m: [] for m in methods}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # fair timings on a shared machine; propose runs on one thread anyway
     try:
         for seed in range(seeds):
             for method in methods:
-                runs[method].append(run_method(emulator, method, seed, budget, factories, batch))
+                runs[method].append(run_method(emulator, method, seed, budget, factories, batch, mode))
                 if on_run is not None:
                     on_run(method, seed)
             if on_seed is not None:
-                on_seed(summarise(emulator, scale, budget, methods, runs, batch))
+                on_seed(summarise(emulator, scale, budget, methods, runs, batch, mode))
     finally:
         torch.set_num_threads(threads)
-    return summarise(emulator, scale, budget, methods, runs, batch)
+    return summarise(emulator, scale, budget, methods, runs, batch, mode)
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -907,13 +940,19 @@ def _fmt(entry: Mapping[str, float], digits: int = 2) -> str:
     return f"{entry['median']:.{digits}f}\n[dim]{entry['p5']:.{digits}f}–{entry['p95']:.{digits}f}[/]"
 
 
+def _flow(result: Mapping[str, Any]) -> str:
+    """How the run proposed: ``batches of 4`` or ``4 running at once`` (asynchronous)."""
+    batch = result.get("batch", 1)
+    return f"batches of {batch}" if result.get("mode", "sync") == "sync" else f"{batch} running at once"
+
+
 def render_table(result: Mapping[str, Any]) -> Table:
     """A rich table of a benchmark document: one row per method, counts beyond the budget left out."""
     emulator = result["emulator"]
     table = Table(
         title=f"{result['dataset']} emulator (CV R² {emulator['cv_r2']:.2f}; f_best {emulator['f_best']:.4g},"
         f" f_median {emulator['f_median']:.4g}): {result['seeds']} seeds, budget {result['budget']},"
-        f" batches of {result.get('batch', 1)};"
+        f" {_flow(result)};"
         " score 1 = optimum, 0 = median; median over p5–p95",
         title_justify="left",
     )
@@ -943,6 +982,7 @@ def run_cli(
     methods: Sequence[str] | None,
     noise: float = 0.0,
     batch: int = 1,
+    mode: Literal["sync", "async"] = "sync",
     out: Path | None,
     console: Console,
 ) -> dict[str, Any]:
@@ -957,7 +997,8 @@ def run_cli(
         direction: ``"max"`` or ``"min"``.
         methods: Method names; None runs :func:`default_methods`.
         noise: Noise on a reading, as a fraction of the data's standard deviation.
-        batch: Compositions proposed together per cycle.
+        batch: Compositions proposed together per cycle, or running at once with ``mode="async"``.
+        mode: ``sync`` (batches) or ``async`` (continuous flow).
         out: Where to write the JSON (None: nowhere).
         console: Where to print.
 
@@ -965,7 +1006,7 @@ def run_cli(
         AthanorError: A bad data set or bad arguments.
     """
     methods = list(dict.fromkeys(methods)) if methods is not None else default_methods()
-    _check(seeds, budget, methods, list(METHODS), batch)
+    _check(seeds, budget, methods, list(METHODS), batch, mode)
     pool = load_pool(dataset, direction)
     console.print(
         f"[bold]{pool.name}[/]: {pool.rows} rows, {pool.size} unique inputs ({len(pool.columns)} columns),"
@@ -998,6 +1039,7 @@ def run_cli(
             budget=budget,
             methods=methods,
             batch=batch,
+            mode=mode,
             on_run=on_run,
             on_seed=on_seed,
         )

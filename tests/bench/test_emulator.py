@@ -198,6 +198,27 @@ def test_a_batch_is_proposed_jointly_on_every_reading_so_far_and_the_run_ends_on
     assert shuffled.compositions == run_method(smooth_emulator, "random", 0, 7).compositions
 
 
+def test_async_runs_keep_the_instruments_full_and_pass_the_running_ones_as_pending(
+    smooth_emulator, monkeypatch
+):
+    original = optimise.propose
+    calls = []
+
+    def record(spec, observations, count, **kwargs):
+        calls.append((len(observations), count, len(kwargs.get("pending", ()))))
+        return original(spec, observations, count, **kwargs)
+
+    monkeypatch.setattr(optimise, "propose", record)
+    run = run_method(smooth_emulator, "athanor", 0, 8, batch=3, mode="async")
+    # 3 asked together after the 2 initial points; then one each time the oldest finishes, beside the
+    # 2 still running, until 8 are made or running
+    assert calls == [(2, 3, 0), (3, 1, 2), (4, 1, 2), (5, 1, 2)]
+    assert len(run.values) == 8 and len(run.seconds) == 4
+    assert all(smooth_emulator.spec.violations(c) == [] for c in run.compositions)
+    # the first of the batch was measured first, and no composition was asked for twice
+    assert len({tuple(sorted(c.items())) for c in run.compositions}) == 8
+
+
 def test_a_designer_that_returns_a_short_batch_is_an_error(smooth_emulator):
     class Short:
         def __init__(self, spec, seed, budget):
@@ -206,7 +227,7 @@ def test_a_designer_that_returns_a_short_batch_is_an_error(smooth_emulator):
         def tell(self, composition, value):
             pass
 
-        def ask(self, count=1):
+        def ask(self, count=1, pending=()):
             return initial_points(self._spec, 5)[:1]
 
     with pytest.raises(RuntimeError, match="asked for 2 compositions, got 1"):
@@ -320,6 +341,8 @@ def test_bad_arguments_are_refused_naming_the_option(smooth_emulator):
         ({"budget": 2}, "--budget"),
         ({"batch": 0}, "--batch"),
         ({"batch": 3}, "--batch"),  # 4 experiments leave 2 after the initial points
+        ({"mode": "async"}, "--mode async needs --batch 2"),
+        ({"mode": "flow", "batch": 2}, "--mode 'flow'"),
     ):
         with pytest.raises(AthanorError, match=option):
             run_benchmark(
