@@ -69,7 +69,7 @@ from athanor.errors import AthanorError
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
 from bench.metrics import spread
-from bench.output import run_progress, write_json
+from bench.output import run_with_progress
 from bench.peers import PEER_PACKAGES, require_peer
 from bench.pool import Pool, load_pool
 from tools.design_space import DTYPE, DesignSpace, design_space
@@ -1021,18 +1021,11 @@ def run_cli(
         f" ({'sum rule ' + format(rule.total, 'g') if rule else 'no sum rule'};"
         f" built in {time.perf_counter() - start:.1f} s)"
     )
-    progress = run_progress(console)
-    with progress:
-        task = progress.add_task("seeds x methods", total=seeds * len(methods))
-
-        def on_run(method: str, seed: int) -> None:
-            progress.update(task, advance=1, description=f"seed {seed} {method}")
-
-        def on_seed(document: dict[str, Any]) -> None:
-            if out is not None:
-                write_json(document, out)
-
-        result = run_benchmark(
+    return run_with_progress(
+        console,
+        seeds * len(methods),
+        out,
+        lambda on_run, on_seed: run_benchmark(
             emulator,
             scale,
             seeds=seeds,
@@ -1042,10 +1035,6 @@ def run_cli(
             mode=mode,
             on_run=on_run,
             on_seed=on_seed,
-        )
-    if out is not None:
-        write_json(result, out)
-    console.print(render_table(result))
-    if out is not None:
-        console.print(f"results: {out}")
-    return result
+        ),
+        render_table,
+    )

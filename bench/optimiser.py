@@ -37,7 +37,7 @@ from bench.metrics import (
     random_experiments_to,
     spread,
 )
-from bench.output import run_progress, write_json
+from bench.output import run_with_progress
 from bench.peers import PEER_PACKAGES, AxSession, BaybeSession, require_peer
 from bench.pool import Pool, load_pool
 from tools.forest import LIANG_BETA
@@ -404,23 +404,12 @@ def run_cli(
         f"[bold]{pool.name}[/]: {pool.rows} rows, {pool.size} unique inputs ({len(pool.columns)} columns),"
         f" top {pool.n_top} by {direction} {pool.objective}"
     )
-    progress = run_progress(console)
-    with progress:
-        task = progress.add_task("seeds x methods", total=seeds * len(simulated))
-
-        def on_run(method: str, seed: int) -> None:
-            progress.update(task, advance=1, description=f"seed {seed} {method}")
-
-        def on_seed(document: dict[str, Any]) -> None:
-            if out is not None:
-                write_json(document, out)
-
-        result = run_benchmark(
+    return run_with_progress(
+        console,
+        seeds * len(simulated),
+        out,
+        lambda on_run, on_seed: run_benchmark(
             pool, seeds=seeds, budget=budget, methods=methods, on_run=on_run, on_seed=on_seed
-        )
-    if out is not None:
-        write_json(result, out)
-    console.print(render_table(result))
-    if out is not None:
-        console.print(f"results: {out}")
-    return result
+        ),
+        render_table,
+    )
