@@ -493,12 +493,15 @@ class RayLab:
             except Exception:  # no such actor, or one that cannot answer: nothing to prune here
                 continue
             stale = [h for h in holders if _dead_local_holder(h, host)]
-            remaining = len(holders)
-            for holder in stale:
-                remaining = ray.get(handle.detach.remote(holder), timeout=_CONTROL_TIMEOUT_S)
-            if stale and remaining == 0:
-                ray.kill(handle, no_restart=True)
-                gone.append(label)
+            if not stale:
+                continue
+            try:
+                remaining = [ray.get(handle.detach.remote(h), timeout=_CONTROL_TIMEOUT_S) for h in stale][-1]
+                if remaining == 0:
+                    ray.kill(handle, no_restart=True)
+                    gone.append(label)
+            except Exception:  # died meanwhile: attaching reports it, with the usual message
+                continue
         self._wait_gone(gone, timeout_s=_CONTROL_TIMEOUT_S)
 
     def _create_and_attach(self) -> bool:
