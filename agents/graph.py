@@ -69,7 +69,9 @@ def run_campaign(
         spec: The validated campaign spec.
         ports: The (recorded) ports.
         checkpoint_path: SQLite file for LangGraph's checkpoints (one thread per run id).
-        resume: Continue from the last checkpoint of this run instead of starting afresh.
+        resume: Continue from the last checkpoint of this run instead of starting afresh. A run
+            with no checkpoint yet (stopped before its first super-step was on disk) starts from
+            ``spec``, as a new run does.
     """
     with closing(sqlite3.connect(checkpoint_path, check_same_thread=False)) as connection:
         app = build_graph(ports).compile(checkpointer=SqliteSaver(connection))
@@ -79,7 +81,8 @@ def run_campaign(
         initial: CampaignState | None = {"spec": spec.model_dump(mode="json"), "observations": []}
         if resume:
             snapshot = app.get_state(config)
-            if not snapshot.next:
-                return snapshot.values
-            initial = None  # LangGraph continues from the checkpoint
+            if snapshot.created_at is not None:  # a checkpoint of this run is on disk
+                if not snapshot.next:
+                    return snapshot.values
+                initial = None  # LangGraph continues from the checkpoint
         return app.invoke(initial, config, durability="sync")

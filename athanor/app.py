@@ -337,11 +337,12 @@ def resume(
 ) -> CampaignResult:
     """Continue a run that stopped (crash, interrupt, instrument fault) from its last checkpoint.
 
-    The graph restarts from the last super-step on disk. Experiments that were on the instruments are
-    submitted again with the same idempotency keys, so every command an instrument's ledger records
-    as done answers from the ledger instead of acting twice; observations already in
-    ``observations.csv`` are not written again. Prior data comes from the event log, as it was read
-    when the run started; the file is not read again.
+    The graph restarts from the last super-step on disk; a run stopped before its first checkpoint
+    (while Ray was starting, say) starts from its recorded spec, under its own run id and seed.
+    Experiments that were on the instruments are submitted again with the same idempotency keys, so
+    every command an instrument's ledger records as done answers from the ledger instead of acting
+    twice; observations already in ``observations.csv`` are not written again. Prior data comes
+    from the event log, as it was read when the run started; the file is not read again.
 
     The lab is the one recorded when the run started, with every refill recorded since applied (see
     :mod:`runs.refill`). ``refills`` are recorded as ``stock_refilled`` events before the graph
@@ -355,23 +356,33 @@ def resume(
         refills: Stock name to the µL it holds now, for stocks refilled since the run stopped.
 
     Raises:
-        athanor.errors.AthanorError: The run cannot be found, is finished, its record is damaged, or
-            a refilled stock is not in its lab; nothing was recorded.
+        athanor.errors.AthanorError: The run cannot be found, is finished, its record is damaged,
+            its folder is not named after it (a copy), its checkpoints are another run's, or a
+            refilled stock is not in its lab; nothing was recorded.
     """
     run_dir = resolve_run(run_ref)
     events = read_events(run_dir / "events.jsonl")
     kinds = [e["kind"] for e in events]
     if "run_finished" in kinds:
         raise AthanorError(f"run {run_dir.name} already finished; start a new one with `athanor run`")
-    spec = CampaignSpec.model_validate(next(e["payload"] for e in events if e["kind"] == "spec"))
-    lab = LabDescription.model_validate(next(e["payload"] for e in events if e["kind"] == "lab"))
+    setup = {e["kind"]: e["payload"] for e in events if e["kind"] in ("run_started", "spec", "lab")}
+    if "spec" not in setup or "lab" not in setup:
+        raise AthanorError(
+            f"run {run_dir.name} stopped before its campaign was recorded (no spec or lab in its event"
+            " log); nothing ran: start the campaign again with `athanor run`"
+        )
+    run_id = _recorded_run_id(run_dir, setup)
+    _check_checkpoint_owner(run_dir / "checkpoints.sqlite", run_id)
+    spec = CampaignSpec.model_validate(setup["spec"])
+    lab = LabDescription.model_validate(setup["lab"])
     check_refills(refills or {}, lab)
     prior = _recorded_prior(events)
     llm = llm_from(options)
-    context = RunContext(run_dir, spec.seed, repair=True)
+    context = RunContext(run_dir, spec.seed, run_id, repair=True)
     if on_event is not None:
         context.log.subscribe(on_event)
-    done = {o.experiment_id for o in read_observations(run_dir / "observations.csv", spec)}
+    table = run_dir / "observations.csv"  # none yet when the run stopped before its campaign began
+    done = {o.experiment_id for o in read_observations(table, spec)} if table.exists() else set()
     context.record("run_resumed", {"llm_backend": llm.name, "observations_on_disk": len(done)})
     if on_start is not None:
         on_start(run_dir, spec)
@@ -383,6 +394,50 @@ def resume(
             refilled.append({"kind": REFILLED, "payload": payload})
     lab = apply_refills(lab, refilled)
     return _execute(spec, lab, llm, context, options, resume=True, emitted=done, prior=prior)
+
+
+def _recorded_run_id(run_dir: Path, setup: Mapping[str, Any]) -> str:
+    """The run id the run recorded when it started, which must be its folder's name.
+
+    Idempotency keys and the instruments' ledgers are keyed by the run id, and ``athanor runs``
+    finds a run by its folder's name: a copied or renamed run folder would resume as another run.
+
+    Raises:
+        athanor.errors.AthanorError: The folder is not named after the run it holds.
+    """
+    recorded = str(setup.get("run_started", {}).get("run_id") or run_dir.name)
+    if recorded != run_dir.name:
+        raise AthanorError(
+            f"run folder {run_dir.name} holds run {recorded} (a copied or renamed run folder);"
+            f" a run resumes only in a folder named after it: rename it back to {recorded}, or start"
+            " a new run with `athanor run`"
+        )
+    return recorded
+
+
+def _check_checkpoint_owner(path: Path, run_id: str) -> None:
+    """Refuse a checkpoint file that holds checkpoints, none of them of ``run_id``.
+
+    No file, or an empty one, is fine: the run stopped before its first checkpoint and starts
+    again from its recorded spec.
+
+    Raises:
+        athanor.errors.AthanorError: The checkpoints belong to another run.
+    """
+    if not path.exists():
+        return
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        saver = SqliteSaver(connection)
+        if saver.get_tuple({"configurable": {"thread_id": run_id}}) is not None:
+            return
+        other = next(iter(saver.list(None, limit=1)), None)
+    if other is not None:
+        owner = other.config["configurable"].get("thread_id")
+        raise AthanorError(
+            f"{path.name} in run {run_id} holds the checkpoints of run {owner}, not of this run;"
+            f" it was copied in from another run folder: put back this run's {path.name}, or start a"
+            " new run with `athanor run`"
+        )
 
 
 def _execute(

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from collections import Counter
+from contextlib import closing
+from pathlib import Path
 
 import pytest
+import yaml
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.sqlite import SqliteSaver
 from support.power import power_cut_after
 
 from athanor.app import RunOptions, resume, run
@@ -90,3 +102,98 @@ def test_a_crash_mid_batch_resumes_with_the_ledger_answering_for_done_steps(ray_
         assert entries and all(e.attempts == 1 and e.state == "done" for e in entries), [
             (e.key, e.state, e.attempts) for e in entries if e.attempts != 1 or e.state != "done"
         ]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SLOW_TO_START = {
+    "title": "killed while starting",
+    "components": [{"name": "PEO"}, {"name": "LiTFSI"}, {"name": "SiO2"}],
+    "objectives": [{"name": "conductivity", "unit": "mS/cm"}],
+    "budget": {"experiments": 6, "batch_size": 3},
+    "seed": 11,
+}
+
+
+def _kill_before_first_checkpoint(home: Path, campaign: Path) -> Path:
+    """Start ``athanor run`` in a child process and SIGKILL it (and its Ray) once its spec is recorded."""
+    env = {**os.environ, "ATHANOR_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    command = [sys.executable, "-c", "from athanor.cli import main; main()", "run", str(campaign)]
+    command += ["--no-literature", "--time-scale", "0.001"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    child = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, **quiet)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            logs = list((home / "runs").glob("*/events.jsonl"))
+            if logs and '"kind":"lab"' in logs[0].read_text(encoding="utf-8").replace(" ", ""):
+                break
+            assert child.poll() is None, "the campaign ended before it could be killed"
+            time.sleep(0.02)
+        else:
+            pytest.fail("the run never recorded its lab")
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)  # the power cut takes Ray's processes with it
+        child.wait(timeout=30)
+    return logs[0].parent
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_its_spec(ray_local, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text(yaml.safe_dump(SLOW_TO_START), encoding="utf-8")
+    run_dir = _kill_before_first_checkpoint(home, campaign)
+    checkpoints = run_dir / "checkpoints.sqlite"
+    if checkpoints.exists():  # the kill came before the graph wrote anything
+        with closing(sqlite3.connect(checkpoints)) as connection:
+            assert SqliteSaver(connection).get_tuple({"configurable": {"thread_id": run_dir.name}}) is None
+    monkeypatch.setenv("ATHANOR_HOME", str(home))
+    (summary,) = list_runs()
+    assert summary.status == "stopped" and summary.experiments_done == 0
+
+    result = resume(summary.run_id, RunOptions(literature=False, time_scale=0.001))
+
+    assert len(result.observations) == 6 and all(o.status == "ok" for o in result.observations)
+    assert "No experiment succeeded" not in result.report.read_text(encoding="utf-8")
+    kinds = [e["kind"] for e in read_events(run_dir / "events.jsonl")]
+    assert kinds.count("run_started") == 1 and kinds.count("run_resumed") == 1
+    assert kinds[-1] == "run_finished" and kinds.count("observation") == 6
+    assert verify_log(run_dir / "events.jsonl").ok
+    assert list_runs()[0].status == "finished"
+
+
+@pytest.mark.slow
+def test_a_copied_or_renamed_run_folder_is_refused_and_the_original_keeps_its_files(
+    ray_local, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("ATHANOR_HOME", str(tmp_path))
+    script = {"parse_request": [SPEC], "decide": [LLMError("endpoint down")]}
+    options = RunOptions(llm="mock", llm_script=script, literature=False, time_scale=0.001)
+    with pytest.raises(LLMError):
+        run("scripted", options)
+    (summary,) = list_runs()
+    original = summary.path
+    before = {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()}
+
+    copy = original.with_name(original.name + "-copy")
+    shutil.copytree(original, copy)
+    with pytest.raises(AthanorError, match=f"holds run {original.name}.*rename it back"):
+        resume(copy.name, RunOptions(literature=False, time_scale=0.001))
+
+    # a checkpoint file brought in from another run is not this run's history
+    stranger = tmp_path / "stranger.sqlite"
+    with closing(sqlite3.connect(stranger, check_same_thread=False)) as connection:
+        saver = SqliteSaver(connection)
+        saver.put(
+            {"configurable": {"thread_id": "another-run", "checkpoint_ns": ""}},
+            empty_checkpoint(),
+            {"source": "input", "step": -1},
+            {},
+        )
+    shutil.copyfile(stranger, original / "checkpoints.sqlite")
+    with pytest.raises(AthanorError, match="holds the checkpoints of run another-run"):
+        resume(original.name, RunOptions(literature=False, time_scale=0.001))
+    kept = {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()}
+    kept.pop("checkpoints.sqlite")
+    assert kept == {k: v for k, v in before.items() if k != "checkpoints.sqlite"}  # nothing written
