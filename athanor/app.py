@@ -29,7 +29,8 @@ from athanor.ports import LLMPort
 from athanor.settings import Settings
 from athanor.spec import CampaignSpec
 from athanor.yamlfile import load_model
-from instruments.virtual_lab import SHARED_NAMESPACE, RayLab, ensure_ray, virtual_lab_description
+from instruments.ray_runtime import ensure_ray
+from instruments.virtual_lab import SHARED_NAMESPACE, RayLab, virtual_lab_description
 from runs.context import EVENTS_FILE, RunContext, new_run_id
 from runs.eventlog import is_being_written, read_events, verify_log
 from runs.manifest import write_manifest

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,7 +58,9 @@ def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     _state["debug"] = debug
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from instruments.ray_runtime import use_athanor_token
+
+    use_athanor_token()  # before any command imports Ray, which reads it once
 
 
 def _fail(error: BaseException) -> None:

@@ -49,7 +49,7 @@ def _cluster(connect: bool, console: Console) -> Iterator[None]:
     if not connect or not address:
         yield
         return
-    from instruments.virtual_lab import check_ray_address, ensure_ray
+    from instruments.ray_runtime import check_ray_address, ensure_ray
 
     try:
         check_ray_address(address, _RAY_TIMEOUT_S)
@@ -128,3 +128,20 @@ def check(
     )
     if counts["fail"]:
         raise typer.Exit(1)
+
+
+@lab_app.command("cluster-env")
+def cluster_env() -> None:
+    """Print the environment a Ray node of this lab's cluster is started with (token authentication).
+
+    Every Ray that athanor starts takes a token, kept in $ATHANOR_HOME/ray/auth_token (made here if
+    missing). Start each node of a cluster with the same token:
+    eval "$(athanor lab cluster-env)" && ray start --head ...; copy the token file to the same path on
+    the other PCs.
+    """
+    import shlex
+
+    from instruments.ray_runtime import cluster_environment
+
+    for name, value in cluster_environment().items():
+        print(f"export {name}={shlex.quote(value)}")

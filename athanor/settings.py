@@ -1,6 +1,7 @@
 """Settings read from the environment, with embedded defaults that need no key and no hardware.
 
-Where runs live is ``$ATHANOR_HOME`` (default ``./.athanor``): see :func:`runs.store.athanor_home`.
+Where runs, ledgers, the literature store and Ray's folder live is ``$ATHANOR_HOME`` (default
+``./.athanor``): see :func:`athanor_home`.
 
 Environment variables:
     ATHANOR_LLM: LLM back end, ``offline`` (default), ``openai`` or ``mock``.
@@ -14,8 +15,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "athanor_home"]
+
+
+def athanor_home() -> Path:
+    """The folder holding runs and the literature store: ``$ATHANOR_HOME``, else ``./.athanor``."""
+    return Path(os.environ.get("ATHANOR_HOME") or ".athanor").expanduser().absolute()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@
   persistent ledger per instrument when given a folder, and can share instruments with other
   campaigns through a common namespace.
 - :class:`LocalLab` has the same interface, runs everything in-process and in sequence (unit tests).
-- :func:`ensure_ray` starts a local Ray, or joins a cluster, once per process.
+- Ray itself is started (or a cluster joined) by :func:`instruments.ray_runtime.ensure_ray`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from instruments.actors import (
 )
 from instruments.ledger import DONE
 from instruments.placement import actor_options, check_placement, cluster_nodes
+from instruments.ray_runtime import ensure_ray
 from instruments.virtual_world import RemoteWorld, VirtualWorld, World
 from instruments.watchdog import Watchdog
 
@@ -50,8 +51,6 @@ __all__ = [
     "TEMPLATE",
     "LocalLab",
     "RayLab",
-    "check_ray_address",
-    "ensure_ray",
     "virtual_lab_description",
 ]
 
@@ -104,94 +103,6 @@ def virtual_lab_description(
         return LabDescription.model_validate(data)
     except ValidationError as error:
         raise SpecError(format_validation_error(error, prefix="lab.")) from None
-
-
-def check_ray_address(address: str, timeout_s: float = 10.0) -> None:
-    """Refuse, within ``timeout_s``, a Ray address nothing listens on.
-
-    Args:
-        address: ``host:port`` of a head node's GCS (default port 6379) or ``ray://host:port`` of a
-            Ray Client server (default port 10001). ``auto`` and ``local`` are not checked.
-        timeout_s: Seconds to wait for a TCP connection.
-
-    Raises:
-        athanor.errors.InstrumentError: The address is malformed or unreachable.
-    """
-    if address in {"auto", "local"}:
-        return
-    target, default_port = (
-        (address[len("ray://") :], 10001) if address.startswith("ray://") else (address, 6379)
-    )
-    host, _, port_text = target.rstrip("/").rpartition(":")
-    if not host:
-        host, port_text = target.rstrip("/"), str(default_port)
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise InstrumentError(
-            f"Ray address {address!r} is not host:port (e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001);"
-            " fix RAY_ADDRESS"
-        ) from None
-    try:
-        with socket.create_connection((host.strip("[]"), port), timeout=timeout_s):
-            pass
-    except OSError as error:
-        raise InstrumentError(
-            f"cannot reach the Ray cluster at {address} ({error}); start its head node"
-            f" (`ray start --head`), check that port {port} is open from this machine, or unset"
-            " RAY_ADDRESS to run on a local Ray"
-        ) from None
-
-
-def ensure_ray(address: str | None, temp_dir: Path | None, *, connect_timeout_s: float = 10.0) -> bool:
-    """Start a local Ray, or join a cluster, unless this process already did.
-
-    A local Ray is started with two CPUs, no dashboard, worker logs kept out of the terminal and
-    token authentication off (``RAY_AUTH_MODE=disabled``). Starting Ray takes a few seconds and
-    close to 1 GB of memory: do it once per process. Joining a cluster starts nothing locally; every
-    node of the cluster needs athanor installed.
-
-    Args:
-        address: None (or ``local``) starts a local Ray of this process's own, even if another one
-            runs on the machine (``RAY_ADDRESS`` is ignored: pass it here, as the settings do).
-            ``host:port`` or ``ray://host:port`` joins that cluster; ``auto`` joins the cluster Ray
-            finds (``RAY_ADDRESS``, or one started on this machine with ``ray start``).
-        temp_dir: Ray's session folder for a local start; None uses Ray's default.
-        connect_timeout_s: Seconds to wait for the cluster to answer before giving up.
-
-    Returns:
-        True when this call started or joined Ray (the caller then owns ``ray.shutdown()``).
-
-    Raises:
-        athanor.errors.InstrumentError: The cluster cannot be reached or refused the connection.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address is None or address == "local":
-        os.environ["RAY_AUTH_MODE"] = "disabled"
-        options: dict[str, Any] = {
-            "address": "local",
-            "num_cpus": 2,
-            "include_dashboard": False,
-            "log_to_driver": False,
-            "logging_level": logging.WARNING,
-        }
-        if temp_dir is not None:
-            temp_dir.mkdir(parents=True, exist_ok=True)
-            options["_temp_dir"] = str(temp_dir.resolve())
-        ray.init(**options)
-        return True
-    check_ray_address(address, connect_timeout_s)
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
-        raise InstrumentError(
-            f"cannot join the Ray cluster at {address}: {error}; check RAY_ADDRESS and that the cluster"
-            " runs the same Ray version"
-        ) from None
-    return True
 
 
 def _check_protocols(protocols: Sequence[Protocol], instruments: Sequence[str]) -> None:
@@ -352,8 +263,8 @@ class LocalLab:
 class RayLab:
     """The lab with one Ray actor per instrument, pipelined and watched.
 
-    The caller owns ``ray.init`` (see :func:`ensure_ray`); :meth:`close` detaches from this lab's
-    actors, kills those no other lab uses, and leaves Ray running.
+    The caller owns ``ray.init`` (see :func:`instruments.ray_runtime.ensure_ray`); :meth:`close`
+    detaches from this lab's actors, kills those no other lab uses, and leaves Ray running.
 
     Namespaces: by default each lab gets a fresh namespace of its own, so runs never share anything
     (the actors die with this process). With ``namespace=SHARED_NAMESPACE`` (or any given name),

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from athanor.errors import AthanorError
 from athanor.models import Observation
+from athanor.settings import athanor_home
 from athanor.spec import CampaignSpec
 from runs.context import EVENTS_FILE
 from runs.eventlog import CorruptLogError, is_being_written, read_events
@@ -85,11 +86,6 @@ class RunSummary:
     objective: str | None
     unit: str = ""
     problem: str = ""
-
-
-def athanor_home() -> Path:
-    """The folder holding runs and the literature store: ``$ATHANOR_HOME``, else ``./.athanor``."""
-    return Path(os.environ.get("ATHANOR_HOME") or ".athanor").expanduser().absolute()
 
 
 def runs_root() -> Path:

@@ -151,3 +151,15 @@ def test_run_passes_ray_address_over_the_environment(monkeypatch):
 
     assert flagged.exit_code == 2 and from_env.exit_code == 2
     assert seen == ["10.0.0.5:6379", "10.0.0.9:6379"]
+
+
+def test_cluster_env_prints_the_token_settings_a_ray_node_starts_with(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATHANOR_HOME", str(tmp_path / "lab-pc"))
+    result = runner.invoke(app, ["lab", "cluster-env"])
+    assert result.exit_code == 0, result.output
+    exported = dict(line.removeprefix("export ").split("=", 1) for line in result.output.splitlines())
+    token = tmp_path / "lab-pc" / "ray" / "auth_token"
+    assert exported == {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    assert token.stat().st_mode & 0o077 == 0 and len(token.read_text()) == 64
+    again = runner.invoke(app, ["lab", "cluster-env"])
+    assert again.output == result.output and len(token.read_text()) == 64  # the same token every time

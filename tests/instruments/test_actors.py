@@ -15,7 +15,8 @@ from athanor.ports import InstrumentsPort
 from athanor.spec import CampaignSpec
 from instruments.actors import SKIPPED, InstrumentHost, lab_fingerprint
 from instruments.emulator import emulator_for
-from instruments.virtual_lab import TEMPLATE, LocalLab, RayLab, ensure_ray, virtual_lab_description
+from instruments.ray_runtime import ensure_ray
+from instruments.virtual_lab import TEMPLATE, LocalLab, RayLab, virtual_lab_description
 from instruments.virtual_world import VirtualWorld
 from tools.protocols import compile_protocol
 

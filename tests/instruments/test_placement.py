@@ -16,7 +16,8 @@ import pytest
 from athanor.errors import InstrumentError
 from athanor.lab import LabDescription
 from instruments.placement import actor_options, check_placement, cluster_nodes, missing_resources
-from instruments.virtual_lab import RayLab, check_ray_address, virtual_lab_description
+from instruments.ray_runtime import check_ray_address, cluster_environment
+from instruments.virtual_lab import RayLab, virtual_lab_description
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,7 +91,8 @@ CLUSTER = textwrap.dedent(
     from ray.cluster_utils import Cluster
     from athanor.errors import InstrumentError
     from athanor.lab import LabDescription
-    from instruments.virtual_lab import RayLab, ensure_ray, virtual_lab_description
+    from instruments.ray_runtime import ensure_ray
+    from instruments.virtual_lab import RayLab, virtual_lab_description
 
     out = {{}}
     try:
@@ -120,13 +122,14 @@ CLUSTER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_an_instrument_actor_lands_on_the_node_with_its_resource():
+def test_an_instrument_actor_lands_on_the_node_with_its_resource(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
     script = CLUSTER.format(root=str(ROOT), dead_port=dead_port)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
+    # the cluster's nodes are started with this home's token, as `athanor lab cluster-env` prints it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(cluster_environment(tmp_path / "ray"))
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
     )
