@@ -1122,7 +1122,7 @@ def _assemble(parser: _Parser) -> dict[str, Any]:
         "sum_rule": None if total is None else {"total": total},
         "constraints": constraints,
         "objectives": objectives,
-        "budget": {"experiments": experiments, "batch_size": batch or 1},
+        "budget": {"experiments": experiments, "batch_size": 1 if batch is None else batch},
     }
     if outcomes:
         data["outcome_constraints"] = outcomes

@@ -243,6 +243,19 @@ def test_refuses_unsupported_sum_and_negative_budget():
     assert '"-5 experiments"' in refusal("Maximise the yield of A and B, -5 experiments")
 
 
+@pytest.mark.parametrize(
+    ("request_text", "phrase"),
+    [
+        ("Maximise the yield of A and B, 20 experiments in batches of 0.5", "batches of 0.5"),
+        ("Minimise the cost of A and B, 7.5 experiments", "7.5 experiments"),
+        ("Maximise the yield of A and B, -3 runs", "-3 runs"),
+        ("Maximise the yield of A and B, 10 experiments, batch size -2", "batch size -2"),
+    ],
+)
+def test_a_count_that_is_not_a_whole_positive_number_is_quoted_not_rounded(request_text, phrase):
+    assert f'could not read "{phrase}"' in refusal(request_text)
+
+
 def test_refuses_empty_request():
     assert "empty" in refusal("   ")
 
