@@ -1224,10 +1224,22 @@ def read_request(text: str) -> dict[str, Any]:
     return data
 
 
+#: Characters of one problem, or of what was read, that a refusal shows before cutting it.
+_ECHO_CHARS = 200
+
+
+def _shorten(text: str) -> str:
+    """``text`` cut to its first :data:`_ECHO_CHARS` characters, with ``…`` and its full length."""
+    if len(text) <= _ECHO_CHARS + 40:  # a few characters over are kept rather than cut
+        return text
+    return f"{text[:_ECHO_CHARS]}… ({len(text)} characters)"
+
+
 def _message(problems: list[str], summary: str) -> str:
+    # words of a long request are quoted in problems and in what was read: cut so the refusal stays readable
     lines = ["The request could not be read:"]
-    lines += [f"  - {p}" for p in problems]
-    lines.append(f"Read so far: {summary}.")
+    lines += [f"  - {_shorten(p)}" for p in problems]
+    lines.append(f"Read so far: {_shorten(summary)}.")
     lines.append(f"A phrasing that works: {EXAMPLE_REQUEST}")
     lines.append(f"The grammar is described in {_DOCS}.")
     return "\n".join(lines)

@@ -256,6 +256,29 @@ def test_a_count_that_is_not_a_whole_positive_number_is_quoted_not_rounded(reque
     assert f'could not read "{phrase}"' in refusal(request_text)
 
 
+def test_a_long_request_is_cut_in_its_refusal_with_its_length():
+    notes = (f"note {i}: the film was spun at {1000 + i} rpm and dried overnight." for i in range(110))
+    pasted = " ".join(notes)
+    request = f"Maximise the conductivity of A and B, 30 experiments. {pasted}"
+    assert len(request) > 6000
+    message = refusal(request)
+    assert len(message) < 1000
+    unread = next(line for line in message.splitlines() if "could not read" in line)
+    assert unread.startswith('  - could not read "note 0: the film was spun at 1000 rpm')
+    cut = re.search(r"… \((\d+) characters\)$", unread)
+    assert cut is not None and len(pasted) - 5 < int(cut.group(1)) < len(pasted) + 20  # the full length
+    assert "components A, B; 30 experiments" in message  # what was read is still shown in full
+
+
+def test_a_long_list_of_components_is_cut_in_what_was_read():
+    names = ", ".join(f"Dopant{i}" for i in range(600))
+    message = refusal(f"Minimise the band gap of {names} and Host, 40 runs, and bake them twice")
+    read_line = next(line for line in message.splitlines() if line.startswith("Read so far:"))
+    assert read_line.startswith("Read so far: minimise band gap; components Dopant0, Dopant1, Dopant2")
+    assert len(read_line) < 300 and "characters)" in read_line
+    assert '"bake them twice"' in message
+
+
 def test_refuses_empty_request():
     assert "empty" in refusal("   ")
 
