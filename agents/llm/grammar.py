@@ -114,7 +114,7 @@ _RESERVED_ANY_CASE = (
 )
 _RESERVED_LOWER = "a|an|as|at|be|by|in|is|it|no|of|on|or|to|up|we|i"
 _NOT_RESERVED = rf"(?!(?:{_RESERVED_ANY_CASE})(?![\w:-]))(?!(?-i:{_RESERVED_LOWER})(?![\w:-]))"
-#: A component name in a list or a bound: letters, digits, '_', '-' (':' is read as '_').
+#: A component name in a list or a bound: letters, digits, '_', '-' and ':' (``PEDOT:PSS``).
 _NAME = rf"(?<![\w:.-]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?:[-:][A-Za-z0-9_]+)*(?![\w])"
 #: A component name inside a hyphen/slash-joined system name such as Cu-Ag-Zr.
 _PART = rf"(?<![\w:.]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?::[A-Za-z0-9_]+)*(?![\w])"
@@ -382,9 +382,10 @@ _RESOLUTION_PATTERNS = [
 _VARIABLE = rf"(?<![\w:.-]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*(?![\w])"
 _CHOICE = r"(?<![\w°.+-])(?!(?:or|and)(?![\w°+-]))[A-Za-z0-9°][\w°.+-]*(?<![.+-])(?![\w°])"
 _CATEGORY_PATTERNS = [
-    # "annealing one of none, 150C and 200C", "solvent: toluene, xylene", "atmosphere either N2 or air"
+    # "annealing one of none, 150C and 200C", "solvent: toluene, xylene", "atmosphere either N2 or air";
+    # a colon between two letters is inside a name (PEDOT:PSS), not before choices
     _rx(
-        rf"(?P<var>{_VARIABLE})\s*(?::\s*|\s+(?:(?:is|are)\s+)?(?:one\s+of|either|(?:chosen\s+)?from|among)\s+)"
+        rf"(?P<var>{_VARIABLE})(?:(?!:\w)\s*:\s*|\s+(?:(?:is|are)\s+)?(?:one\s+of|either|(?:chosen\s+)?from|among)\s+)"
         rf"(?P<choices>{_CHOICE}(?:(?:\s*,\s*|\s*,?\s*(?:or|and)\s+){_CHOICE})+)"
     ),
     # "annealing none, 150C or 200C": without a marker the last choice follows "or"
@@ -533,12 +534,8 @@ def _unit(text: str | None) -> str | None:
     return "%" if text == "percent" else re.sub(r"\s+", " ", text)
 
 
-def _canonical_name(text: str) -> str:
-    return text.replace(":", "_")
-
-
 def _names_of(text: str) -> list[str]:
-    return [_canonical_name(n) for n in _SPLIT_LIST.split(text.strip()) if n]
+    return [n for n in _SPLIT_LIST.split(text.strip()) if n]
 
 
 def _property_name(words: str) -> str:
@@ -724,7 +721,7 @@ class _Parser:
         for term in re.split(r"\s*\+\s*", m.group("lhs").strip()):
             coef = re.match(rf"({_NUM})\s*\*?\s*(.+)$", term, re.I)
             name, value = (coef.group(2), float(coef.group(1))) if coef else (term, 1.0)
-            name = _canonical_name(name.strip())
+            name = name.strip()
             coefficients[name] = coefficients.get(name, 0.0) + value
         self._add_constraint(m, coefficients)
         return True
@@ -761,7 +758,7 @@ class _Parser:
 
     def _subject(self, m: re.Match[str]) -> str:
         name = m.group("name")
-        return "*" if re.fullmatch(_EACH, name, re.I) else _canonical_name(name)
+        return "*" if re.fullmatch(_EACH, name, re.I) else name
 
     def _range(self, m: re.Match[str]) -> bool:
         low, high = self._amount(m, "a", "pa"), self._amount(m, "b", "pb")
@@ -778,7 +775,7 @@ class _Parser:
         raw = m.group("names")
         if not m.group("noun") and ("-" in raw or not m.group("prefix").strip() or _UNIT_RE.fullmatch(raw)):
             return False  # "Cu-Ag" alone may be one hyphenated name, "mg/mL" a unit; a noun settles it
-        names = [_canonical_name(n) for n in re.split(r"\s*[-/]\s*", raw)]
+        names = re.split(r"\s*[-/]\s*", raw)
         label = re.sub(r"\s*([-/])\s*", r"\1", raw)
         if m.group("noun"):
             label += " " + " ".join(m.group("noun").lower().split())

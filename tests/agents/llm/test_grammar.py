@@ -128,7 +128,7 @@ def test_slash_system_with_colon_name_and_target():
         "Increase the absorbance of a PEDOT:PSS/CNT composite, CNT at most 0.4, target 2.5,"
         " 16 experiments in batches of 4"
     )
-    assert bounds(spec) == {"PEDOT_PSS": (0.0, 1.0), "CNT": (0.0, 0.4)}
+    assert bounds(spec) == {"PEDOT:PSS": (0.0, 1.0), "CNT": (0.0, 0.4)}
     objective = spec.primary_objective
     assert (objective.name, objective.direction, objective.target) == ("absorbance", "maximise", 2.5)
 

@@ -6,6 +6,7 @@ import pytest
 
 from agents.llm.grammar import read_request
 from athanor.errors import RequestNotUnderstood
+from athanor.spec import CampaignSpec
 
 
 def refusal(request: str) -> str:
@@ -36,3 +37,28 @@ def refusal(request: str) -> str:
 def test_the_reader_refuses_a_constraint_on_an_unknown_component_in_its_own_words(request_text, line):
     # the spec would refuse it too, later and in its own terms; the reader says it in the request's words
     assert f"  - {line}\n" in refusal(request_text)
+
+
+def spec_of(request: str) -> CampaignSpec:
+    return CampaignSpec.model_validate(read_request(request))
+
+
+def test_a_colon_inside_a_material_name_stays_part_of_the_name():
+    spec = spec_of("Raise the conductivity of a blend of PEDOT:PSS, DMSO and EG, 12 experiments")
+    assert spec.component_names == ["PEDOT:PSS", "DMSO", "EG"]
+    assert spec.categories == []
+
+
+def test_a_colon_name_in_bounds_and_constraints_and_beside_a_choice_after_a_colon():
+    spec = spec_of(
+        "Minimise the sheet resistance of ZnO:Al, ITO and FTO, ZnO:Al at least 0.2,"
+        " ITO + 2*ZnO:Al at most 0.9, solvent: ethanol or water, 20 runs in batches of 4"
+    )
+    assert {c.name: c.lower for c in spec.components} == {"ZnO:Al": 0.2, "ITO": 0.0, "FTO": 0.0}
+    assert [c.coefficients for c in spec.constraints] == [{"ITO": 1.0, "ZnO:Al": 2.0}]
+    assert [(v.name, v.choices) for v in spec.categories] == [("solvent", ["ethanol", "water"])]
+
+
+def test_a_colon_name_in_a_system_name_keeps_its_colon():
+    spec = spec_of("Maximise the absorbance of a PEDOT:PSS/Ag composite, Ag at most 0.3, 10 experiments")
+    assert spec.component_names == ["PEDOT:PSS", "Ag"]
