@@ -24,6 +24,7 @@ from typing import Any
 
 from athanor.errors import RequestNotUnderstood
 from athanor.lab import MEASURES
+from athanor.spec import formula_elements
 
 __all__ = ["EXAMPLE_REQUEST", "PROPERTY_UNITS", "read_request"]
 
@@ -404,6 +405,12 @@ _LIST = _rx(
     r"(?:(?:the\s+)?(?:components?|ingredients?)\s*:?\s*)?"
     rf"(?P<list>{_OPEN_LIST})"
 )
+#: English words that, joined by '-' to a name, say what a system is like, not what is in it: a
+#: "Fe-based alloy" or a "Cu-rich film" names no components. Past participles (reinforced, doped,
+#: coated, ...) are recognised by their ending and need no entry here.
+_MODIFIER_WORDS = frozenset(
+    "based rich poor lean free type like only grade containing bearing forming dominant".split()
+)
 _UNIT_RE = re.compile(_UNIT)
 _SPLIT_LIST = re.compile(rf"\s*,\s*{_AND}\s+|\s*,\s*|\s+{_AND}\s+", re.IGNORECASE)
 _VERB_WORDS = re.compile(rf"(?<!\w)(?:(?P<up>{_UP_VERBS})|(?P<down>{_DOWN_VERBS}))(?![\w])", re.IGNORECASE)
@@ -477,6 +484,7 @@ class _Read:
     targets: list[_Target] = field(default_factory=list)
     quantity_bounds: list[_QuantityBound] = field(default_factory=list)
     systems: list[tuple[list[str], str]] = field(default_factory=list)
+    descriptions: list[tuple[str, str]] = field(default_factory=list)  # label, the modifier word in it
     lists: list[tuple[list[str], str]] = field(default_factory=list)
     bounds: list[_Bound] = field(default_factory=list)
     constraints: list[_Constraint] = field(default_factory=list)
@@ -536,6 +544,20 @@ def _unit(text: str | None) -> str | None:
 
 def _names_of(text: str) -> list[str]:
     return [n for n in _SPLIT_LIST.split(text.strip()) if n]
+
+
+def _is_modifier(part: str) -> bool:
+    """Whether one part of a hyphen-joined name is an English modifier word (``based``, ``reinforced``).
+
+    An element or a formula (pymatgen reads ``Fe``, ``TiO2``) is never one; otherwise a word from
+    :data:`_MODIFIER_WORDS` or a past participle (``doped``, ``coated``: letters, not all capitals,
+    ending in "ed") is.
+    """
+    word = part.lower()
+    participle = part.isalpha() and not part.isupper() and len(word) > 4 and word.endswith("ed")
+    if word not in _MODIFIER_WORDS and not participle:
+        return False
+    return formula_elements(part) is None
 
 
 def _property_name(words: str) -> str:
@@ -779,7 +801,11 @@ class _Parser:
         label = re.sub(r"\s*([-/])\s*", r"\1", raw)
         if m.group("noun"):
             label += " " + " ".join(m.group("noun").lower().split())
-        self.read.systems.append((names, label))
+        modifiers = [n for n in names if _is_modifier(n)]
+        if modifiers:  # "a Fe-based alloy" says what the alloy is like, not what is in it
+            self.read.descriptions.append((label, modifiers[0]))
+        else:
+            self.read.systems.append((names, label))
         return True
 
     def _list(self, m: re.Match[str]) -> bool:
@@ -944,7 +970,8 @@ def _resolve_quantity_bounds(
 
 def _resolve_components(read: _Read, problems: list[str]) -> tuple[list[str], str]:
     """Component names and a label of the system for the title."""
-    label = read.systems[0][1] if len(read.systems) == 1 else ""
+    labels = [label for _, label in read.systems] or [label for label, _ in read.descriptions]
+    label = labels[0] if len(labels) == 1 else ""
     # "of Cu, Ag and Zr, choose at most 2 of Cu, Ag and Zr" lists the same components twice: one list
     distinct = list(dict.fromkeys(tuple(names) for names, _ in read.lists))
     if len(distinct) == 1:
@@ -961,6 +988,13 @@ def _resolve_components(read: _Read, problems: list[str]) -> tuple[list[str], st
         problems.append(
             "more than one system is named (" + ", ".join(s for _, s in read.systems) + "); name one"
         )
+        return [], label
+    elif read.descriptions:
+        for described, word in read.descriptions:
+            problems.append(
+                f'no components: "{described}" does not say what is in it ("{word}" is not a component);'
+                f' list the components, e.g. "a {described} of A, B and C"'
+            )
         return [], label
     else:
         problems.append(
@@ -1168,6 +1202,8 @@ def _summary(read: _Read) -> str:
         parts.append("components " + ", ".join(names))
     for names, label in read.systems:
         parts.append(label if read.lists else "components " + ", ".join(names))
+    for label, _ in read.descriptions:
+        parts.append(label)
     for r in read.sum_rules:
         parts.append(f'sum rule "{r.phrase}"')
     for b in read.bounds:

@@ -79,6 +79,13 @@ def test_plan_keeps_a_colon_in_a_material_name_through_its_yaml(home, tmp_path):
     assert [(c.name, c.lower) for c in spec.components] == [("PEDOT:PSS", 0.6), ("DMSO", 0.0), ("EG", 0.0)]
 
 
+def test_plan_refuses_a_described_alloy_whose_components_are_not_listed(home):
+    result = runner.invoke(app, ["plan", "Maximise the hardness of a Mg-rich alloy, 14 experiments"])
+    assert result.exit_code == 2
+    assert 'no components: "Mg-rich alloy"' in result.output
+    assert "Traceback" not in result.output and "name: rich" not in result.output
+
+
 def test_plan_reads_a_campaign_file(home, tmp_path):
     path = tmp_path / "campaign.yaml"
     first = runner.invoke(app, ["plan", DEMO])
