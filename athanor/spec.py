@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+#: A component name may also join parts with ':' as material names do (``PEDOT:PSS``, ``ZnO:Al``).
+_COMPONENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*(?::[A-Za-z0-9_\-]+)*$")
 #: Slack allowed when comparing sums of bounds (in units of the sum-rule total).
 _TOL = 1e-9
 #: Columns of ``observations.csv`` that are not components, choices or objectives.
@@ -101,7 +103,8 @@ class Component(_Strict):
     """One ingredient of the mixture.
 
     Attributes:
-        name: Identifier used in constraints, columns and reports (letters, digits, ``_``, ``-``).
+        name: Identifier used in constraints, columns and reports (letters, digits, ``_``, ``-``, and
+            ``:`` between two of them, as in ``PEDOT:PSS``).
         lower: Smallest amount allowed, in the spec's composition unit.
         upper: Largest amount allowed, in the spec's composition unit.
         unit: ``"fraction"`` (of one) or ``"percent"``; ``None`` takes the sum rule's unit.
@@ -115,10 +118,10 @@ class Component(_Strict):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _COMPONENT_NAME.match(value):
             raise ValueError(
                 f"component name {value!r} must start with a letter and hold only letters, digits,"
-                " '_' or '-' (e.g. 'P3HT', 'D1')"
+                " '_', '-', and ':' between two of them (e.g. 'P3HT', 'D1', 'PEDOT:PSS')"
             )
         return value
 

@@ -298,6 +298,11 @@ class DescriptorFeatures(InputTransform):
         """Number ``k`` of appended columns."""
         return len(self.calc.names)
 
+    @property
+    def names(self) -> list[str]:
+        """The appended descriptors, in column order."""
+        return list(self.calc.names)
+
     def fractions(self, x: Tensor) -> Tensor:
         """Every component's unit fraction (``... x n_components``) from ``... x m`` inputs."""
         return x[..., : self.dim] @ self.embed + self.offset

@@ -207,9 +207,17 @@ def _describe(
         else:
             whys.append(f"#{rank + 1} of {len(picks)} greedy picks by {what} over {searched}")
     explained = _explain(outputs, bounds, torch.stack([p.x for p in picks]), whys, note)
+    inputs = outputs[0].fitted.input_names(mixed.input_names)
     return [
         mixed_suggestion(
-            mixed, pick.point, text, source="model", predicted=predicted, acquisition_value=pick.value
+            mixed,
+            pick.point,
+            text,
+            source="model",
+            predicted=predicted,
+            acquisition_value=pick.value,
+            model_inputs=inputs,
+            raw_candidate=pick.raw,
         )
         for pick, (text, predicted) in zip(picks, explained, strict=True)
     ]

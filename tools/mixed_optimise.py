@@ -97,6 +97,11 @@ _CELL_ITERATIONS = 50
 _MIXED_FIT_ITERATIONS = 150
 
 
+#: A point to snap: model input (``input_dim``), its cell's index, how it was found, and the
+#: optimiser's own output it came from (None when no optimiser ran, see :class:`CellPick`).
+_Candidate = tuple[Tensor, int, str, Tensor | None]
+
+
 @dataclass
 class CellPick:
     """One point picked on the mixed space.
@@ -106,12 +111,15 @@ class CellPick:
         point: The admissible point (snapped to the grid).
         value: Acquisition value when it was picked, given the pending points and earlier picks.
         note: How it was found: ``"optimised"``, ``"screened"`` or ``"repeat"``.
+        raw: The gradient optimiser's output it was snapped from (``input_dim``, before projection
+            onto the cell's face); None for a screening sample or a cell that is a single point.
     """
 
     x: Tensor
     point: MixedPoint
     value: float
     note: str
+    raw: Tensor | None = None
 
 
 def propose_mixed(
@@ -304,11 +312,16 @@ def _too_close(mixed: MixedSpace, point: Tensor, others: Tensor) -> bool:
 
 def _optimise_cell(
     mixed: MixedSpace, acqf: AcquisitionFunction, cell: Cell, starts: Tensor, num_restarts: int
-) -> Tensor:
-    """The acquisition optimum on one cell's face (``input_dim``), from the best screening samples."""
+) -> tuple[Tensor, Tensor | None]:
+    """The acquisition optimum on one cell's face, from the best screening samples.
+
+    Returns:
+        The optimum projected onto the face, and the optimiser's own output, both ``input_dim``
+        (no output when the face is a single point: there is nothing to optimise).
+    """
     face = cell.face
     if face.dim == 0:
-        return mixed.lift(cell, torch.zeros(1, 0, dtype=DTYPE))[0]
+        return mixed.lift(cell, torch.zeros(1, 0, dtype=DTYPE))[0], None
     columns, values = mixed.fixed_columns(cell)
     on_face = FixedFeatureAcquisitionFunction(acqf, mixed.input_dim, columns, values) if columns else acqf
     free = [j for j in range(mixed.input_dim) if j not in columns]
@@ -324,7 +337,8 @@ def _optimise_cell(
         options={"maxiter": _CELL_ITERATIONS},
         retry_on_optimization_warning=False,
     )
-    return mixed.lift(cell, face.project(candidate.reshape(1, face.dim)))[0]
+    raw = candidate.detach().reshape(1, face.dim)
+    return mixed.lift(cell, face.project(raw))[0], mixed.lift(cell, raw)[0]
 
 
 def _screen(mixed: MixedSpace, cells: list[Cell], raw_samples: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -391,18 +405,18 @@ def greedy_cell_picks(
         best_per_cell = torch.full((len(cells),), -math.inf, dtype=DTYPE).scatter_reduce(
             0, owners, values, reduce="amax"
         )
-        candidates: list[tuple[Tensor, int, str]] = []
+        candidates: list[_Candidate] = []
         for index in torch.argsort(best_per_cell, descending=True)[:top_cells].tolist():
             mine = torch.nonzero(owners == index).flatten()
             starts = samples[mine[torch.argsort(values[mine], descending=True)]]
-            candidate = _optimise_cell(mixed, acqf, cells[index], starts, num_restarts)
-            candidates.append((candidate, index, "optimised"))
+            candidate, raw = _optimise_cell(mixed, acqf, cells[index], starts, num_restarts)
+            candidates.append((candidate, index, "optimised", raw))
         order = torch.argsort(values, descending=True).tolist()
-        candidates += [(samples[i], int(owners[i]), "screened") for i in order[:_SNAPPED_EXTRA]]
+        candidates += [(samples[i], int(owners[i]), "screened", None) for i in order[:_SNAPPED_EXTRA]]
         taken = torch.cat([x, taken_pending])
         pick = _best_admissible(mixed, acqf, cells, candidates, taken)
         if pick is None:
-            rest = [(samples[i], int(owners[i]), "screened") for i in order[_SNAPPED_EXTRA:]]
+            rest = [(samples[i], int(owners[i]), "screened", None) for i in order[_SNAPPED_EXTRA:]]
             pick = _best_admissible(mixed, acqf, cells, rest, taken)
         if pick is None:
             pick = _best_admissible(
@@ -455,13 +469,13 @@ def _best_admissible(
     mixed: MixedSpace,
     acqf: AcquisitionFunction,
     cells: list[Cell],
-    candidates: list[tuple[Tensor, int, str]],
+    candidates: list[_Candidate],
     taken: Tensor,
 ) -> CellPick | None:
     """Snap candidates, score the snapped points and return the best one away from ``taken``."""
-    snapped: list[tuple[Tensor, MixedPoint, str]] = []
+    snapped: list[tuple[Tensor, MixedPoint, str, Tensor | None]] = []
     seen = set()
-    for candidate, index, how in candidates:
+    for candidate, index, how, raw in candidates:
         point = mixed.snap(cells[index], candidate)
         if point is None:
             continue
@@ -469,14 +483,14 @@ def _best_admissible(
         if key in seen:
             continue
         seen.add(key)
-        snapped.append((mixed.encode([point])[0], point, how))
+        snapped.append((mixed.encode([point])[0], point, how, raw))
     if not snapped:
         return None
     scores = _score(acqf, torch.stack([s[0] for s in snapped]))
     for i in torch.argsort(scores.nan_to_num(nan=-math.inf), descending=True).tolist():
-        row, point, how = snapped[i]
+        row, point, how, raw = snapped[i]
         if not _too_close(mixed, row, taken):
-            return CellPick(row, point, float(scores[i]), how)
+            return CellPick(row, point, float(scores[i]), how, raw)
     return None
 
 
@@ -486,6 +500,7 @@ def _describe(mixed: MixedSpace, fitted: _Fitted, picks: list[CellPick], n_cells
     mean, std = fitted.predict(torch.stack([p.x for p in picks]))
     unit = mixed.spec.primary_objective.unit
     searched = searched_cells(mixed, n_cells)
+    inputs = fitted.input_names(mixed.input_names)
     out = []
     for rank, pick in enumerate(picks):
         if pick.note == "repeat":
@@ -503,6 +518,8 @@ def _describe(mixed: MixedSpace, fitted: _Fitted, picks: list[CellPick], n_cells
                 source="model",
                 predicted=(float(mean[rank]), float(std[rank])),
                 acquisition_value=pick.value,
+                model_inputs=inputs,
+                raw_candidate=pick.raw,
             )
         )
     return out
@@ -530,8 +547,14 @@ def mixed_suggestion(
     source: str,
     predicted: tuple[float, float] | None = None,
     acquisition_value: float | None = None,
+    model_inputs: Sequence[str] = (),
+    raw_candidate: Tensor | None = None,
 ) -> Suggestion:
-    """A checked :class:`Suggestion` for an admissible point, saying what it holds and sits on."""
+    """A checked :class:`Suggestion` for an admissible point, saying what it holds and sits on.
+
+    ``raw_candidate`` is the optimiser's output the point was snapped from (``input_dim`` model
+    inputs), kept unrepaired; ``model_inputs`` the model's input columns (see :class:`Suggestion`).
+    """
     spec = mixed.spec
     problems = spec.violations(point.composition, choices=point.choices)
     if problems:
@@ -566,4 +589,6 @@ def mixed_suggestion(
         source="model" if source == "model" else "initial",
         active_components=present,
         choices=dict(point.choices),
+        model_inputs=list(model_inputs),
+        raw_candidate=None if raw_candidate is None else mixed.decode(raw_candidate)[0].composition,
     )

@@ -134,6 +134,11 @@ class MixedSpace:
         return self.space.dim + len(self.spec.categories)
 
     @property
+    def input_names(self) -> list[str]:
+        """Names of the model inputs: the free components of :attr:`space`, then the categorical variables."""
+        return [*self.space.names, *(v.name for v in self.spec.categories)]
+
+    @property
     def cat_dims(self) -> list[int]:
         """Indices of the categorical inputs."""
         return list(range(self.space.dim, self.input_dim))

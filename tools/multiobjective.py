@@ -313,17 +313,18 @@ def _greedy_picks(
     seed: int,
     num_restarts: int,
     raw_samples: int,
-) -> tuple[Tensor, list[float], list[bool]]:
+) -> tuple[Tensor, list[float], list[Tensor | None]]:
     """``n`` points, each maximising the acquisition given the pending points and the earlier picks.
 
     Returns:
-        The picks (``n x d``), each one's acquisition value when it was picked, and whether it
-        replaced a near-duplicate of a measured, pending or earlier point.
+        The picks (``n x d``), each one's acquisition value when it was picked, and the optimiser's
+        own output (``d``, before projection) each came from, None where a pick replaced a
+        near-duplicate of a measured, pending or earlier point.
     """
     raw_all = space.sample(raw_samples * n, seed)
     picks = torch.zeros(0, space.dim, dtype=DTYPE)
     values: list[float] = []
-    replaced: list[bool] = []
+    optimised: list[Tensor | None] = []
     pool = None
     for i in range(n):
         pending = torch.cat([pending_x, picks])
@@ -343,7 +344,8 @@ def _greedy_picks(
             options={"maxiter": 200},
             retry_on_optimization_warning=False,
         )
-        candidate = space.project(candidate.reshape(1, space.dim))
+        raw = candidate.detach().reshape(space.dim)
+        candidate = space.project(raw)
         if not bool(torch.isfinite(candidate).all()):
             raise ValueError("the acquisition optimiser returned a non-finite candidate")
         taken = torch.cat([x, pending])
@@ -359,8 +361,8 @@ def _greedy_picks(
         with torch.no_grad():
             values.append(float(acqf(candidate.unsqueeze(0))))
         picks = torch.cat([picks, candidate])
-        replaced.append(swapped)
-    return picks, values, replaced
+        optimised.append(None if swapped else raw)
+    return picks, values, optimised
 
 
 def _describe_picks(
@@ -369,7 +371,7 @@ def _describe_picks(
     bounds: list[_Bound],
     picks: Tensor,
     values: list[float],
-    replaced: list[bool],
+    optimised: list[Tensor | None],
     note: str,
 ) -> list[Suggestion]:
     """Suggestions with predictions of every quantity, the feasibility probability and why."""
@@ -377,15 +379,25 @@ def _describe_picks(
     what = _acquisition_phrase(space.spec)
     whys = []
     for i in range(n):
-        if replaced[i]:
+        if optimised[i] is None:
             whys.append(f"replaces a near-duplicate: best {what} among points away from the others")
         elif n == 1:
             whys.append(f"highest {what}")
         else:
             lead = f"#{i + 1} of {n}, picked greedily by {what}"
             whys.append(f"{lead} given the pending points and earlier picks")
+    inputs = outputs[0].fitted.input_names(space.names)
     return [
-        _suggestion(space, picks[i], text, source="model", predicted=predicted, acquisition_value=values[i])
+        _suggestion(
+            space,
+            picks[i],
+            text,
+            source="model",
+            predicted=predicted,
+            acquisition_value=values[i],
+            model_inputs=inputs,
+            raw_candidate=optimised[i],
+        )
         for i, (text, predicted) in enumerate(_explain(outputs, bounds, picks, whys, note))
     ]
 
@@ -517,10 +529,10 @@ def propose_pareto(
 
                 outputs = _fit_outputs(spec, y, names, log_transform, fit)
                 build, bounds, note = _acquisition_factory(spec, outputs, x, y, seed, mc_samples)
-                picks, values, replaced = _greedy_picks(
+                picks, values, optimised = _greedy_picks(
                     space, build, x, pending_x, n, seed, num_restarts, raw_samples
                 )
-                return _describe_picks(space, outputs, bounds, picks, values, replaced, note)
+                return _describe_picks(space, outputs, bounds, picks, values, optimised, note)
             except _NUMERICAL_ERRORS as exc:
                 _log.warning("model-based Pareto proposal failed, using space-filling points: %s", exc)
                 reason = f"the model failed ({type(exc).__name__})"

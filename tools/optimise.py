@@ -66,7 +66,7 @@ from torch import Tensor
 from athanor.errors import SpecError
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
-from tools.descriptors import descriptor_inputs
+from tools.descriptors import DescriptorFeatures, descriptor_inputs
 from tools.design_space import DTYPE, DesignSpace, design_space
 from tools.forest import FOREST_ACQUISITIONS, LIANG_BETA, fit_forest, pick_greedy
 from tools.initial_design import maximin_indices, space_filling
@@ -121,6 +121,14 @@ class Suggestion(BaseModel):
         active_components: Components with a non-zero amount (set on the mixed path, see
             :mod:`tools.mixed_optimise`; empty otherwise).
         choices: Categorical variable name to the chosen option (empty when the spec has none).
+        model_inputs: The input columns of the fitted model that chose the point, read from the
+            model: the free components, the categorical variables, then the features its input
+            transform appends (the spec's descriptors). With several objectives, those of the primary
+            objective's model; empty without a model.
+        raw_candidate: The acquisition optimiser's own output this point came from, in spec units,
+            before any repair (projection onto the constraints, snapping to the grid); None when the
+            point did not come from the gradient optimiser (a space-filling point, a random-forest
+            pick, a screening sample of the mixed search, a replacement of a near-duplicate).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -134,6 +142,8 @@ class Suggestion(BaseModel):
     source: Literal["model", "initial"] = "model"
     active_components: list[str] = []
     choices: dict[str, str] = {}
+    model_inputs: list[str] = []
+    raw_candidate: dict[str, float] | None = None
 
 
 class FitSummary(BaseModel):
@@ -201,6 +211,11 @@ class _Fitted:
             return mean, var.sqrt()
         magnitude = torch.exp(self.log_sign * mean + var / 2)
         return self.log_sign * magnitude, magnitude * torch.expm1(var).sqrt()
+
+    def input_names(self, columns: Sequence[str]) -> list[str]:
+        """The model's input columns: ``columns`` (its raw inputs), then the features it appends to them."""
+        appended = [n for m in self.model.modules() if isinstance(m, DescriptorFeatures) for n in m.names]
+        return [*columns, *appended]
 
 
 def _usable(space: DesignSpace, observations: Sequence[Observation]) -> tuple[Tensor, Tensor]:
@@ -478,7 +493,8 @@ def _model_suggestions(
         options={"maxiter": 200},
         retry_on_optimization_warning=False,
     )
-    candidates = space.project(candidates.reshape(n, space.dim))
+    raw = candidates.detach().reshape(n, space.dim)
+    candidates = space.project(raw)
     if not bool(torch.isfinite(candidates).all()):
         raise ValueError("the acquisition optimiser returned non-finite candidates")
 
@@ -488,6 +504,7 @@ def _model_suggestions(
     mean, std = fitted.predict(candidates)
     order = torch.argsort(acq_values, descending=True).tolist()
     unit = space.spec.primary_objective.unit
+    inputs = fitted.input_names(space.names)
     suggestions = []
     for rank, i in enumerate(order):
         if i in replaced:
@@ -504,6 +521,8 @@ def _model_suggestions(
                 source="model",
                 predicted=(float(mean[i]), float(std[i])),
                 acquisition_value=float(acq_values[i]),
+                model_inputs=inputs,
+                raw_candidate=None if i in replaced else raw[i],
             )
         )
     return suggestions
@@ -554,6 +573,7 @@ def _forest_suggestions(
                 source="model",
                 predicted=(float(mean[rank]), float(std[rank])),
                 acquisition_value=pick.value,
+                model_inputs=space.names,
             )
         )
     if len(suggestions) < n:
@@ -620,8 +640,14 @@ def _suggestion(
     source: Literal["model", "initial"],
     predicted: tuple[float, float] | None = None,
     acquisition_value: float | None = None,
+    model_inputs: Sequence[str] = (),
+    raw_candidate: Tensor | None = None,
 ) -> Suggestion:
-    """A checked :class:`Suggestion` for one point (``d`` unit fractions)."""
+    """A checked :class:`Suggestion` for one point (``d`` unit fractions).
+
+    ``raw_candidate`` is the optimiser's output the point came from (``d`` unit fractions), kept
+    unrepaired; ``model_inputs`` the model's input columns (see :class:`Suggestion`).
+    """
     composition = space.to_compositions(point)[0]
     problems = space.spec.violations(composition)
     if problems:
@@ -641,6 +667,8 @@ def _suggestion(
         rationale=rationale,
         active_constraints=space.active_constraints(point),
         source=source,
+        model_inputs=list(model_inputs),
+        raw_candidate=None if raw_candidate is None else space.to_compositions(raw_candidate)[0],
     )
 
 

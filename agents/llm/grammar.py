@@ -24,6 +24,7 @@ from typing import Any
 
 from athanor.errors import RequestNotUnderstood
 from athanor.lab import MEASURES
+from athanor.spec import formula_elements
 
 __all__ = ["EXAMPLE_REQUEST", "PROPERTY_UNITS", "read_request"]
 
@@ -114,7 +115,7 @@ _RESERVED_ANY_CASE = (
 )
 _RESERVED_LOWER = "a|an|as|at|be|by|in|is|it|no|of|on|or|to|up|we|i"
 _NOT_RESERVED = rf"(?!(?:{_RESERVED_ANY_CASE})(?![\w:-]))(?!(?-i:{_RESERVED_LOWER})(?![\w:-]))"
-#: A component name in a list or a bound: letters, digits, '_', '-' (':' is read as '_').
+#: A component name in a list or a bound: letters, digits, '_', '-' and ':' (``PEDOT:PSS``).
 _NAME = rf"(?<![\w:.-]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?:[-:][A-Za-z0-9_]+)*(?![\w])"
 #: A component name inside a hyphen/slash-joined system name such as Cu-Ag-Zr.
 _PART = rf"(?<![\w:.]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?::[A-Za-z0-9_]+)*(?![\w])"
@@ -382,9 +383,10 @@ _RESOLUTION_PATTERNS = [
 _VARIABLE = rf"(?<![\w:.-]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*(?![\w])"
 _CHOICE = r"(?<![\w°.+-])(?!(?:or|and)(?![\w°+-]))[A-Za-z0-9°][\w°.+-]*(?<![.+-])(?![\w°])"
 _CATEGORY_PATTERNS = [
-    # "annealing one of none, 150C and 200C", "solvent: toluene, xylene", "atmosphere either N2 or air"
+    # "annealing one of none, 150C and 200C", "solvent: toluene, xylene", "atmosphere either N2 or air";
+    # a colon between two letters is inside a name (PEDOT:PSS), not before choices
     _rx(
-        rf"(?P<var>{_VARIABLE})\s*(?::\s*|\s+(?:(?:is|are)\s+)?(?:one\s+of|either|(?:chosen\s+)?from|among)\s+)"
+        rf"(?P<var>{_VARIABLE})(?:(?!:\w)\s*:\s*|\s+(?:(?:is|are)\s+)?(?:one\s+of|either|(?:chosen\s+)?from|among)\s+)"
         rf"(?P<choices>{_CHOICE}(?:(?:\s*,\s*|\s*,?\s*(?:or|and)\s+){_CHOICE})+)"
     ),
     # "annealing none, 150C or 200C": without a marker the last choice follows "or"
@@ -402,6 +404,12 @@ _LIST = _rx(
     rf"(?<!\w)(?P<prefix>of|from|for|mixing|containing|components?|ingredients?|{_SYSTEM_NOUN}\s+with)\s*:?\s+"
     r"(?:(?:the\s+)?(?:components?|ingredients?)\s*:?\s*)?"
     rf"(?P<list>{_OPEN_LIST})"
+)
+#: English words that, joined by '-' to a name, say what a system is like, not what is in it: a
+#: "Fe-based alloy" or a "Cu-rich film" names no components. Past participles (reinforced, doped,
+#: coated, ...) are recognised by their ending and need no entry here.
+_MODIFIER_WORDS = frozenset(
+    "based rich poor lean free type like only grade containing bearing forming dominant".split()
 )
 _UNIT_RE = re.compile(_UNIT)
 _SPLIT_LIST = re.compile(rf"\s*,\s*{_AND}\s+|\s*,\s*|\s+{_AND}\s+", re.IGNORECASE)
@@ -476,6 +484,7 @@ class _Read:
     targets: list[_Target] = field(default_factory=list)
     quantity_bounds: list[_QuantityBound] = field(default_factory=list)
     systems: list[tuple[list[str], str]] = field(default_factory=list)
+    descriptions: list[tuple[str, str]] = field(default_factory=list)  # label, the modifier word in it
     lists: list[tuple[list[str], str]] = field(default_factory=list)
     bounds: list[_Bound] = field(default_factory=list)
     constraints: list[_Constraint] = field(default_factory=list)
@@ -533,12 +542,22 @@ def _unit(text: str | None) -> str | None:
     return "%" if text == "percent" else re.sub(r"\s+", " ", text)
 
 
-def _canonical_name(text: str) -> str:
-    return text.replace(":", "_")
-
-
 def _names_of(text: str) -> list[str]:
-    return [_canonical_name(n) for n in _SPLIT_LIST.split(text.strip()) if n]
+    return [n for n in _SPLIT_LIST.split(text.strip()) if n]
+
+
+def _is_modifier(part: str) -> bool:
+    """Whether one part of a hyphen-joined name is an English modifier word (``based``, ``reinforced``).
+
+    An element or a formula (pymatgen reads ``Fe``, ``TiO2``) is never one; otherwise a word from
+    :data:`_MODIFIER_WORDS` or a past participle (``doped``, ``coated``: letters, not all capitals,
+    ending in "ed") is.
+    """
+    word = part.lower()
+    participle = part.isalpha() and not part.isupper() and len(word) > 4 and word.endswith("ed")
+    if word not in _MODIFIER_WORDS and not participle:
+        return False
+    return formula_elements(part) is None
 
 
 def _property_name(words: str) -> str:
@@ -724,7 +743,7 @@ class _Parser:
         for term in re.split(r"\s*\+\s*", m.group("lhs").strip()):
             coef = re.match(rf"({_NUM})\s*\*?\s*(.+)$", term, re.I)
             name, value = (coef.group(2), float(coef.group(1))) if coef else (term, 1.0)
-            name = _canonical_name(name.strip())
+            name = name.strip()
             coefficients[name] = coefficients.get(name, 0.0) + value
         self._add_constraint(m, coefficients)
         return True
@@ -761,7 +780,7 @@ class _Parser:
 
     def _subject(self, m: re.Match[str]) -> str:
         name = m.group("name")
-        return "*" if re.fullmatch(_EACH, name, re.I) else _canonical_name(name)
+        return "*" if re.fullmatch(_EACH, name, re.I) else name
 
     def _range(self, m: re.Match[str]) -> bool:
         low, high = self._amount(m, "a", "pa"), self._amount(m, "b", "pb")
@@ -778,11 +797,15 @@ class _Parser:
         raw = m.group("names")
         if not m.group("noun") and ("-" in raw or not m.group("prefix").strip() or _UNIT_RE.fullmatch(raw)):
             return False  # "Cu-Ag" alone may be one hyphenated name, "mg/mL" a unit; a noun settles it
-        names = [_canonical_name(n) for n in re.split(r"\s*[-/]\s*", raw)]
+        names = re.split(r"\s*[-/]\s*", raw)
         label = re.sub(r"\s*([-/])\s*", r"\1", raw)
         if m.group("noun"):
             label += " " + " ".join(m.group("noun").lower().split())
-        self.read.systems.append((names, label))
+        modifiers = [n for n in names if _is_modifier(n)]
+        if modifiers:  # "a Fe-based alloy" says what the alloy is like, not what is in it
+            self.read.descriptions.append((label, modifiers[0]))
+        else:
+            self.read.systems.append((names, label))
         return True
 
     def _list(self, m: re.Match[str]) -> bool:
@@ -947,7 +970,8 @@ def _resolve_quantity_bounds(
 
 def _resolve_components(read: _Read, problems: list[str]) -> tuple[list[str], str]:
     """Component names and a label of the system for the title."""
-    label = read.systems[0][1] if len(read.systems) == 1 else ""
+    labels = [label for _, label in read.systems] or [label for label, _ in read.descriptions]
+    label = labels[0] if len(labels) == 1 else ""
     # "of Cu, Ag and Zr, choose at most 2 of Cu, Ag and Zr" lists the same components twice: one list
     distinct = list(dict.fromkeys(tuple(names) for names, _ in read.lists))
     if len(distinct) == 1:
@@ -964,6 +988,13 @@ def _resolve_components(read: _Read, problems: list[str]) -> tuple[list[str], st
         problems.append(
             "more than one system is named (" + ", ".join(s for _, s in read.systems) + "); name one"
         )
+        return [], label
+    elif read.descriptions:
+        for described, word in read.descriptions:
+            problems.append(
+                f'no components: "{described}" does not say what is in it ("{word}" is not a component);'
+                f' list the components, e.g. "a {described} of A, B and C"'
+            )
         return [], label
     else:
         problems.append(
@@ -1122,7 +1153,7 @@ def _assemble(parser: _Parser) -> dict[str, Any]:
         "sum_rule": None if total is None else {"total": total},
         "constraints": constraints,
         "objectives": objectives,
-        "budget": {"experiments": experiments, "batch_size": batch or 1},
+        "budget": {"experiments": experiments, "batch_size": 1 if batch is None else batch},
     }
     if outcomes:
         data["outcome_constraints"] = outcomes
@@ -1171,6 +1202,8 @@ def _summary(read: _Read) -> str:
         parts.append("components " + ", ".join(names))
     for names, label in read.systems:
         parts.append(label if read.lists else "components " + ", ".join(names))
+    for label, _ in read.descriptions:
+        parts.append(label)
     for r in read.sum_rules:
         parts.append(f'sum rule "{r.phrase}"')
     for b in read.bounds:
@@ -1224,10 +1257,22 @@ def read_request(text: str) -> dict[str, Any]:
     return data
 
 
+#: Characters of one problem, or of what was read, that a refusal shows before cutting it.
+_ECHO_CHARS = 200
+
+
+def _shorten(text: str) -> str:
+    """``text`` cut to its first :data:`_ECHO_CHARS` characters, with ``…`` and its full length."""
+    if len(text) <= _ECHO_CHARS + 40:  # a few characters over are kept rather than cut
+        return text
+    return f"{text[:_ECHO_CHARS]}… ({len(text)} characters)"
+
+
 def _message(problems: list[str], summary: str) -> str:
+    # words of a long request are quoted in problems and in what was read: cut so the refusal stays readable
     lines = ["The request could not be read:"]
-    lines += [f"  - {p}" for p in problems]
-    lines.append(f"Read so far: {summary}.")
+    lines += [f"  - {_shorten(p)}" for p in problems]
+    lines.append(f"Read so far: {_shorten(summary)}.")
     lines.append(f"A phrasing that works: {EXAMPLE_REQUEST}")
     lines.append(f"The grammar is described in {_DOCS}.")
     return "\n".join(lines)

@@ -67,6 +67,25 @@ def test_plan_refuses_an_unreadable_request_with_a_working_phrasing(home):
     assert "experiments in batches of" in result.output  # the example phrasing
 
 
+def test_plan_keeps_a_colon_in_a_material_name_through_its_yaml(home, tmp_path):
+    request = "Maximise the conductivity of PEDOT:PSS, DMSO and EG, PEDOT:PSS at least 0.6, 9 runs"
+    result = runner.invoke(app, ["plan", request])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "pedot.yaml"
+    path.write_text(result.output)
+    again = runner.invoke(app, ["plan", str(path)])
+    assert again.exit_code == 0, again.output
+    spec = CampaignSpec.from_yaml(again.output)
+    assert [(c.name, c.lower) for c in spec.components] == [("PEDOT:PSS", 0.6), ("DMSO", 0.0), ("EG", 0.0)]
+
+
+def test_plan_refuses_a_described_alloy_whose_components_are_not_listed(home):
+    result = runner.invoke(app, ["plan", "Maximise the hardness of a Mg-rich alloy, 14 experiments"])
+    assert result.exit_code == 2
+    assert 'no components: "Mg-rich alloy"' in result.output
+    assert "Traceback" not in result.output and "name: rich" not in result.output
+
+
 def test_plan_reads_a_campaign_file(home, tmp_path):
     path = tmp_path / "campaign.yaml"
     first = runner.invoke(app, ["plan", DEMO])

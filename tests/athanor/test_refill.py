@@ -19,6 +19,7 @@ from athanor.cli import app as cli_app
 from athanor.errors import SafetyError
 from athanor.lab import LabDescription
 from athanor.spec import CampaignSpec
+from instruments.actors import ledger_file
 from instruments.ledger import Ledger
 from instruments.virtual_lab import virtual_lab_description
 from runs.context import RunContext
@@ -112,6 +113,9 @@ def test_a_run_stopped_by_a_low_stock_continues_to_its_budget_once_refilled(ray_
     kinds = [e["kind"] for e in events_of(run_dir)]
     assert kinds.count("run_resumed") == 3 and kinds.count("stock_refilled") == 2
     assert kinds.count("stock_low") == 2 and kinds[-1] == "run_finished"
+    assert sorted((tmp_path / "ledgers").glob("*.sqlite")) == sorted(
+        ledger_file(tmp_path / "ledgers", i.name) for i in tiny_lab().instruments
+    )  # every instrument of the run kept its ledger on disk
     for ledger_path in (tmp_path / "ledgers").glob("*.sqlite"):
         entries = Ledger(ledger_path).history(run_id)
         assert entries and all(e.attempts == 1 and e.state == "done" for e in entries), [

@@ -73,7 +73,9 @@ def test_a_failed_run_resumes_to_its_budget_without_repeating_anything(ray_local
 @pytest.mark.slow
 def test_a_crash_mid_batch_resumes_with_the_ledger_answering_for_done_steps(ray_local, tmp_path, monkeypatch):
     import athanor.app as app_module
+    from instruments.actors import ledger_file
     from instruments.ledger import Ledger
+    from instruments.virtual_lab import virtual_lab_description
 
     monkeypatch.setenv("ATHANOR_HOME", str(tmp_path))
 
@@ -97,6 +99,10 @@ def test_a_crash_mid_batch_resumes_with_the_ledger_answering_for_done_steps(ray_
     with open(summary.path / "observations.csv", newline="") as handle:
         ids = [row["experiment_id"] for row in csv.DictReader(handle)]
     assert ids[: len(before)] == before and sorted(ids) == [f"E{i:04d}" for i in range(1, 13)]
+    instruments = [i.name for i in virtual_lab_description(["A", "B", "C"]).instruments]
+    assert sorted((tmp_path / "ledgers").glob("*.sqlite")) == sorted(
+        ledger_file(tmp_path / "ledgers", name) for name in instruments
+    )  # every instrument of the run kept its ledger on disk
     for ledger_path in (tmp_path / "ledgers").glob("*.sqlite"):
         entries = Ledger(ledger_path).history(summary.run_id)
         assert entries and all(e.attempts == 1 and e.state == "done" for e in entries), [

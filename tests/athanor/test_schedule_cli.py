@@ -136,6 +136,18 @@ def test_a_bad_request_spec_lab_or_time_is_refused_now_and_no_job_is_created(hom
     assert "no scheduled campaigns" in runner.invoke(app, ["schedule", "list"]).output
 
 
+def test_a_request_is_refused_by_the_same_rules_as_a_campaign_file_and_no_job_is_created(home):
+    described = schedule_add("Maximise the conductivity of a carbon-filled composite, 6 experiments")
+    assert described.exit_code == 2
+    assert 'no components: "carbon-filled composite"' in described.output
+
+    zero = schedule_add("Maximise the conductivity of A and B, 6 experiments in batches of 0")
+    assert zero.exit_code == 2 and "budget.batch_size" in zero.output
+
+    assert "Traceback" not in described.output + zero.output
+    assert Schedule().list() == []
+
+
 def test_a_second_worker_refuses_to_start_and_takes_no_job(home, tmp_path):
     schedule_add(write(tmp_path / "campaign.yaml", campaign("waiting")))
     with WorkerLock():

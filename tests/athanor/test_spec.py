@@ -151,6 +151,25 @@ def test_bad_spec_is_refused_with_field_and_fix(overrides, field, phrase):
         assert text.startswith(field) or f"\n{field}" in text
 
 
+def test_a_component_name_may_join_parts_with_a_colon_as_material_names_do():
+    components = [{"name": "PEDOT:PSS", "lower": 0.4}, {"name": "ZnO:Al"}, {"name": "EG"}]
+    constraints = [{"coefficients": {"ZnO:Al": 1, "EG": 1}, "operator": "<=", "rhs": 0.5}]
+    spec = CampaignSpec.model_validate(spec_data(components=components, constraints=constraints))
+    assert CampaignSpec.from_yaml(spec.to_yaml()) == spec
+    assert spec.component_names == ["PEDOT:PSS", "ZnO:Al", "EG"]
+
+
+@pytest.mark.parametrize("name", [":PSS", "PEDOT:", "PEDOT::PSS", "PEDOT: PSS"])
+def test_a_colon_that_does_not_join_two_parts_of_a_name_is_refused(name):
+    text = error_text(spec_data(components=[{"name": name}, {"name": "B"}], constraints=[]))
+    assert text.startswith("components.0.name") and "':' between two of them" in text
+
+
+def test_a_categorical_variable_name_still_may_not_hold_a_colon():
+    text = error_text(spec_data(categories=[{"name": "solvent:main", "choices": ["water", "ethanol"]}]))
+    assert text.startswith("categories.0.name")
+
+
 def test_percent_component_under_fraction_rule_is_refused():
     text = error_text(
         spec_data(

@@ -152,6 +152,76 @@ def test_safe_state_and_port_conformance(ray_lab):
     assert isinstance(LocalLab(make_lab(), seed=0), InstrumentsPort)
 
 
+def heated_lab(**plate_options) -> LabDescription:
+    """The virtual lab (no waiting) with a simulated hot plate ``anneal_plate`` at 22 °C ambient."""
+    data = virtual_lab_description(["PEDOT", "PSS"], time_scale=0.0).model_dump(mode="json")
+    plate = {
+        "name": "anneal_plate",
+        "kind": "hotplate",
+        "options": {"ambient_c": 22.0, "noise_c": 0.0, **plate_options},
+        "envelope": {
+            "allowed_actions": ["set_temperature", "read_temperature", "safe_state"],
+            "max_temperature_c": 150.0,
+        },
+    }
+    data["instruments"].append(plate)
+    return LabDescription.model_validate(data)
+
+
+def plate_command(action: str, key: str, **params: float) -> dict:
+    return Command(instrument="anneal_plate", action=action, params=params, key=key).model_dump(mode="json")
+
+
+def statuses(lab: RayLab) -> dict[str, dict]:
+    """Each instrument's status (front-end bookkeeping, fault, safe states entered)."""
+    import ray
+
+    return {i.name: ray.get(lab.actor(i.name).status.remote()) for i in lab.lab.instruments}
+
+
+def test_safe_state_puts_every_instrument_of_a_ray_lab_in_its_safe_state(ray_local):
+    import ray
+
+    with RayLab(heated_lab(), seed=4) as lab:
+        plate = lab.actor("anneal_plate")
+        heat = ray.get(plate.execute.remote(plate_command("set_temperature", "anneal/E0001/0", celsius=95.0)))
+        assert heat["ok"], heat["error"]
+        assert ray.get(plate.status.remote())["setpoint_c"] == 95.0
+        hot = ray.get(plate.execute.remote(plate_command("read_temperature", "anneal/E0001/1")))
+        assert hot["values"]["temperature"] == pytest.approx(95.0)
+        before = statuses(lab)
+
+        lab.safe_state()
+
+        after = statuses(lab)
+        assert sorted(after) == ["anneal_plate", "conductivity_meter", "liquid_handler"]
+        for name, status in after.items():
+            assert status["safe_states"] == before[name]["safe_states"] + 1, name
+            assert status["fault"] is None
+        assert after["anneal_plate"]["setpoint_c"] is None  # the heater is off
+        cooled = ray.get(plate.execute.remote(plate_command("read_temperature", "anneal/E0001/2")))
+        assert cooled["values"]["temperature"] == pytest.approx(22.0)  # ambient (time_scale 0)
+        assert after["liquid_handler"]["stocks"] == before["liquid_handler"]["stocks"]  # moved nothing
+
+
+def test_an_instrument_that_fails_to_reach_its_safe_state_is_named_and_the_others_still_reach_theirs(
+    ray_local,
+):
+    import ray
+
+    with RayLab(heated_lab(fail_rate=1.0, fail_actions=["safe_state"]), seed=4) as lab:
+        plate = lab.actor("anneal_plate")
+        heat = plate_command("set_temperature", "stuck/E0001/0", celsius=60.0)
+        assert ray.get(plate.execute.remote(heat))["ok"]
+        with pytest.raises(InstrumentError, match=r"^safe state not reached: anneal_plate: ") as failed:
+            lab.safe_state()
+        assert "injected fault in safe_state" in str(failed.value)
+        assert "liquid_handler" not in str(failed.value) and "conductivity_meter" not in str(failed.value)
+        assert ray.get(plate.status.remote())["setpoint_c"] == 60.0  # still heating: nothing hides that
+        after = statuses(lab)
+        assert after["liquid_handler"]["safe_states"] == after["conductivity_meter"]["safe_states"] == 1
+
+
 def test_unknown_instrument_is_refused_before_anything_runs(ray_lab):
     import ray
 

@@ -64,6 +64,64 @@ def test_states_go_started_then_done_or_failed(tmp_path):
         ledger.finish("r1/E0009/0", {"ok": True})
 
 
+BEGIN_AND_DIE = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {root!r})
+    from instruments.ledger import Ledger
+
+    ledger = Ledger({path!r})
+    ledger.begin("nightly-7/E0003/2", {command!r})
+    os._exit(3)  # the host dies while the back end acts: no finish(), no close()
+    """
+)
+
+
+def test_a_key_begun_and_not_finished_is_refused_again_even_after_a_crash(tmp_path):
+    path = tmp_path / "ledgers" / "hotplate.sqlite"
+    heat = Command(
+        instrument="hotplate", action="set_temperature", params={"celsius": 85.0}, key="nightly-7/E0003/2"
+    ).model_dump(mode="json")
+    ledger = Ledger(path)
+    first = ledger.begin("nightly-7/E0003/2", heat)
+    with pytest.raises(InstrumentError, match=r"'nightly-7/E0003/2' is already started"):
+        ledger.begin("nightly-7/E0003/2", heat)
+    assert ledger.lookup("nightly-7/E0003/2") == first  # no second attempt was counted
+    ledger.close()
+
+    script = BEGIN_AND_DIE.format(root=str(ROOT), path=str(tmp_path / "crashed.sqlite"), command=heat)
+    crashed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, timeout=60)
+    assert crashed.returncode == 3, crashed.stderr.decode()[-2000:]
+    for reopened in (Ledger(path), Ledger(tmp_path / "crashed.sqlite")):
+        (doubtful,) = reopened.in_doubt("nightly-7")
+        assert (doubtful.key, doubtful.state, doubtful.attempts) == ("nightly-7/E0003/2", STARTED, 1)
+        with pytest.raises(InstrumentError, match="already started; a key may begin again only after"):
+            reopened.begin("nightly-7/E0003/2", heat)
+        assert reopened.lookup("nightly-7/E0003/2") == doubtful
+        reopened.resolve("nightly-7/E0003/2")  # checked: the plate never heated; let it run again
+        assert reopened.begin("nightly-7/E0003/2", heat).attempts == 2
+        reopened.close()
+
+
+def test_a_done_key_is_refused_and_keeps_its_recorded_reading_after_reopening(tmp_path):
+    path = tmp_path / "conductivity_meter.sqlite"
+    measure = Command(
+        instrument="conductivity_meter", action="measure", params={"well": "C7"}, key="run-β/E0012/4"
+    ).model_dump(mode="json")
+    reading = {"ok": True, "key": "run-β/E0012/4", "values": {"conductivity": 412.5}}
+    ledger = Ledger(path)
+    ledger.begin("run-β/E0012/4", measure)
+    done = ledger.finish("run-β/E0012/4", reading)
+    ledger.close()
+
+    reopened = Ledger(path)
+    with pytest.raises(InstrumentError, match=r"'run-β/E0012/4' is already done"):
+        reopened.begin("run-β/E0012/4", measure)
+    answer = reopened.lookup("run-β/E0012/4", measure)
+    assert answer == done and answer.reading == reading and answer.attempts == 1
+    assert reopened.in_doubt() == []
+
+
 def test_history_is_per_run_in_order_and_survives_reopening(tmp_path):
     path = tmp_path / "ledgers" / "lh.sqlite"
     ledger = Ledger(path)

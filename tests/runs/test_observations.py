@@ -52,6 +52,28 @@ def test_header_names_components_and_objectives_from_the_spec(tmp_path: Path) ->
     assert observation_columns(SPEC) == header.split(",")
 
 
+def test_a_colon_in_a_component_name_is_kept_in_the_header_and_read_back(tmp_path: Path) -> None:
+    spec = CampaignSpec.model_validate(
+        {
+            "components": [{"name": "PEDOT:PSS"}, {"name": "DMSO"}],
+            "objectives": [{"name": "conductivity", "unit": "S/cm"}],
+            "budget": {"experiments": 4},
+        }
+    )
+    row = Observation(
+        experiment_id="E0001",
+        iteration=0,
+        composition={"PEDOT:PSS": 0.85, "DMSO": 0.15},
+        values={"conductivity": 412.5},
+    )
+    path = tmp_path / "observations.csv"
+    with ObservationsCSV(path, spec) as table:
+        table.append(row)
+    header = path.read_text().splitlines()[0]
+    assert header == "experiment_id,iteration,PEDOT:PSS,DMSO,conductivity,status,note"
+    assert read_observations(path, spec) == [row]
+
+
 def test_rows_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "observations.csv"
     with ObservationsCSV(path, SPEC) as table:

@@ -181,6 +181,8 @@ def test_propose_with_a_descriptor_stays_feasible_and_differs():
     for s in a + b:
         assert s.source == "model" and with_spread.violations(s.composition) == []
     assert [s.composition for s in a] != [s.composition for s in b]
+    assert [s.model_inputs for s in a] == [ALLOY, ALLOY]
+    assert [s.model_inputs for s in b] == [[*ALLOY, "electronegativity_spread"]] * 2
     summary = fit_summary(with_spread, observations)
     assert summary is not None and list(summary.lengthscales) == [*ALLOY, "electronegativity_spread"]
 
@@ -194,21 +196,46 @@ def test_a_descriptor_the_objective_depends_on_makes_the_model_predict_better():
     assert with_spread.loo_r2 > 0.9 and with_spread.loo_r2 > without.loo_r2 + 0.2
 
 
+def pareto_spec(descriptors=(), **extra):
+    """Hardness against cost (minimised) over ALLOY."""
+    return CampaignSpec(
+        components=[{"name": c} for c in ALLOY],
+        objectives=[{"name": "hardness"}, {"name": "cost", "direction": "minimise"}],
+        budget={"experiments": 20},
+        basis="mole",
+        descriptors=list(descriptors),
+        **extra,
+    )
+
+
 def test_mixed_and_pareto_paths_use_descriptors():
     plain = make_spec(ALLOY)
     observations = observe(plain, initial_design(plain, 8, seed=2))
     mixed = make_spec(ALLOY, ["electronegativity_spread"], max_active_components=2)
     for s in propose(mixed, observations, 2, seed=1, num_restarts=2, raw_samples=32):
         assert s.source == "model" and mixed.violations(s.composition) == [] and len(s.active_components) <= 2
-    pareto = CampaignSpec(
-        components=[{"name": c} for c in ALLOY],
-        objectives=[{"name": "hardness"}, {"name": "cost", "direction": "minimise"}],
-        budget={"experiments": 20},
-        basis="mole",
-        descriptors=["electronegativity_spread"],
-    )
+    pareto = pareto_spec(["electronegativity_spread"])
     priced = [
         o.model_copy(update={"values": o.values | {"cost": o.composition["Ni"] + 0.1}}) for o in observations
     ]
     [s] = propose_pareto(pareto, priced, 1, seed=1, num_restarts=2, raw_samples=32, mc_samples=64)
     assert s.source == "model" and pareto.violations(s.composition) == []
+
+
+@pytest.mark.parametrize("mode", ["mixed", "pareto", "mixed_pareto"])
+def test_every_model_based_path_fits_its_model_on_the_descriptors(mode):
+    plain = make_spec(ALLOY)
+    observations = [
+        o.model_copy(update={"values": o.values | {"cost": 2.0 * o.composition["Ni"] + o.composition["Ti"]}})
+        for o in observe(plain, initial_design(plain, 7, seed=9))
+    ]
+    specs = {
+        "mixed": lambda d: make_spec(ALLOY, d, max_active_components=3),
+        "pareto": lambda d: pareto_spec(d),
+        "mixed_pareto": lambda d: pareto_spec(d, max_active_components=3),
+    }
+    for descriptors in ([], ["radius_mismatch", "mixing_entropy"]):
+        spec = specs[mode](descriptors)
+        [s] = propose(spec, observations, 1, seed=6, num_restarts=2, raw_samples=16, mc_samples=32)
+        assert s.source == "model" and spec.violations(s.composition) == []
+        assert s.model_inputs == [*ALLOY, *descriptors]

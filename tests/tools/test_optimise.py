@@ -11,6 +11,7 @@ from support.specs import FIVE, FIVE_COMPONENTS, LINEAR, PERCENT, SPECS, make_sp
 import tools.optimise as optimise
 from athanor.errors import SpecError
 from athanor.models import Observation
+from athanor.spec import CampaignSpec
 from tools.design_space import design_space
 from tools.initial_design import initial_design
 from tools.optimise import DUPLICATE_DISTANCE, fit_summary, propose
@@ -82,6 +83,34 @@ def test_same_seed_gives_identical_proposals():
     assert [s.model_dump() for s in first] == [s.model_dump() for s in again]
 
 
+def linear_variant(mode):
+    """LINEAR (sum rule, two linear constraints) as each optimiser sees it: alone, mixed, Pareto, both."""
+    data = LINEAR.model_dump(mode="json")
+    if mode in ("pareto", "mixed_pareto"):
+        data["objectives"] = [*data["objectives"], {"name": "cost", "direction": "minimise", "unit": "EUR/g"}]
+    if mode in ("mixed", "mixed_pareto"):
+        data["max_active_components"] = 3
+    return CampaignSpec.model_validate(data)
+
+
+@pytest.mark.parametrize("mode", ["continuous", "mixed", "pareto", "mixed_pareto"])
+def test_the_acquisition_optimisers_own_candidates_meet_the_sum_rule_and_constraints(mode):
+    spec = linear_variant(mode)
+    # conductivity grows with D1 + D2, which D1 + D2 <= 0.4 caps: the optimum sits on that constraint
+    conductivity = observe(initial_design(LINEAR, 8, seed=5), lambda c: math.exp(4 * (c["D1"] + c["D2"])))
+    observations = [
+        o.model_copy(update={"values": o.values | {"cost": 3.0 * o.composition["D1"] + o.composition["D4"]}})
+        for o in conductivity
+    ]
+    suggestions = propose(spec, observations, 2, seed=3, num_restarts=2, raw_samples=16, mc_samples=32)
+    raw = [s.raw_candidate for s in suggestions if s.raw_candidate is not None]
+    assert raw, [s.rationale for s in suggestions]  # at least one point came from the optimiser
+    for candidate in raw:  # as the optimiser returned it, before any projection or snapping
+        assert list(candidate) == spec.component_names
+        assert spec.violations(candidate) == [], candidate
+        assert sum(candidate.values()) == pytest.approx(1.0, abs=1e-7)
+
+
 def test_pending_compositions_steer_the_acquisition_away():
     observations = observe(initial_design(FIVE, 10, seed=4), lambda c: peak_conductivity(FIVE, c))
     first = propose(FIVE, observations, 2, seed=5)
@@ -105,6 +134,7 @@ def test_near_duplicates_from_the_optimiser_are_replaced(monkeypatch):
     points = propose(FIVE, observations, 3, seed=5, pending=pending)
     compositions = [s.composition for s in points]
     assert all(s.source == "model" and "near-duplicate" in s.rationale for s in points)
+    assert all(s.raw_candidate is None for s in points)  # none of them is the optimiser's output
     assert float(linf_gaps(FIVE, compositions, pending).min()) >= DUPLICATE_DISTANCE
     assert (
         float(linf_gaps(FIVE, compositions, [o.composition for o in observations]).min())

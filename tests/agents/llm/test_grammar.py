@@ -128,7 +128,7 @@ def test_slash_system_with_colon_name_and_target():
         "Increase the absorbance of a PEDOT:PSS/CNT composite, CNT at most 0.4, target 2.5,"
         " 16 experiments in batches of 4"
     )
-    assert bounds(spec) == {"PEDOT_PSS": (0.0, 1.0), "CNT": (0.0, 0.4)}
+    assert bounds(spec) == {"PEDOT:PSS": (0.0, 1.0), "CNT": (0.0, 0.4)}
     objective = spec.primary_objective
     assert (objective.name, objective.direction, objective.target) == ("absorbance", "maximise", 2.5)
 
@@ -241,6 +241,42 @@ def test_refuses_mixed_percent_and_plain_amounts():
 def test_refuses_unsupported_sum_and_negative_budget():
     assert "must sum to 1" in refusal("Maximise the yield of A and B, fractions sum to 2, 30 experiments")
     assert '"-5 experiments"' in refusal("Maximise the yield of A and B, -5 experiments")
+
+
+@pytest.mark.parametrize(
+    ("request_text", "phrase"),
+    [
+        ("Maximise the yield of A and B, 20 experiments in batches of 0.5", "batches of 0.5"),
+        ("Minimise the cost of A and B, 7.5 experiments", "7.5 experiments"),
+        ("Maximise the yield of A and B, -3 runs", "-3 runs"),
+        ("Maximise the yield of A and B, 10 experiments, batch size -2", "batch size -2"),
+    ],
+)
+def test_a_count_that_is_not_a_whole_positive_number_is_quoted_not_rounded(request_text, phrase):
+    assert f'could not read "{phrase}"' in refusal(request_text)
+
+
+def test_a_long_request_is_cut_in_its_refusal_with_its_length():
+    notes = (f"note {i}: the film was spun at {1000 + i} rpm and dried overnight." for i in range(110))
+    pasted = " ".join(notes)
+    request = f"Maximise the conductivity of A and B, 30 experiments. {pasted}"
+    assert len(request) > 6000
+    message = refusal(request)
+    assert len(message) < 1000
+    unread = next(line for line in message.splitlines() if "could not read" in line)
+    assert unread.startswith('  - could not read "note 0: the film was spun at 1000 rpm')
+    cut = re.search(r"… \((\d+) characters\)$", unread)
+    assert cut is not None and len(pasted) - 5 < int(cut.group(1)) < len(pasted) + 20  # the full length
+    assert "components A, B; 30 experiments" in message  # what was read is still shown in full
+
+
+def test_a_long_list_of_components_is_cut_in_what_was_read():
+    names = ", ".join(f"Dopant{i}" for i in range(600))
+    message = refusal(f"Minimise the band gap of {names} and Host, 40 runs, and bake them twice")
+    read_line = next(line for line in message.splitlines() if line.startswith("Read so far:"))
+    assert read_line.startswith("Read so far: minimise band gap; components Dopant0, Dopant1, Dopant2")
+    assert len(read_line) < 300 and "characters)" in read_line
+    assert '"bake them twice"' in message
 
 
 def test_refuses_empty_request():

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from agents.llm import KINDS, MockLLM, OfflineLLM, make_llm
 from agents.llm.grammar import EXAMPLE_REQUEST
-from athanor.errors import LLMError, RequestNotUnderstood, SpecError
+from athanor.errors import LLMError, RequestNotUnderstood, SpecError, format_validation_error
 from athanor.models import Decision
 from athanor.ports import LLMPort
 from athanor.spec import CampaignSpec
@@ -71,6 +72,40 @@ def test_parse_request_invalid_spec_raises_spec_error_naming_fields():
     with pytest.raises(SpecError) as info:
         ask("parse_request", request, CampaignSpec)
     assert "sum_rule: the lower bounds add up to 1.2" in str(info.value)
+
+
+def spec_file_errors(budget: dict[str, int]) -> str:
+    """The field lines a campaign file with ``budget`` is refused with (the rule every path shares)."""
+    data = {
+        "title": "t",
+        "components": [{"name": "A"}, {"name": "B"}],
+        "objectives": [{"name": "conductivity", "direction": "maximise"}],
+        "budget": budget,
+    }
+    with pytest.raises(ValidationError) as info:
+        CampaignSpec.model_validate(data)
+    return format_validation_error(info.value)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "budget"),
+    [
+        ("Raise the conductivity of A and B, 12 runs in batches of 0", {"experiments": 12, "batch_size": 0}),
+        ("Maximise conductivity of A and B, batch size 0, budget 9", {"experiments": 9, "batch_size": 0}),
+        ("Maximise the yield of A and B, 0 per batch, 20 experiments", {"experiments": 20, "batch_size": 0}),
+        ("Boost the conductivity of A and B, 0 experiments", {"experiments": 0}),
+        (
+            "Maximise the yield of A and B, 15 runs, initial design of 0 samples",
+            {"experiments": 15, "initial_experiments": 0},
+        ),
+    ],
+)
+def test_a_stated_zero_is_refused_like_the_same_value_in_a_campaign_file(request_text, budget):
+    with pytest.raises(SpecError) as info:
+        ask("parse_request", request_text, CampaignSpec)
+    expected = spec_file_errors(budget)
+    assert expected.startswith("budget.")
+    assert str(info.value).endswith(expected)
 
 
 def test_decide_stops_when_budget_is_spent():
