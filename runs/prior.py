@@ -8,12 +8,12 @@ several sources: empty means the target) may appear; any other column is refused
 component is never dropped silently.
 
 Every row (but a repeat) becomes an :class:`~athanor.models.Observation` with id ``P0001``,
-``P0002``, ... (in file order) and iteration :data:`PRIOR_ITERATION`; they never take a campaign id or
-count toward the budget. A row with status ``failed`` or ``outlier``, or without a finite value of every measured
-quantity (an empty cell, ``inf`` or ``NaN``), is kept out of the model but counted, and
+``P0002``, ... (in file order) and iteration :data:`PRIOR_ITERATION`; they never take a campaign id
+or count toward the budget. A row with status ``failed`` or ``outlier``, or without a finite value of
+every measured quantity (an empty cell, ``inf`` or ``NaN``), is kept out of the model but counted, and
 :attr:`PriorData.kept_out` says why. A row that repeats an earlier one (same composition, choices,
-source, status and values, or the same ``experiment_id``) counts once: it becomes no observation and is
-listed in :attr:`PriorData.repeated`; two rows with one ``experiment_id`` but different data are
+source, status and values, or the same ``experiment_id``) counts once: it becomes no observation and
+is listed in :attr:`PriorData.repeated`; two rows with one ``experiment_id`` but different data are
 refused. A composition outside the current bounds, constraints or grid is kept (it still informs the
 model) and listed in :attr:`PriorData.outside`.
 """

@@ -251,7 +251,8 @@ def test_a_repeated_row_counts_once_and_is_named_with_the_row_it_repeats(tmp_pat
     )
     prior = load_prior_data(write(tmp_path, text), SPEC)
 
-    assert [o.note for o in prior.observations] == ["line 2 (run7-01)", "line 3 (run7-02)", "line 6 (run7-03)"]
+    notes = [o.note for o in prior.observations]
+    assert notes == ["line 2 (run7-01)", "line 3 (run7-02)", "line 6 (run7-03)"]
     assert prior.used == ["P0001", "P0002", "P0003"] and len(prior.usable) == 3
     assert prior.repeated == [
         "line 4 (run7-01): the same row as P0001 (line 2); used once",
