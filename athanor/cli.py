@@ -353,16 +353,23 @@ def plan(
     llm: LLMOption = None,
     seed: Annotated[int | None, typer.Option(help="Seed to put in the spec.")] = None,
     prior: PriorOption = None,
+    lab: Annotated[
+        Path | None, typer.Option(help="Check against this lab.yaml; default: the virtual lab.")
+    ] = None,
 ) -> None:
     """Show what the PI understood from a request, as YAML (or JSON); runs nothing.
 
-    With prior data (``--prior`` or the spec's ``prior_data``) the file is read and checked, and
-    what it holds is summarised on stderr.
+    The spec is checked against the lab ``run`` would use (``--lab``, else the virtual lab) as
+    ``run`` checks it, without building an instrument, starting Ray or contacting anything. With
+    prior data (``--prior`` or the spec's ``prior_data``) the file is read and checked, and what it
+    holds is summarised on stderr.
     """
-    from athanor.app import RunOptions, llm_from, read_prior, read_spec
+    from athanor.app import RunOptions, check_against_lab, lab_for, llm_from, read_prior, read_spec
 
+    options = RunOptions(llm=llm, lab_file=lab)
     try:
-        spec = read_spec(request, llm_from(RunOptions(llm=llm)), seed)
+        spec = read_spec(request, llm_from(options), seed)
+        check_against_lab(spec, lab_for(spec, options))
         spec, prior_data = read_prior(spec, request, prior)
     except AthanorError as error:
         _fail(error)
