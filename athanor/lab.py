@@ -17,6 +17,7 @@ from athanor.numbers import Integer, Number
 __all__ = [
     "ACTIONS",
     "MEASURES",
+    "NO_LIQUID_HANDLER",
     "InstrumentSpec",
     "LabDescription",
     "Labware",
@@ -43,6 +44,9 @@ MEASURES: dict[str, list[str]] = {
     "hotplate": ["temperature"],
     "spectrometer": ["transmittance"],
 }
+
+#: Why a lab without a liquid handler can run no campaign: every sample is made by one.
+NO_LIQUID_HANDLER = "this lab has no liquid_handler to make samples with"
 
 
 def match_quantity(objective: str, quantities: list[str]) -> str | None:
