@@ -2,33 +2,47 @@
 
 YAML reads ``true``, ``yes`` and ``on`` as booleans and ``"20"`` as text; pydantic's lax mode would
 take them as 1 and 20, so that ``experiments: true`` became one experiment. :data:`Integer` and
-:data:`Number` refuse both with what was written and the fix; :data:`Number` takes a whole number
-too (``lower: 0``), :data:`Integer` takes no fraction (``20.0`` is refused, ``20`` is not).
+:data:`Number` are strict: they refuse both (and :data:`Integer` a fraction such as ``20.5`` or
+``20.0``), while :data:`Number` still takes a whole number (``lower: 0``). :func:`not_a_number` says
+what was written and the fix; the error formatters use it for these fields' errors.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Strict
+from pydantic import Strict
 
-__all__ = ["Integer", "Number", "refuse_non_numbers"]
+__all__ = ["Integer", "Number", "not_a_number", "refuse_non_numbers"]
+
+#: A whole number, written as one (never a boolean, text or a fraction).
+Integer = Annotated[int, Strict()]
+#: A number, written as one (a whole number is fine; never a boolean or text).
+Number = Annotated[float, Strict()]
+
+
+def not_a_number(value: Any) -> str | None:
+    """What is wrong with ``value`` written where a number belongs, or None when it is no boolean or text.
+
+    Returns:
+        E.g. ``"true is a yes/no value, not a number; write a number"``.
+    """
+    if isinstance(value, bool):
+        return f"{str(value).lower()} is a yes/no value, not a number; write a number"
+    if isinstance(value, str):
+        return f"{value!r} is text, not a number; write the number without quotes"
+    return None
 
 
 def refuse_non_numbers(value: Any) -> Any:
-    """Pass ``value`` on unless it is a boolean or text, which a number field never takes.
+    """Refuse a boolean or text, pass anything else on.
+
+    For a number field that cannot be strict (a ``Literal`` of numbers).
 
     Raises:
         ValueError: ``value`` is a boolean or a string, with the fix.
     """
-    if isinstance(value, bool):
-        raise ValueError(f"{str(value).lower()} is a yes/no value, not a number; write a number")
-    if isinstance(value, str):
-        raise ValueError(f"{value!r} is text, not a number; write the number without quotes")
+    problem = not_a_number(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
-
-
-#: A whole number, written as one (never a boolean, text or a fraction).
-Integer = Annotated[int, Strict(), BeforeValidator(refuse_non_numbers)]
-#: A number, written as one (a whole number is fine; never a boolean or text).
-Number = Annotated[float, Strict(), BeforeValidator(refuse_non_numbers)]

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from athanor.errors import SpecError
+from athanor.errors import SpecError, validation_message
 
 __all__ = ["duplicate_keys", "line_of", "load_model"]
 
@@ -112,5 +112,5 @@ def load_model(path: Path, model: type[M], what: str) -> M:
             field = ".".join(str(p) for p in loc) or "(top level)"
             line = line_of(root, loc)
             where = f"{path}:{line}" if line is not None else str(path)
-            lines.append(f"{where}: {field}: {item['msg'].removeprefix('Value error, ')}")
+            lines.append(f"{where}: {field}: {validation_message(item)}")
         raise SpecError("\n".join(lines)) from None
