@@ -29,6 +29,7 @@ from athanor.ports import LLMPort
 from athanor.settings import Settings
 from athanor.spec import CampaignSpec
 from athanor.yamlfile import load_model
+from instruments.lab_rules import lab_problems
 from instruments.ray_runtime import ensure_ray
 from instruments.virtual_lab import SHARED_NAMESPACE, RayLab, virtual_lab_description
 from runs.context import EVENTS_FILE, RunContext, new_run_id
@@ -199,10 +200,14 @@ def lab_for(spec: CampaignSpec, options: RunOptions) -> LabDescription:
 def check_against_lab(spec: CampaignSpec, lab: LabDescription) -> None:
     """Refuse a campaign the lab cannot run, naming what is missing and the fix.
 
+    Builds no instrument and starts nothing: the lab's own rules (:mod:`instruments.lab_rules`, the
+    ones ``athanor lab check`` fails on too) come first, then what this campaign needs of the lab.
+
     Raises:
-        athanor.errors.SpecError: An instrument, a stock or a measurable objective is missing.
+        athanor.errors.SpecError: The lab breaks one of its own rules, or an instrument, a stock or
+            a measurable objective is missing.
     """
-    problems = []
+    problems = [problem.message() for problem in lab_problems(lab)]
     known = {i.name for i in lab.instruments} | {i.kind for i in lab.instruments}
     for name in spec.instruments:
         if name not in known:

@@ -235,7 +235,7 @@ class _CampaignDisplay:
             transient=False,
         )
         self.spec: CampaignSpec | None = None
-        self.prior_line: str | None = None
+        self.prior_lines: list[str] = []
         self.task: Any = None
         self.best: float | None = None
 
@@ -257,8 +257,8 @@ class _CampaignDisplay:
             f"  objective: {objective.direction} {objective.name}{unit};"
             f" budget {budget.experiments} experiments, {pace}"
         )
-        if self.prior_line is not None:
-            console.print(f"  {self.prior_line}", highlight=False)
+        for line in self.prior_lines:
+            console.print(f"  {line}", highlight=False)
         self.spec = spec
         self.progress.start()
         self.task = self.progress.add_task("experiments", total=spec.budget.experiments, best="")
@@ -280,7 +280,7 @@ class _CampaignDisplay:
             )
         elif kind == "prior_data":
             # recorded before the campaign starts: the summary is printed with the campaign header
-            self.prior_line = _prior_line(payload)
+            self.prior_lines = _prior_lines(payload)
         elif kind == "grounding":
             cited = ", ".join(p["chunk_id"] for p in payload["passages"]) or "none found"
             self.progress.console.print(f"  literature: {cited}", highlight=False)
@@ -329,12 +329,22 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
-def _prior_line(payload: dict[str, Any]) -> str:
-    """One line about the prior data from its ``PriorData`` dump."""
+def _prior_lines(payload: dict[str, Any]) -> list[str]:
+    """What the user is told about the prior data, from its ``PriorData`` dump.
+
+    Returns:
+        A summary line, then one line per row kept out of the model, repeated, or outside the design
+        space.
+    """
     from runs.prior import PriorData
 
     prior = PriorData.model_validate(payload)
-    return f"prior data: {prior.describe()}"
+    return [
+        f"prior data: {prior.describe()}",
+        *(f"  kept out of the model: {line}" for line in prior.kept_out),
+        *(f"  repeated (counted once): {line}" for line in prior.repeated),
+        *(f"  outside the design space (kept): {line}" for line in prior.outside),
+    ]
 
 
 @app.command()
@@ -344,25 +354,29 @@ def plan(
     llm: LLMOption = None,
     seed: Annotated[int | None, typer.Option(help="Seed to put in the spec.")] = None,
     prior: PriorOption = None,
+    lab: Annotated[
+        Path | None, typer.Option(help="Check against this lab.yaml; default: the virtual lab.")
+    ] = None,
 ) -> None:
     """Show what the PI understood from a request, as YAML (or JSON); runs nothing.
 
-    With prior data (``--prior`` or the spec's ``prior_data``) the file is read and checked, and
-    what it holds is summarised on stderr.
+    The spec is checked against the lab ``run`` would use (``--lab``, else the virtual lab) as
+    ``run`` checks it, without building an instrument, starting Ray or contacting anything. With
+    prior data (``--prior`` or the spec's ``prior_data``) the file is read and checked, and what it
+    holds is summarised on stderr.
     """
-    from athanor.app import RunOptions, llm_from, read_prior, read_spec
+    from athanor.app import RunOptions, check_against_lab, lab_for, llm_from, read_prior, read_spec
 
+    options = RunOptions(llm=llm, lab_file=lab)
     try:
-        spec = read_spec(request, llm_from(RunOptions(llm=llm)), seed)
+        spec = read_spec(request, llm_from(options), seed)
+        check_against_lab(spec, lab_for(spec, options))
         spec, prior_data = read_prior(spec, request, prior)
     except AthanorError as error:
         _fail(error)
     if prior_data is not None:
-        err_console.print(f"prior data: {prior_data.describe()}", highlight=False)
-        for line in prior_data.kept_out:
-            err_console.print(f"  kept out of the model: {line}", highlight=False)
-        for line in prior_data.outside:
-            err_console.print(f"  outside the design space (kept): {line}", highlight=False)
+        for line in _prior_lines(prior_data.model_dump(mode="json")):
+            err_console.print(line, highlight=False)
     if as_json:
         print(json.dumps(spec.model_dump(mode="json"), indent=2))
     else:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
+
+from athanor.numbers import not_a_number
 
 __all__ = [
     "AthanorError",
@@ -12,6 +16,7 @@ __all__ = [
     "SafetyError",
     "SpecError",
     "format_validation_error",
+    "validation_message",
 ]
 
 
@@ -52,6 +57,18 @@ def format_validation_error(error: ValidationError, prefix: str = "") -> str:
     lines = []
     for item in error.errors():
         loc = ".".join(str(part) for part in item["loc"]) or "spec"
-        message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{prefix}{loc}: {message}")
+        lines.append(f"{prefix}{loc}: {validation_message(item)}")
     return "\n".join(lines)
+
+
+def validation_message(item: Any) -> str:
+    """One pydantic error (an item of ``ValidationError.errors()``) in words, without the field.
+
+    A boolean or text where a strict number belongs (see :mod:`athanor.numbers`) is named as such
+    with the fix; any other error keeps pydantic's message.
+    """
+    if item["type"] in ("int_type", "float_type"):
+        problem = not_a_number(item.get("input"))
+        if problem is not None:
+            return problem
+    return str(item["msg"]).removeprefix("Value error, ")

@@ -12,9 +12,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from athanor.numbers import Integer, Number
+
 __all__ = [
     "ACTIONS",
     "MEASURES",
+    "NO_LIQUID_HANDLER",
     "InstrumentSpec",
     "LabDescription",
     "Labware",
@@ -41,6 +44,9 @@ MEASURES: dict[str, list[str]] = {
     "hotplate": ["temperature"],
     "spectrometer": ["transmittance"],
 }
+
+#: Why a lab without a liquid handler can run no campaign: every sample is made by one.
+NO_LIQUID_HANDLER = "this lab has no liquid_handler to make samples with"
 
 
 def match_quantity(objective: str, quantities: list[str]) -> str | None:
@@ -73,12 +79,12 @@ class SafetyEnvelope(_Strict):
     """
 
     allowed_actions: list[str] = Field(min_length=1)
-    min_volume_ul: float | None = Field(default=None, ge=0)
-    max_volume_ul: float | None = Field(default=None, gt=0)
-    max_well_volume_ul: float | None = Field(default=None, gt=0)
-    tips: int | None = Field(default=None, ge=0)
-    max_temperature_c: float | None = None
-    max_ramp_c_per_min: float | None = Field(default=None, gt=0)
+    min_volume_ul: Number | None = Field(default=None, ge=0)
+    max_volume_ul: Number | None = Field(default=None, gt=0)
+    max_well_volume_ul: Number | None = Field(default=None, gt=0)
+    tips: Integer | None = Field(default=None, ge=0)
+    max_temperature_c: Number | None = None
+    max_ramp_c_per_min: Number | None = Field(default=None, gt=0)
 
 
 class Stock(_Strict):
@@ -108,12 +114,12 @@ class Stock(_Strict):
 
     name: str
     component: str
-    volume_ul: float = Field(gt=0)
-    capacity_ul: float | None = Field(default=None, gt=0)
-    filled_ul: float | None = Field(default=None, gt=0)
-    concentration: float | None = Field(default=None, gt=0)
+    volume_ul: Number = Field(gt=0)
+    capacity_ul: Number | None = Field(default=None, gt=0)
+    filled_ul: Number | None = Field(default=None, gt=0)
+    concentration: Number | None = Field(default=None, gt=0)
     concentration_unit: str | None = None
-    molar_mass_g_mol: float | None = Field(default=None, gt=0)
+    molar_mass_g_mol: Number | None = Field(default=None, gt=0)
     labware: str | None = None
     well: str | None = None
 
@@ -149,9 +155,9 @@ class SerialConnection(_Strict):
     """
 
     port: str
-    baudrate: int = Field(default=9600, gt=0)
-    timeout_s: float = Field(default=2.0, gt=0)
-    retries: int = Field(default=2, ge=0)
+    baudrate: Integer = Field(default=9600, gt=0)
+    timeout_s: Number = Field(default=2.0, gt=0)
+    retries: Integer = Field(default=2, ge=0)
     profile: str
 
 
@@ -167,10 +173,10 @@ class RobotConnection(_Strict):
     """
 
     host: str
-    port: int = Field(default=31950, gt=0, lt=65536)
+    port: Integer = Field(default=31950, gt=0, lt=65536)
     robot_type: Literal["OT-2", "Flex"] = "OT-2"
-    poll_interval_s: float = Field(default=1.0, gt=0)
-    stall_timeout_s: float = Field(default=600.0, gt=0)
+    poll_interval_s: Number = Field(default=1.0, gt=0)
+    stall_timeout_s: Number = Field(default=600.0, gt=0)
 
 
 class Labware(_Strict):
@@ -209,8 +215,8 @@ class InstrumentSpec(_Strict):
     backend: Literal["simulated", "opentrons", "serial"] = "simulated"
     serial: SerialConnection | None = None
     robot: RobotConnection | None = None
-    resources: dict[str, float] = Field(default_factory=dict)
-    duration_s: float = Field(default=1.0, ge=0)
+    resources: dict[str, Number] = Field(default_factory=dict)
+    duration_s: Number = Field(default=1.0, ge=0)
     options: dict[str, Any] = Field(default_factory=dict)
     envelope: SafetyEnvelope
 
@@ -256,10 +262,10 @@ class LabDescription(_Strict):
     labware: list[Labware] = Field(default_factory=list)
     sample_labware: str | None = None
     wells: list[str] = Field(min_length=1)
-    sample_volume_ul: float = Field(gt=0)
+    sample_volume_ul: Number = Field(gt=0)
     stocks: list[Stock] = Field(default_factory=list)
     instruments: list[InstrumentSpec] = Field(min_length=1)
-    time_scale: float = Field(default=1.0, ge=0)
+    time_scale: Number = Field(default=1.0, ge=0)
 
     @model_validator(mode="after")
     def _unique(self) -> LabDescription:

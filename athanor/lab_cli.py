@@ -2,9 +2,10 @@
 
 ``athanor lab check LAB_FILE`` reads the file (a malformed one is refused naming the line and the
 fix, exit 2), builds and dry-runs every instrument (:func:`instruments.check.check_lab`), prints a
-table and what to fix, and exits 1 if any instrument would fail a campaign (0 when all are ok or
-only have warnings). With ``RAY_ADDRESS`` set it joins that cluster to check where each instrument's
-actor can run.
+table and what to fix, and exits 1 if the lab or any instrument would fail every campaign (0 when
+all are ok or only have warnings): whatever ``athanor run`` refuses about a lab on its own fails
+here, in the same words (:mod:`instruments.lab_rules`). With ``RAY_ADDRESS`` set it joins that
+cluster to check where each instrument's actor can run.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from athanor.terminal import make_console
 from athanor.yamlfile import load_model
 
 if TYPE_CHECKING:
-    from instruments.check import InstrumentCheck
+    from instruments.check import Check, InstrumentCheck
 
 __all__ = ["lab_app"]
 
@@ -90,7 +91,7 @@ def check(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     """Build and dry-run every instrument of a lab file; exit 1 if any would fail a campaign."""
-    from instruments.check import check_lab
+    from instruments.check import check_lab, lab_findings
 
     debug = debug or bool(ctx.find_root().params.get("debug"))
     console, err_console = make_console(), make_console(stderr=True)
@@ -110,24 +111,33 @@ def check(
         results = check_lab(lab, connect=connect, workdir=Path(folder))
 
     console.print(_table(lab, results))
+    whole = [c for c in lab_findings(lab) if c.status != "ok"]
+    for found in whole:
+        _print_finding(console, "lab", found, debug)
     for r in results:
         for found in r.problems():
-            style = _STYLE[found.status]
-            console.print(
-                f"[{style}]{found.status}[/] {r.name} · {found.name}: {found.detail}", highlight=False
-            )
-            if found.fix:
-                console.print(f"    fix: {found.fix}", highlight=False)
-            if debug and found.trace:
-                console.print(found.trace, highlight=False, markup=False)
+            _print_finding(console, r.name, found, debug)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "warn", "fail")}
-    verdict = "[bold red]lab check failed[/]" if counts["fail"] else "[green]lab check passed[/]"
+    lab_failing = sum(c.status == "fail" for c in whole)
+    failed = counts["fail"] or lab_failing
+    verdict = "[bold red]lab check failed[/]" if failed else "[green]lab check passed[/]"
     console.print(
         f"{verdict}: {len(results)} instrument(s), {counts['ok']} ok, {counts['warn']} with warnings,"
         f" {counts['fail']} failing"
+        + (f"; {lab_failing} problem(s) of the lab as a whole" if lab_failing else "")
     )
-    if counts["fail"]:
+    if failed:
         raise typer.Exit(1)
+
+
+def _print_finding(console: Console, where: str, found: Check, debug: bool) -> None:
+    """One finding that is not ok: ``status where · what: detail``, its fix, and with ``debug`` its trace."""
+    style = _STYLE[found.status]
+    console.print(f"[{style}]{found.status}[/] {where} · {found.name}: {found.detail}", highlight=False)
+    if found.fix:
+        console.print(f"    fix: {found.fix}", highlight=False)
+    if debug and found.trace:
+        console.print(found.trace, highlight=False, markup=False)
 
 
 @lab_app.command("cluster-env")

@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -28,6 +29,8 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+
+from athanor.numbers import Integer, Number, refuse_non_numbers
 
 __all__ = [
     "DESCRIPTOR_NAMES",
@@ -111,8 +114,8 @@ class Component(_Strict):
     """
 
     name: str
-    lower: float = 0.0
-    upper: float = 1.0
+    lower: Number = 0.0
+    upper: Number = 1.0
     unit: Literal["fraction", "percent"] | None = None
 
     @field_validator("name")
@@ -146,7 +149,7 @@ class SumRule(_Strict):
         total: 1 for fractions, 100 for percent.
     """
 
-    total: Literal[1.0, 100.0] = 1.0
+    total: Annotated[Literal[1.0, 100.0], BeforeValidator(refuse_non_numbers)] = 1.0
 
     @property
     def unit(self) -> Literal["fraction", "percent"]:
@@ -163,9 +166,9 @@ class LinearConstraint(_Strict):
         rhs: Right-hand side, in the spec's composition unit.
     """
 
-    coefficients: dict[str, float] = Field(min_length=1)
+    coefficients: dict[str, Number] = Field(min_length=1)
     operator: Literal["<=", ">="] = "<="
-    rhs: float
+    rhs: Number
 
     def describe(self) -> str:
         """A human-readable form, e.g. ``D1 + D2 <= 0.3``."""
@@ -242,8 +245,8 @@ class Objective(_Strict):
     name: str
     direction: Literal["maximise", "minimise"] = "maximise"
     unit: str = ""
-    target: float | None = None
-    threshold: float | None = None
+    target: Number | None = None
+    threshold: Number | None = None
 
     @field_validator("name")
     @classmethod
@@ -301,7 +304,7 @@ class OutcomeConstraint(_Strict):
 
     name: str
     operator: Literal[">=", "<="] = ">="
-    value: float
+    value: Number
     unit: str = ""
 
     @field_validator("name")
@@ -349,7 +352,7 @@ class Fidelity(_Strict):
     """
 
     name: str
-    cost: float = Field(gt=0.0, le=1.0)
+    cost: Number = Field(gt=0.0, le=1.0)
     simulator: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @field_validator("name")
@@ -376,9 +379,9 @@ class Budget(_Strict):
             the slowest member of a batch.
     """
 
-    experiments: int = Field(ge=1, le=100_000)
-    batch_size: int = Field(default=1, ge=1)
-    initial_experiments: int | None = Field(default=None, ge=1)
+    experiments: Integer = Field(ge=1, le=100_000)
+    batch_size: Integer = Field(default=1, ge=1)
+    initial_experiments: Integer | None = Field(default=None, ge=1)
     mode: Literal["batch", "async"] = "batch"
 
     @model_validator(mode="after")
@@ -461,10 +464,10 @@ class CampaignSpec(_Strict):
     instruments: list[str] = Field(
         default_factory=lambda: ["liquid_handler", "conductivity_meter"], min_length=1
     )
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    seed: Integer = Field(default=0, ge=0, le=2**32 - 1)
     basis: Literal["volume", "mole", "mass"] = "volume"
-    max_active_components: int | None = None
-    resolution: float | None = None
+    max_active_components: Integer | None = None
+    resolution: Number | None = None
     categories: list[CategoricalVariable] = Field(default_factory=list)
     outcome_constraints: list[OutcomeConstraint] = Field(default_factory=list)
     descriptors: list[DescriptorName] = Field(default_factory=list)

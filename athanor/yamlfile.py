@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from athanor.errors import SpecError
+from athanor.errors import SpecError, validation_message
 
-__all__ = ["line_of", "load_model"]
+__all__ = ["duplicate_keys", "line_of", "load_model"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,6 +38,37 @@ def line_of(root: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
     return line
 
 
+def duplicate_keys(root: yaml.Node | None) -> list[tuple[int, str, int]]:
+    """Every key that appears twice in one mapping of a composed YAML document.
+
+    YAML loaders keep the last of two equal keys without a word, so a campaign file with two
+    ``budget:`` blocks would run on the second; the caller refuses them instead.
+
+    Args:
+        root: The composed YAML document (``yaml.compose``).
+
+    Returns:
+        ``(line, key, first_line)`` per repeated key, 1-based lines, in document order.
+    """
+    found: list[tuple[int, str, int]] = []
+    pending = [root] if root is not None else []
+    while pending:
+        node = pending.pop()
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if key.value in first:
+                        found.append((line, key.value, first[key.value]))
+                    else:
+                        first[key.value] = line
+                pending.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+    return sorted(found)
+
+
 def load_model(path: Path, model: type[M], what: str) -> M:
     """Read ``path`` as YAML and validate it into ``model``.
 
@@ -47,8 +78,8 @@ def load_model(path: Path, model: type[M], what: str) -> M:
         what: What the file is, for messages (e.g. ``"lab file"``).
 
     Raises:
-        athanor.errors.SpecError: The file is missing, is not YAML, or does not validate; one line per
-            problem, as ``path:line: field: message``.
+        athanor.errors.SpecError: The file is missing, is not YAML, repeats a key within one mapping,
+            or does not validate; one line per problem, as ``path:line: field: message``.
     """
     path = Path(path)
     if not path.is_file():
@@ -63,6 +94,15 @@ def load_model(path: Path, model: type[M], what: str) -> M:
         raise SpecError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a {what} must be a YAML mapping of fields")
+    repeated = duplicate_keys(root)
+    if repeated:
+        raise SpecError(
+            "\n".join(
+                f"{path}:{line}: {key!r} appears a second time (first on line {first}); keep one of them"
+                " (YAML would silently use the last)"
+                for line, key, first in repeated
+            )
+        )
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -72,5 +112,5 @@ def load_model(path: Path, model: type[M], what: str) -> M:
             field = ".".join(str(p) for p in loc) or "(top level)"
             line = line_of(root, loc)
             where = f"{path}:{line}" if line is not None else str(path)
-            lines.append(f"{where}: {field}: {item['msg'].removeprefix('Value error, ')}")
+            lines.append(f"{where}: {field}: {validation_message(item)}")
         raise SpecError("\n".join(lines)) from None

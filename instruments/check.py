@@ -13,7 +13,10 @@
   ``GET /health``. Nothing is sent that would move the robot (its safe state homes it, so it is skipped).
 
 It also checks the safety envelope, each stock's deck position and where the instrument's Ray actor
-can run. Every finding is a :class:`Check`: ok / warn / fail, a one-line detail and the fix.
+can run. Every finding is a :class:`Check`: ok / warn / fail, a one-line detail and the fix. What
+``athanor run`` refuses about a lab on its own (:mod:`instruments.lab_rules`) fails here in the same
+words: an instrument's in :func:`check_lab`, the lab's as a whole in :func:`lab_findings`. A lab
+without stocks is valid (a warning): it is a campaign's components that need them.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ from athanor.errors import AthanorError
 from athanor.lab import InstrumentSpec, LabDescription
 from athanor.models import Command, Reading
 from instruments.actors import InstrumentHost
+from instruments.lab_rules import LabProblem, instrument_problems, lab_problems
 from instruments.opentrons.protocol import render_protocol
 from instruments.opentrons.simulate import PYTHON_ENV_VAR, simulate
 from instruments.placement import cluster_nodes, missing_resources
 from instruments.virtual_world import VirtualWorld
 
-__all__ = ["Check", "InstrumentCheck", "Status", "check_lab", "worst"]
+__all__ = ["Check", "InstrumentCheck", "Status", "check_lab", "lab_findings", "worst"]
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -137,9 +141,14 @@ def check_lab(lab: LabDescription, *, connect: bool = True, workdir: Path) -> li
     results = []
     for spec in lab.instruments:
         folder = Path(workdir) / re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)
-        checks = _envelope_checks(spec, lab)
-        dry_run, found = _dry_run(spec, lab, connect, folder)
-        checks += found
+        broken = [_finding(p) for p in instrument_problems(spec, lab)]
+        refused_options = [c for c in broken if c.name == "options"]
+        checks = refused_options + _envelope_checks(spec, broken)
+        if refused_options:  # building it would fail the same way
+            dry_run = "not run: options refused"
+        else:
+            dry_run, found = _dry_run(spec, lab, connect, folder)
+            checks += found
         if spec.kind == "liquid_handler" and spec.backend != "opentrons":
             checks += _stock_checks(lab)
         checks.append(_placement_check(spec, nodes))
@@ -155,6 +164,31 @@ def check_lab(lab: LabDescription, *, connect: bool = True, workdir: Path) -> li
             )
         )
     return results
+
+
+def lab_findings(lab: LabDescription) -> list[Check]:
+    """What concerns the lab as a whole rather than one instrument.
+
+    Returns:
+        A ``fail`` per lab-wide rule ``athanor run`` would refuse the lab for (e.g. no liquid
+        handler), a ``warn`` when it has no stocks, or one ``ok`` finding.
+    """
+    found = [_finding(p) for p in lab_problems(lab) if p.instrument is None]
+    if not lab.stocks:
+        found.append(
+            Check(
+                "stocks",
+                "warn",
+                "no stocks: every campaign on this lab will be refused until stocks are added",
+                "add one stock per component under stocks (name, component, volume_ul)",
+            )
+        )
+    return found or [Check("lab", "ok", f"{len(lab.instruments)} instrument(s), {len(lab.stocks)} stock(s)")]
+
+
+def _finding(problem: LabProblem) -> Check:
+    """A rule the lab breaks, as a failing finding in the rule's own words."""
+    return Check(problem.topic, "fail", problem.detail, problem.fix)
 
 
 # Summaries.
@@ -211,30 +245,10 @@ _ESSENTIAL = {
 }
 
 
-def _envelope_checks(spec: InstrumentSpec, lab: LabDescription) -> list[Check]:
-    """Every inconsistency of the instrument's envelope, or one ``ok`` finding."""
-    envelope, found = spec.envelope, []
-    low, high = envelope.min_volume_ul, envelope.max_volume_ul
-    if low is not None and high is not None and low > high:
-        found.append(
-            Check(
-                "envelope",
-                "fail",
-                f"min_volume_ul ({low:g} µL) is above max_volume_ul ({high:g} µL): every dispense is refused",
-                "set envelope.min_volume_ul at most envelope.max_volume_ul",
-            )
-        )
-    well = envelope.max_well_volume_ul
-    if spec.kind == "liquid_handler" and well is not None and lab.sample_volume_ul > well:
-        found.append(
-            Check(
-                "envelope",
-                "fail",
-                f"a sample (sample_volume_ul={lab.sample_volume_ul:g} µL) overfills a well"
-                f" (max_well_volume_ul={well:g} µL): every sample is refused",
-                "lower sample_volume_ul or raise envelope.max_well_volume_ul to what the plate's wells hold",
-            )
-        )
+def _envelope_checks(spec: InstrumentSpec, broken: list[Check]) -> list[Check]:
+    """The envelope rules the instrument breaks (``broken`` holds them), its warnings, or one ``ok``."""
+    envelope = spec.envelope
+    found = [c for c in broken if c.name == "envelope"]
     if spec.kind == "hotplate" and envelope.max_temperature_c is None:
         found.append(
             Check(
@@ -258,16 +272,10 @@ def _envelope_checks(spec: InstrumentSpec, lab: LabDescription) -> list[Check]:
 
 
 def _stock_checks(lab: LabDescription) -> list[Check]:
-    """Deck positions of the stocks, as far as they can be checked without a robot."""
-    if not lab.stocks:
-        return [
-            Check(
-                "stocks",
-                "fail",
-                "the lab has no stocks: the liquid handler has nothing to dispense",
-                "add one stock per component under stocks (name, component, volume_ul)",
-            )
-        ]
+    """Deck positions of the stocks, as far as they can be checked without a robot.
+
+    A lab without stocks gets none here: :func:`lab_findings` warns about it.
+    """
     labware = {item.name: item for item in lab.labware}
     checks = []
     for index, stock in enumerate(lab.stocks):
@@ -456,11 +464,12 @@ def _dry_run_simulated(
         instrument["options"] = {**instrument["options"], "fail_rate": 0.0, "stall_rate": 0.0}
 
     if spec.kind in _SAMPLE_MEASURING and not lab.stocks:
-        return "not run", [
+        # its emulator is made for the stocks' components; the options were checked already
+        return "not run: no stocks", [
             Check(
-                "build",
-                "fail",
-                "the lab has no stocks, so the simulated meter has no components to emulate",
+                "dry run",
+                "warn",
+                "not run: the lab has no stocks, so the simulated meter has no components to emulate",
                 "add one stock per component under stocks (name, component, volume_ul)",
             )
         ]

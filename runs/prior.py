@@ -7,11 +7,15 @@ columns (``experiment_id``, ``iteration``, ``status``, ``note``, and ``fidelity`
 several sources: empty means the target) may appear; any other column is refused, so that a misspelt
 component is never dropped silently.
 
-Every row becomes an :class:`~athanor.models.Observation` with id ``P0001``, ``P0002``, ... (in file
-order) and iteration :data:`PRIOR_ITERATION`; they never take a campaign id or count toward the
-budget. A row with status ``failed`` or ``outlier``, or without a finite value of every measured
-quantity, is kept out of the model but counted. A composition outside the current bounds, constraints
-or grid is kept (it still informs the model) and listed in :attr:`PriorData.outside`.
+Every row (but a repeat) becomes an :class:`~athanor.models.Observation` with id ``P0001``,
+``P0002``, ... (in file order) and iteration :data:`PRIOR_ITERATION`; they never take a campaign id
+or count toward the budget. A row with status ``failed`` or ``outlier``, or without a finite value of
+every measured quantity (an empty cell, ``inf`` or ``NaN``), is kept out of the model but counted, and
+:attr:`PriorData.kept_out` says why. A row that repeats an earlier one (same composition, choices,
+source, status and values, or the same ``experiment_id``) counts once: it becomes no observation and
+is listed in :attr:`PriorData.repeated`; two rows with one ``experiment_id`` but different data are
+refused. A composition outside the current bounds, constraints or grid is kept (it still informs the
+model) and listed in :attr:`PriorData.outside`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import hashlib
 import io
 import math
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -50,11 +55,12 @@ class PriorData(BaseModel):
         path: The file that was read (as resolved when it was read).
         sha256: SHA-256 of the file's bytes, hex.
         content: The file's text, so that a resumed or replayed run never reads the file again.
-        observations: Every data row, in file order, as ``P0001``... observations of iteration
-            :data:`PRIOR_ITERATION`.
+        observations: Every data row but the repeats, in file order, as ``P0001``... observations of
+            iteration :data:`PRIOR_ITERATION`.
         used: Ids of the rows the model learns from (status ok, every measured value finite).
         kept_out: One line per row the model does not use, with why.
         outside: One line per row whose composition is outside the current design space, with how.
+        repeated: One line per row left out because it repeats an earlier row, naming that row.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -66,6 +72,7 @@ class PriorData(BaseModel):
     used: list[str]
     kept_out: list[str]
     outside: list[str]
+    repeated: list[str] = []
 
     @property
     def usable(self) -> list[Observation]:
@@ -84,11 +91,14 @@ class PriorData(BaseModel):
         return pick(rows, key=lambda o: o.values[objective.name], default=None)
 
     def describe(self) -> str:
-        """One line: rows read, used, kept out and outside the design space."""
+        """One line: rows read, used, kept out, repeated and outside the design space."""
         name = Path(self.path).name
-        text = f"{len(self.observations)} rows from {name}: {len(self.used)} used by the model"
+        rows = len(self.observations) + len(self.repeated)
+        text = f"{rows} rows from {name}: {len(self.used)} used by the model"
         if self.kept_out:
-            text += f", {len(self.kept_out)} kept out (failed, outlier or no value)"
+            text += f", {len(self.kept_out)} kept out (failed, outlier or no finite value)"
+        if self.repeated:
+            text += f", {len(self.repeated)} repeating an earlier row (counted once)"
         if self.outside:
             text += f", {len(self.outside)} outside the current design space (kept)"
         return text
@@ -115,15 +125,12 @@ def load_prior_data(path: Path, spec: CampaignSpec) -> PriorData:
     Raises:
         athanor.errors.SpecError: The file is missing, empty or unreadable, a column is missing or
             unknown, a cell is not a number or not an option, a composition breaks the sum rule by
-            more than :data:`SUM_TOLERANCE`, or no row can inform the model. One line per problem,
+            more than :data:`SUM_TOLERANCE`, two rows share an ``experiment_id`` but not their data,
+            or no row can inform the model. One line per problem,
             as ``file:line: column ...: problem; fix``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(
-            f"prior data file {path} does not exist; check the path (a relative prior_data in a campaign"
-            " file is read relative to that file)"
-        )
+    _check_is_file(path)
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -131,7 +138,8 @@ def load_prior_data(path: Path, spec: CampaignSpec) -> PriorData:
         raise SpecError(f"{path}: not UTF-8 text; save the table as a UTF-8 CSV") from None
     rows = _rows(path, text)
     columns = _check_header(path, rows[0][1], spec)
-    observations, problems, lines = [], [], {}
+    observations, problems, repeated = [], [], []
+    kept: dict[str, _KeptRow] = {}
     for line, cells in rows[1:]:
         if len(cells) != len(columns):
             problems.append(
@@ -139,11 +147,19 @@ def load_prior_data(path: Path, spec: CampaignSpec) -> PriorData:
                 " give every row one cell per column (leave a cell empty, not out)"
             )
             continue
-        number = len(observations) + 1
-        observation = _observation(path, line, dict(zip(columns, cells, strict=True)), spec, number, problems)
-        if observation is not None:
-            observations.append(observation)
-            lines[observation.experiment_id] = line
+        row = dict(zip(columns, cells, strict=True))
+        observation = _observation(path, line, row, spec, len(observations) + 1, problems)
+        if observation is None:
+            continue
+        this = _KeptRow(line, row, _row_data(spec, observation, row))
+        if (clash := _id_clash(path, this, kept)) is not None:
+            problems.append(clash)
+            continue
+        if (repeat := _repeat_of(this, kept)) is not None:
+            repeated.append(repeat)
+            continue
+        observations.append(observation)
+        kept[observation.experiment_id] = this
     _raise(problems)
     if not observations:
         raise SpecError(f"{path}: no data rows under the header; add one row per earlier experiment")
@@ -152,8 +168,8 @@ def load_prior_data(path: Path, spec: CampaignSpec) -> PriorData:
         names = ", ".join(spec.measured_names)
         raise SpecError(
             f"{path}: none of its {len(observations)} rows can inform the model: each is failed, an"
-            f" outlier, or lacks a value of {names}; give at least one row with status ok and a number"
-            f" in every one of those columns"
+            f" outlier, or lacks a finite value of {names}; give at least one row with status ok and a"
+            f" number in every one of those columns"
         )
     return PriorData(
         path=str(path),
@@ -162,15 +178,85 @@ def load_prior_data(path: Path, spec: CampaignSpec) -> PriorData:
         observations=observations,
         used=used,
         kept_out=[
-            f"{o.experiment_id} (line {lines[o.experiment_id]}): {_why_kept_out(spec, o)}"
+            f"{o.experiment_id} (line {kept[o.experiment_id].line}):"
+            f" {_why_kept_out(spec, o, kept[o.experiment_id].cells)}"
             for o in observations
             if o.experiment_id not in set(used)
         ],
         outside=[
-            f"{o.experiment_id} (line {lines[o.experiment_id]}): {'; '.join(problems)}"
+            f"{o.experiment_id} (line {kept[o.experiment_id].line}): {'; '.join(problems)}"
             for o in observations
             if (problems := _outside(spec, o))
         ],
+        repeated=repeated,
+    )
+
+
+def _check_is_file(path: Path) -> None:
+    """Refuse a prior-data path that is a folder or names nothing, with the fix."""
+    if path.is_dir():
+        table = path / "observations.csv"
+        hint = f" (a run folder's table of experiments is {table})" if table.is_file() else ""
+        raise SpecError(
+            f"prior data {path} is a folder, not a file; give the path of a CSV file of earlier"
+            f" experiments{hint}"
+        )
+    if not path.is_file():
+        raise SpecError(
+            f"prior data file {path} does not exist; check the path (a relative prior_data in a campaign"
+            " file is read relative to that file)"
+        )
+
+
+class _KeptRow(NamedTuple):
+    """A row that became a prior observation: its line, its cells by column, and its data (see _row_data)."""
+
+    line: int
+    cells: dict[str, str]
+    data: tuple[Any, ...]
+
+
+def _first_with_id(row: _KeptRow, kept: dict[str, _KeptRow]) -> str | None:
+    """The prior id of the first kept row with the same ``experiment_id`` as ``row`` (None: none)."""
+    original = row.cells.get("experiment_id", "")
+    return next((i for i, r in kept.items() if original and r.cells.get("experiment_id") == original), None)
+
+
+def _id_clash(path: Path, row: _KeptRow, kept: dict[str, _KeptRow]) -> str | None:
+    """The problem if ``row`` has the ``experiment_id`` of a kept row but other data (None: it has not)."""
+    first = _first_with_id(row, kept)
+    if first is None or kept[first].data == row.data:
+        return None
+    return (
+        f"{path}:{row.line}: column 'experiment_id': {row.cells['experiment_id']!r} is also the id of line"
+        f" {kept[first].line}, whose data differ; an id names one experiment: keep the right row, or"
+        " give each its own id"
+    )
+
+
+def _repeat_of(row: _KeptRow, kept: dict[str, _KeptRow]) -> str | None:
+    """The line for :attr:`PriorData.repeated` if ``row`` repeats a kept row (None: it is new)."""
+    first = _first_with_id(row, kept) or next((i for i, r in kept.items() if r.data == row.data), None)
+    if first is None:
+        return None
+    original = row.cells.get("experiment_id", "")
+    shown = f"line {row.line}" + (f" ({original})" if original else "")
+    return f"{shown}: the same row as {first} (line {kept[first].line}); used once"
+
+
+def _row_data(spec: CampaignSpec, observation: Observation, cells: dict[str, str]) -> tuple[Any, ...]:
+    """What makes two rows the same experiment: composition, choices, source, status and values.
+
+    A measured value that is not a finite number is compared as written (``inf`` and an empty cell
+    differ).
+    """
+    values = tuple(observation.values.get(name, cells[name]) for name in spec.measured_names)
+    return (
+        tuple(observation.composition.items()),
+        tuple(observation.choices.items()),
+        observation.fidelity,
+        observation.status,
+        values,
     )
 
 
@@ -326,11 +412,15 @@ def _number(cell: str) -> float | None:
         return None
 
 
-def _why_kept_out(spec: CampaignSpec, observation: Observation) -> str:
+def _why_kept_out(spec: CampaignSpec, observation: Observation, cells: dict[str, str]) -> str:
+    """Why the model does not use a row: its status, or each measured value it lacks (empty or not finite)."""
     if observation.status != "ok":
         return f"status {observation.status}"
     missing = [n for n in spec.measured_names if n not in observation.values]
-    return f"no value of {', '.join(missing)}"
+    empty = [n for n in missing if not cells[n]]
+    reasons = [f"no value of {', '.join(empty)}"] if empty else []
+    reasons += [f"{n} is {cells[n]!r}, not a finite number" for n in missing if cells[n]]
+    return "; ".join(reasons)
 
 
 def _outside(spec: CampaignSpec, observation: Observation) -> list[str]:

@@ -182,8 +182,10 @@ def _decision_text(decision: Any) -> str:
 
 def _prior_rows(spec: CampaignSpec, prior: PriorData) -> list[tuple[str, str]]:
     """Summary rows about the prior data: how many rows the model used, and their best."""
-    text = f"{len(prior.used)} of {len(prior.observations)} rows used by the model"
-    text += f" ({len(prior.kept_out)} failed or without a value)" if prior.kept_out else ""
+    rows = len(prior.observations) + len(prior.repeated)
+    text = f"{len(prior.used)} of {rows} rows used by the model"
+    text += f" ({len(prior.kept_out)} failed, outlier or without a finite value)" if prior.kept_out else ""
+    text += f"; {len(prior.repeated)} repeating an earlier row (counted once)" if prior.repeated else ""
     text += f"; {len(prior.outside)} outside the current design space" if prior.outside else ""
     rows = [("Prior data (not in the budget)", f"{text}; `{_cell(Path(prior.path).name)}`")]
     best = prior.best(spec)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from athanor.errors import SafetyError, SpecError
-from athanor.lab import ACTIONS, MEASURES, InstrumentSpec, LabDescription, match_quantity
+from athanor.lab import ACTIONS, MEASURES, NO_LIQUID_HANDLER, InstrumentSpec, LabDescription, match_quantity
 from athanor.models import Command, Proposal, Protocol
 from athanor.spec import CampaignSpec
 from tools.mixing import RESOLUTION_UL, amounts_per_ul, composition_of, mixing_plan
@@ -170,7 +170,7 @@ def compile_protocol(proposal: Proposal, spec: CampaignSpec, lab: LabDescription
         )
     handler = _pick_instrument(spec, lab, ["liquid_handler"])
     if handler is None:
-        raise SpecError("this lab has no liquid_handler to make samples with; add one to lab.yaml")
+        raise SpecError(f"{NO_LIQUID_HANDLER}; add one to lab.yaml")
     choice_problems = spec.choice_problems(proposal.choices)
     if choice_problems:
         raise SpecError(f"proposal {proposal.experiment_id}: {'; '.join(choice_problems)}")

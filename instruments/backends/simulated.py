@@ -34,6 +34,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,7 @@ __all__ = [
     "SimulatedHotplateBackend",
     "SimulatedLiquidHandlerBackend",
     "SimulatedSpectrometerBackend",
+    "check_simulated_options",
     "make_simulated_backend",
     "pick_emulator",
 ]
@@ -63,6 +65,7 @@ _COMMON_OPTIONS = {
     "stall_actions",
     "stall_s",
 }
+_EMULATORS = ("auto", "p3ht_cnt", "synthetic")
 _ACTIONS = {
     "liquid_handler": ("dispense", "mix", "safe_state"),
     "conductivity_meter": ("measure", "safe_state"),
@@ -76,6 +79,67 @@ def _number(name: str, value: Any, low: float, high: float = math.inf) -> float:
         bounds = f"[{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
         raise InstrumentError(f"options.{name} must be a number {bounds}, got {value!r}")
     return float(value)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """A simulated instrument's options, checked (see the module docstring for each)."""
+
+    time_scale: float
+    fail_rate: float
+    fail_actions: set[str]
+    fail_wells: set[str] | None
+    noise_rel: float | None
+    stall_rate: float
+    stall_s: float
+    stall_actions: set[str]
+    durations: dict[str, float]
+
+
+def _settings(
+    name: str,
+    kind: str,
+    extra_options: frozenset[str],
+    duration_s: float,
+    time_scale: float,
+    options: Mapping[str, Any] | None,
+) -> _Settings:
+    """The options every simulated back end shares, checked; raises InstrumentError naming the option."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - _COMMON_OPTIONS - extra_options)
+    if unknown:
+        known = ", ".join(sorted(_COMMON_OPTIONS | extra_options))
+        raise InstrumentError(f"{name}: unknown option(s) {', '.join(unknown)}; known options: {known}")
+    actions = _ACTIONS[kind]
+    fail_actions = set(options.get("fail_actions", [a for a in actions if a != "safe_state"]))
+    bad = sorted(fail_actions - set(actions))
+    if bad:
+        raise InstrumentError(
+            f"{name}: options.fail_actions names {', '.join(bad)}; a {kind} has {', '.join(actions)}"
+        )
+    wells, noise = options.get("fail_wells"), options.get("noise_rel")
+    durations = dict(options.get("durations") or {})
+    bad = sorted(set(durations) - set(actions))
+    if bad:
+        raise InstrumentError(f"{name}: options.durations names unknown action(s) {', '.join(bad)}")
+    stall_actions = set(options.get("stall_actions", [a for a in actions if a != "safe_state"]))
+    bad = sorted(stall_actions - set(actions))
+    if bad:
+        raise InstrumentError(
+            f"{name}: options.stall_actions names {', '.join(bad)}; a {kind} has {', '.join(actions)}"
+        )
+    base = _number("duration_s", duration_s, 0.0)
+    return _Settings(
+        time_scale=_number("time_scale", time_scale, 0.0),
+        fail_rate=_number("fail_rate", options.get("fail_rate", 0.0), 0.0, 1.0),
+        fail_actions=fail_actions,
+        fail_wells=None if wells is None else set(wells),
+        noise_rel=None if noise is None else _number("noise_rel", noise, 0.0),
+        stall_rate=_number("stall_rate", options.get("stall_rate", 0.0), 0.0, 1.0),
+        stall_s=_number("stall_s", options.get("stall_s", 3600.0), 0.0),
+        stall_actions=stall_actions,
+        durations={a: _number(f"durations.{a}", durations.get(a, base), 0.0) for a in actions},
+    )
 
 
 class _SimulatedBackend:
@@ -92,42 +156,18 @@ class _SimulatedBackend:
         options: Mapping[str, Any] | None,
         seed: int,
     ) -> None:
-        options = dict(options or {})
-        unknown = sorted(set(options) - _COMMON_OPTIONS - self.extra_options)
-        if unknown:
-            known = ", ".join(sorted(_COMMON_OPTIONS | self.extra_options))
-            raise InstrumentError(f"{name}: unknown option(s) {', '.join(unknown)}; known options: {known}")
-        actions = _ACTIONS[self.kind]
+        settings = _settings(name, self.kind, self.extra_options, duration_s, time_scale, options)
         self.name = name
-        self.time_scale = _number("time_scale", time_scale, 0.0)
-        self.fail_rate = _number("fail_rate", options.get("fail_rate", 0.0), 0.0, 1.0)
-        self.fail_actions = set(options.get("fail_actions", [a for a in actions if a != "safe_state"]))
-        bad = sorted(self.fail_actions - set(actions))
-        if bad:
-            raise InstrumentError(
-                f"{name}: options.fail_actions names {', '.join(bad)}; a {self.kind} has {', '.join(actions)}"
-            )
-        wells = options.get("fail_wells")
-        self.fail_wells = None if wells is None else set(wells)
-        self.noise_rel = (
-            None if options.get("noise_rel") is None else _number("noise_rel", options["noise_rel"], 0.0)
-        )
-        durations = dict(options.get("durations") or {})
-        bad = sorted(set(durations) - set(actions))
-        if bad:
-            raise InstrumentError(f"{name}: options.durations names unknown action(s) {', '.join(bad)}")
-        self.stall_rate = _number("stall_rate", options.get("stall_rate", 0.0), 0.0, 1.0)
-        self.stall_s = _number("stall_s", options.get("stall_s", 3600.0), 0.0)
-        self.stall_actions = set(options.get("stall_actions", [a for a in actions if a != "safe_state"]))
-        bad = sorted(self.stall_actions - set(actions))
-        if bad:
-            raise InstrumentError(
-                f"{name}: options.stall_actions names {', '.join(bad)};"
-                f" a {self.kind} has {', '.join(actions)}"
-            )
+        self.time_scale = settings.time_scale
+        self.fail_rate = settings.fail_rate
+        self.fail_actions = settings.fail_actions
+        self.fail_wells = settings.fail_wells
+        self.noise_rel = settings.noise_rel
+        self.stall_rate = settings.stall_rate
+        self.stall_s = settings.stall_s
+        self.stall_actions = settings.stall_actions
         self._abort = threading.Event()
-        base = _number("duration_s", duration_s, 0.0)
-        self.durations = {a: _number(f"durations.{a}", durations.get(a, base), 0.0) for a in actions}
+        self.durations = settings.durations
         stream = zlib.crc32(name.encode("utf-8"))
         self._fault_rng = np.random.default_rng([seed, stream, 1])
         self._noise_rng = np.random.default_rng([seed, stream, 2])
@@ -308,11 +348,7 @@ class SimulatedHotplateBackend(_SimulatedBackend):
             clock: Real seconds, monotonic (tests pass a fake one).
         """
         super().__init__(name, duration_s, time_scale, options, seed)
-        options = dict(options or {})
-        ambient = options.get("ambient_c", 25.0)
-        self.ambient_c = _number("ambient_c", ambient, -273.15)
-        self.time_constant_s = _number("time_constant_s", options.get("time_constant_s", 120.0), 0.0)
-        self.noise_c = _number("noise_c", options.get("noise_c", 0.1), 0.0)
+        self.ambient_c, self.time_constant_s, self.noise_c = _hotplate_settings(options)
         self.setpoint_c: float | None = None
         self._clock = clock
         self._origin = clock()
@@ -355,6 +391,16 @@ class SimulatedHotplateBackend(_SimulatedBackend):
         self._retarget(None)
 
 
+def _hotplate_settings(options: Mapping[str, Any] | None) -> tuple[float, float, float]:
+    """A hot plate's own options, checked: ambient °C, time constant s, reading noise °C."""
+    options = dict(options or {})
+    return (
+        _number("ambient_c", options.get("ambient_c", 25.0), -273.15),
+        _number("time_constant_s", options.get("time_constant_s", 120.0), 0.0),
+        _number("noise_c", options.get("noise_c", 0.1), 0.0),
+    )
+
+
 def pick_emulator(choice: str, components: Sequence[str], seed: int) -> Emulator:
     """The emulator an ``emulator`` option names.
 
@@ -375,7 +421,22 @@ def pick_emulator(choice: str, components: Sequence[str], seed: int) -> Emulator
         return emulator
     if choice == "synthetic":
         return SyntheticEmulator(list(components), seed)
-    raise InstrumentError(f"options.emulator is {choice!r}; use auto, p3ht_cnt or synthetic")
+    raise InstrumentError(_emulator_problem(choice) or f"options.emulator is {choice!r}")
+
+
+def _emulator_problem(choice: str) -> str | None:
+    """What is wrong with an ``emulator`` option's value, or None when it names an emulator."""
+    if choice in _EMULATORS:
+        return None
+    return f"options.emulator is {choice!r}; use {', '.join(_EMULATORS[:-1])} or {_EMULATORS[-1]}"
+
+
+def _absorbance_problem(spec: InstrumentSpec) -> str | None:
+    """What is wrong with a spectrometer's ``absorbance`` option, or None."""
+    absorbance = spec.options.get("absorbance")
+    if absorbance is None or isinstance(absorbance, dict):
+        return None
+    return f"{spec.name}: options.absorbance must map component names to absorbances, got {absorbance!r}"
 
 
 def make_simulated_backend(spec: InstrumentSpec, lab: LabDescription, world: World, seed: int) -> Any:
@@ -402,13 +463,48 @@ def make_simulated_backend(spec: InstrumentSpec, lab: LabDescription, world: Wor
         return SimulatedHotplateBackend(spec.name, spec.duration_s, lab.time_scale, spec.options, seed)
     if spec.kind == "spectrometer":
         components = list(dict.fromkeys(s.component for s in lab.stocks))
-        absorbance = spec.options.get("absorbance")
-        if absorbance is not None and not isinstance(absorbance, dict):
-            raise InstrumentError(
-                f"{spec.name}: options.absorbance must map component names to absorbances, got {absorbance!r}"
-            )
-        emulator = TransmittanceEmulator(components, seed, absorbance)
+        problem = _absorbance_problem(spec)
+        if problem is not None:
+            raise InstrumentError(problem)
+        emulator = TransmittanceEmulator(components, seed, spec.options.get("absorbance"))
         return SimulatedSpectrometerBackend(
             spec.name, world, emulator, spec.duration_s, lab.time_scale, spec.options, seed
         )
     raise InstrumentError(f"no simulated back end for instrument kind {spec.kind!r}")
+
+
+_CLASSES: dict[str, type[_SimulatedBackend]] = {
+    "liquid_handler": SimulatedLiquidHandlerBackend,
+    "conductivity_meter": SimulatedConductivityMeterBackend,
+    "hotplate": SimulatedHotplateBackend,
+    "spectrometer": SimulatedSpectrometerBackend,
+}
+
+
+def check_simulated_options(spec: InstrumentSpec, time_scale: float) -> None:
+    """Refuse a simulated instrument's options as building it would, without building it.
+
+    Needs no world, no stocks and no emulator, so a lab is checked before anything starts; what
+    depends on the stocks (``emulator: p3ht_cnt`` for other components) is checked when it is built.
+
+    Args:
+        spec: A simulated instrument.
+        time_scale: The lab's multiplier on simulated durations.
+
+    Raises:
+        athanor.errors.InstrumentError: An option is unknown, out of range or names an unknown action,
+            in the words building the back end would use.
+    """
+    backend = _CLASSES.get(spec.kind)
+    if backend is None:
+        raise InstrumentError(f"no simulated back end for instrument kind {spec.kind!r}")
+    _settings(spec.name, spec.kind, backend.extra_options, spec.duration_s, time_scale, spec.options)
+    problem = None
+    if spec.kind == "hotplate":
+        _hotplate_settings(spec.options)
+    elif spec.kind == "conductivity_meter":
+        problem = _emulator_problem(str(spec.options.get("emulator", "auto")))
+    elif spec.kind == "spectrometer":
+        problem = _absorbance_problem(spec)
+    if problem is not None:
+        raise InstrumentError(problem)

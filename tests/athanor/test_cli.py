@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -153,3 +154,53 @@ def test_verify_detects_a_flipped_byte(home):
     result = runner.invoke(app, ["verify", run_id])
     assert result.exit_code == 1
     assert "altered" in result.output
+
+
+def write_campaign(tmp_path, **changes) -> str:
+    data = {
+        "title": "沉积薄膜 screen",
+        "components": [{"name": "P3HT", "lower": 0.4}, {"name": "D2"}, {"name": "D6"}],
+        "objectives": [{"name": "conductivity", "unit": "S/cm"}],
+        "budget": {"experiments": 12, "batch_size": 3},
+        **changes,
+    }
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return str(path)
+
+
+def test_plan_refuses_an_instrument_the_lab_run_would_use_does_not_have(home, tmp_path):
+    import ray
+
+    campaign = write_campaign(tmp_path, instruments=["liquid_handler", "xrd"])
+
+    result = runner.invoke(app, ["plan", campaign])
+
+    assert result.exit_code == 2, result.output
+    assert "error: instruments: unknown instrument 'xrd'; this lab has" in result.output
+    assert not ray.is_initialized() and not (home / "runs").exists()
+
+
+def test_plan_checks_a_given_lab_file_without_contacting_its_instruments(home, tmp_path):
+    import ray
+
+    example = Path(__file__).resolve().parents[2] / "instruments" / "labs" / "example-ot2-serial.yaml"
+    lab = yaml.safe_load(example.read_text(encoding="utf-8"))
+    lab["instruments"][0]["robot"]["host"] = "127.0.0.1"  # nothing answers there
+    good = tmp_path / "lab.yaml"
+    good.write_text(yaml.safe_dump(lab), encoding="utf-8")
+    lab["stocks"] = [s for s in lab["stocks"] if s["component"] != "D6"]
+    short = tmp_path / "short.yaml"
+    short.write_text(yaml.safe_dump(lab), encoding="utf-8")
+    campaign = write_campaign(tmp_path)
+
+    planned = runner.invoke(app, ["plan", campaign, "--lab", str(good)])
+    refused = runner.invoke(app, ["plan", campaign, "--lab", str(short)])
+    virtual = runner.invoke(app, ["plan", campaign])
+
+    assert planned.exit_code == 0, planned.output
+    assert CampaignSpec.from_yaml(planned.output).component_names == ["P3HT", "D2", "D6"]
+    assert refused.exit_code == 2, refused.output
+    assert "components: no stock supplies 'D6'; add one under stocks in the lab file" in refused.output
+    assert virtual.exit_code == 0, virtual.output  # the virtual lab makes a stock per component
+    assert not ray.is_initialized() and not (home / "runs").exists()

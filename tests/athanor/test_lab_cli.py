@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 import yaml
@@ -151,6 +152,63 @@ def test_run_passes_ray_address_over_the_environment(monkeypatch):
 
     assert flagged.exit_code == 2 and from_env.exit_code == 2
     assert seen == ["10.0.0.5:6379", "10.0.0.9:6379"]
+
+
+def test_the_shipped_virtual_lab_template_passes_and_warns_that_campaigns_need_stocks(tmp_path):
+    template = Path(__file__).resolve().parents[2] / "instruments" / "labs" / "virtual.yaml"
+
+    result = runner.invoke(app, ["lab", "check", "--no-connect", str(template)])
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "warn lab · stocks: no stocks: every campaign on this lab will be refused until stocks are added"
+        in result.output
+    )
+    assert "lab check passed: 3 instrument(s)" in result.output
+
+
+def test_lab_check_and_plan_refuse_an_impossible_fault_rate_in_the_same_words(tmp_path):
+    data = virtual_data()
+    data["instruments"][1]["options"] = {"fail_rate": 1.5}  # the meter: a probability above one
+    path = write_lab(tmp_path, data)
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text(
+        "components: [{name: P3HT}, {name: D1}]\nobjectives: [{name: conductivity}]\n"
+        "budget: {experiments: 6}\n",
+        encoding="utf-8",
+    )
+    words = "options.fail_rate must be a number [0, 1], got 1.5"
+
+    checked = runner.invoke(app, ["lab", "check", "--no-connect", str(path)])
+    planned = runner.invoke(app, ["plan", str(campaign), "--lab", str(path)])
+
+    assert checked.exit_code == 1, checked.output
+    assert f"fail conductivity_meter · options: {words}" in checked.output
+    assert planned.exit_code == 2, planned.output
+    assert f"error: lab: instrument conductivity_meter (options): {words}; correct the instrument's" in (
+        " ".join(planned.output.split())
+    )
+
+
+def test_lab_check_fails_a_lab_without_a_liquid_handler_as_plan_refuses_it(tmp_path):
+    data = virtual_data()
+    data["instruments"] = [i for i in data["instruments"] if i["kind"] != "liquid_handler"]
+    path = write_lab(tmp_path, data)
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text(
+        "components: [{name: P3HT}, {name: D1}]\nobjectives: [{name: conductivity}]\n"
+        "budget: {experiments: 6}\ninstruments: [conductivity_meter]\n",
+        encoding="utf-8",
+    )
+    words = "this lab has no liquid_handler to make samples with"
+
+    checked = runner.invoke(app, ["lab", "check", str(path)])
+    planned = runner.invoke(app, ["plan", str(campaign), "--lab", str(path)])
+
+    assert checked.exit_code == 1, checked.output
+    assert f"fail lab · instruments: {words}" in checked.output
+    assert "1 problem(s) of the lab as a whole" in checked.output
+    assert planned.exit_code == 2 and f"error: lab: instruments: {words}; add one" in planned.output
 
 
 def test_cluster_env_prints_the_token_settings_a_ray_node_starts_with(tmp_path, monkeypatch):

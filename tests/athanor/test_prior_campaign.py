@@ -131,3 +131,20 @@ def test_cli_plan_counts_the_prior_rows_and_names_a_bad_cell(tmp_path):
     refused = runner.invoke(cli_app, ["plan", str(spec_file), "--prior", str(bad)])
     assert refused.exit_code == 2
     assert "bad.csv:2: column 'conductivity': 'high' is not a number" in " ".join(refused.output.split())
+
+
+def test_cli_plan_names_each_row_with_an_infinite_result_and_each_repeated_row(tmp_path):
+    spec_file = tmp_path / "campaign.yaml"
+    spec_file.write_text(yaml.safe_dump(spec_with()), encoding="utf-8")
+    pasted = tmp_path / "notebook.csv"
+    pasted.write_text(
+        "A,B,C,conductivity\n0.3,0.3,0.4,22\n0.6,0.2,0.2,inf\n0.3,0.3,0.4,22\n0.1,0.1,0.8,7.5\n",
+        encoding="utf-8",
+    )
+
+    shown = CliRunner().invoke(cli_app, ["plan", str(spec_file), "--prior", str(pasted)])
+
+    assert shown.exit_code == 0, shown.output
+    assert "prior data: 4 rows from notebook.csv: 2 used by the model, 1 kept out" in shown.output
+    assert "kept out of the model: P0002 (line 3): conductivity is 'inf', not a finite number" in shown.output
+    assert "repeated (counted once): line 4: the same row as P0001 (line 2); used once" in shown.output

@@ -78,3 +78,88 @@ def test_a_filled_volume_above_the_stocks_volume_is_refused_naming_the_fix(tmp_p
     with pytest.raises(SpecError) as info:
         load_model(path, LabDescription, "lab file")
     assert "filled_ul=800 µL is more than volume_ul=500 µL; leave filled_ul out" in str(info.value)
+
+
+CAMPAIGN = """\
+title: 掺杂薄膜
+components:
+  - {name: PEDOT, upper: 0.8}
+  - {name: PSS}
+objectives:
+  - {name: conductivity, unit: S/cm}
+budget:
+  experiments: 24
+  batch_size: 4
+"""
+
+
+def test_a_key_written_twice_is_refused_with_both_lines_instead_of_the_last_winning(tmp_path):
+    path = tmp_path / "campaign.yaml"
+    path.write_text(CAMPAIGN + "  batch_size: 8\nbudget:\n  experiments: 6\n", encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        load_model(path, CampaignSpec, "campaign file")
+    assert str(info.value).splitlines() == [
+        f"{path}:10: 'batch_size' appears a second time (first on line 9); keep one of them"
+        " (YAML would silently use the last)",
+        f"{path}:11: 'budget' appears a second time (first on line 7); keep one of them"
+        " (YAML would silently use the last)",
+    ]
+    path.write_text(CAMPAIGN, encoding="utf-8")
+    assert load_model(path, CampaignSpec, "campaign file").budget.batch_size == 4
+
+
+def test_a_nested_repeated_key_names_its_own_line(tmp_path):
+    path = tmp_path / "lab.yaml"
+    twice = "min_volume_ul: 1\n      min_volume_ul: 5\n"
+    path.write_text(LAB.replace(", fly", "").replace("min_volume_ul: 1\n", twice))
+    with pytest.raises(SpecError) as info:
+        load_model(path, LabDescription, "lab file")
+    assert str(info.value) == (
+        f"{path}:10: 'min_volume_ul' appears a second time (first on line 9); keep one of them"
+        " (YAML would silently use the last)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "field", "written"),
+    [
+        ("experiments: 24", "experiments: true", 8, "budget.experiments", "true is a yes/no value"),
+        ("batch_size: 4", "batch_size: yes", 9, "budget.batch_size", "true is a yes/no value"),
+        ("experiments: 24", "experiments: '24'", 8, "budget.experiments", "'24' is text"),
+        ("upper: 0.8", "upper: on", 3, "components.0.upper", "true is a yes/no value"),
+        ("title: 掺杂薄膜", "title: 掺杂\nsum_rule: {total: yes}", 2, "sum_rule.total", "true is a yes/no"),
+    ],
+)
+def test_a_yes_no_or_text_value_where_a_campaign_needs_a_number_is_refused(
+    tmp_path, old, new, line, field, written
+):
+    path = tmp_path / "campaign.yaml"
+    path.write_text(CAMPAIGN.replace(old, new), encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        load_model(path, CampaignSpec, "campaign file")
+    assert str(info.value).startswith(f"{path}:{line}: {field}: {written}")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "field"),
+    [
+        ("sample_volume_ul: 200", "sample_volume_ul: true", 3, "sample_volume_ul"),
+        ("min_volume_ul: 1", "min_volume_ul: false", 9, "instruments.0.envelope.min_volume_ul"),
+        ("min_volume_ul: 1", "min_volume_ul: 1\n      tips: yes", 10, "instruments.0.envelope.tips"),
+    ],
+)
+def test_a_yes_no_value_where_a_lab_needs_a_number_is_refused(tmp_path, old, new, line, field):
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB.replace(", fly", "").replace(old, new))
+    with pytest.raises(SpecError) as info:
+        load_model(path, LabDescription, "lab file")
+    assert str(info.value).startswith(f"{path}:{line}: {field}: ")
+    assert "is a yes/no value, not a number; write a number" in str(info.value)
+
+
+def test_a_whole_number_is_still_a_number_and_a_stock_volume_a_float(tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB.replace(", fly", "") + "stocks:\n  - {name: S, component: PEDOT, volume_ul: 5000}\n")
+    lab = load_model(path, LabDescription, "lab file")
+    assert lab.sample_volume_ul == 200.0 and isinstance(lab.stocks[0].volume_ul, float)
+    assert lab.instruments[0].envelope.min_volume_ul == 1.0

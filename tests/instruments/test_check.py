@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -10,11 +11,26 @@ import pytest
 from support import fake_opentrons_server as fake_robot
 from support import fake_serial_device as fake_serial
 
-from athanor.lab import LabDescription
-from instruments.check import check_lab
+from athanor.app import check_against_lab
+from athanor.errors import InstrumentError, SpecError
+from athanor.lab import InstrumentSpec, LabDescription
+from athanor.spec import CampaignSpec
+from athanor.yamlfile import load_model
+from instruments.backends.simulated import make_simulated_backend
+from instruments.check import check_lab, lab_findings
+from instruments.lab_rules import instrument_problems
 from instruments.virtual_lab import virtual_lab_description
+from instruments.virtual_world import VirtualWorld
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "instruments" / "labs" / "example-ot2-serial.yaml"
+TEMPLATE = EXAMPLE.with_name("virtual.yaml")
+SPEC = CampaignSpec.model_validate(
+    {
+        "components": [{"name": "P3HT"}, {"name": "D1"}],
+        "objectives": [{"name": "conductivity"}],
+        "budget": {"experiments": 8},
+    }
+)
 
 
 def virtual_data(time_scale: float = 1.0) -> dict:
@@ -111,14 +127,89 @@ def test_inconsistent_envelopes_fail_naming_the_fields(tmp_path):
     assert "sample_volume_ul" in wells.fix
 
 
-def test_a_lab_without_stocks_fails_with_the_fix(tmp_path):
+def test_the_shipped_virtual_lab_template_passes_with_a_warning_that_it_has_no_stocks(tmp_path):
+    lab = load_model(TEMPLATE, LabDescription, "lab file")
+    assert lab.stocks == []
+
+    results = check_lab(lab, workdir=tmp_path)
+
+    assert [r.status for r in results] == ["ok", "warn", "warn"], [c for r in results for c in r.problems()]
+    (stocks,) = lab_findings(lab)
+    assert (stocks.name, stocks.status) == ("stocks", "warn")
+    assert stocks.detail == "no stocks: every campaign on this lab will be refused until stocks are added"
+    assert "under stocks" in stocks.fix
+    handler, meter, _ = results
+    assert handler.dry_run.startswith("mix A1")  # nothing to dispense, but it is built and mixes
+    assert finding(meter, "dry run").status == "warn" and "no stocks" in finding(meter, "dry run").detail
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("fail_rate", 2.0, "options.fail_rate must be a number [0, 1], got 2.0"),
+        ("stall_rate", -0.5, "options.stall_rate must be a number [0, 1], got -0.5"),
+        ("fail_rat", 0.1, "liquid_handler: unknown option(s) fail_rat; known options:"),
+    ],
+)
+def test_a_simulated_option_a_campaign_would_refuse_fails_in_the_words_of_run(tmp_path, option, value, words):
     data = virtual_data()
-    data["stocks"] = []
+    data["instruments"][0]["options"][option] = value
+    lab = LabDescription.model_validate(data)
 
-    handler, meter = check_lab(LabDescription.model_validate(data), workdir=tmp_path)
+    handler, meter = check_lab(lab, workdir=tmp_path)
 
-    assert finding(handler, "stocks").status == "fail" and "under stocks" in finding(handler, "stocks").fix
-    assert meter.status == "fail" and "no stocks" in finding(meter, "build").detail
+    refused = finding(handler, "options")
+    assert handler.status == "fail" and refused.status == "fail" and refused.detail.startswith(words)
+    assert handler.dry_run == "not run: options refused" and meter.status == "ok"
+    with pytest.raises(SpecError) as info:
+        check_against_lab(SPEC, lab)
+    assert str(info.value).splitlines() == [
+        f"lab: instrument liquid_handler (options): {refused.detail}; {refused.fix}"
+    ]
+
+
+def test_a_lab_without_a_liquid_handler_fails_as_a_whole_in_the_words_of_run(tmp_path):
+    data = virtual_data()
+    data["instruments"] = data["instruments"][1:]
+    lab = LabDescription.model_validate(data)
+
+    (meter,) = check_lab(lab, workdir=tmp_path)
+    (whole,) = lab_findings(lab)
+
+    assert meter.status == "ok"
+    assert (whole.name, whole.status) == ("instruments", "fail")
+    assert whole.detail == "this lab has no liquid_handler to make samples with"
+    with pytest.raises(SpecError) as info:
+        check_against_lab(SPEC.model_copy(update={"instruments": ["conductivity_meter"]}), lab)
+    assert str(info.value) == f"lab: instruments: {whole.detail}; {whole.fix}"
+
+
+@pytest.mark.parametrize(
+    ("instrument", "words"),
+    [
+        (
+            {"name": "plate", "kind": "hotplate", "options": {"ambient_c": -300}},
+            "options.ambient_c must be a number >= -273.15, got -300",
+        ),
+        (
+            {"name": "probe", "kind": "conductivity_meter", "options": {"emulator": "p3ht"}},
+            "options.emulator is 'p3ht'; use auto, p3ht_cnt or synthetic",
+        ),
+        (
+            {"name": "uvvis", "kind": "spectrometer", "options": {"absorbance": 0.4}},
+            "uvvis: options.absorbance must map component names to absorbances, got 0.4",
+        ),
+    ],
+)
+def test_each_kind_of_simulated_instrument_has_its_options_checked_without_being_built(instrument, words):
+    spec = InstrumentSpec.model_validate({**instrument, "envelope": {"allowed_actions": ["safe_state"]}})
+    lab = lab_with(spec.model_dump(mode="json"))
+
+    (problem,) = instrument_problems(spec, lab)
+
+    assert (problem.instrument, problem.topic, problem.detail) == (spec.name, "options", words)
+    with pytest.raises(InstrumentError, match=re.escape(words)):
+        make_simulated_backend(spec, lab, VirtualWorld(), seed=0)  # building it says the same
 
 
 # -- serial instruments -----------------------------------------------------------------------------

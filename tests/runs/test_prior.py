@@ -60,7 +60,7 @@ def test_rows_become_prior_observations_with_their_own_ids_and_the_file_hash(tmp
     assert prior.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and prior.content == text
     assert (
         prior.describe()
-        == "3 rows from prior.csv: 2 used by the model, 1 kept out (failed, outlier or no value)"
+        == "3 rows from prior.csv: 2 used by the model, 1 kept out (failed, outlier or no finite value)"
     )
 
 
@@ -215,3 +215,94 @@ def test_a_multi_fidelity_runs_observations_are_valid_prior_data_with_their_sour
     path.write_text("A,B,conductivity,fidelity\n0.5,0.5,3,quick\n")
     with pytest.raises(SpecError, match=r"csv:2: column 'fidelity': 'quick' is not a source.*screen"):
         load_prior_data(path, spec)
+
+
+def test_a_result_that_is_not_a_finite_number_keeps_its_row_out_and_says_so(tmp_path):
+    text = (
+        "P3HT,CNT,D1,conductivity\n"
+        "0.45,0.25,0.3,64.2\n"
+        "0.5,0.2,0.3,inf\n"
+        "0.4,0.3,0.3,1e999\n"  # overflows to infinity
+        "0.6,0.1,0.3,NaN\n"
+        "0.35,0.35,0.3,-Infinity\n"
+        "0.55,0.15,0.3,\n"
+    )
+    prior = load_prior_data(write(tmp_path, text), SPEC)
+
+    assert prior.used == ["P0001"]
+    assert prior.kept_out == [
+        "P0002 (line 3): conductivity is 'inf', not a finite number",
+        "P0003 (line 4): conductivity is '1e999', not a finite number",
+        "P0004 (line 5): conductivity is 'NaN', not a finite number",
+        "P0005 (line 6): conductivity is '-Infinity', not a finite number",
+        "P0006 (line 7): no value of conductivity",
+    ]
+    assert "5 kept out (failed, outlier or no finite value)" in prior.describe()
+
+
+def test_a_repeated_row_counts_once_and_is_named_with_the_row_it_repeats(tmp_path):
+    text = (
+        "experiment_id,P3HT,CNT,D1,conductivity,note\n"
+        "run7-01,0.5,0.2,0.3,41.5,\n"
+        "run7-02,0.4,0.1,0.5,18,\n"
+        "run7-01,0.50,0.20,0.30,41.5,pasted twice\n"  # same id, same data: the same experiment
+        ",0.4,0.1,0.5,18,\n"  # no id, same data as run7-02
+        "run7-03,0.4,0.1,0.5,19.25,\n"  # a replicate of run7-02 with its own result: kept
+    )
+    prior = load_prior_data(write(tmp_path, text), SPEC)
+
+    notes = [o.note for o in prior.observations]
+    assert notes == ["line 2 (run7-01)", "line 3 (run7-02)", "line 6 (run7-03)"]
+    assert prior.used == ["P0001", "P0002", "P0003"] and len(prior.usable) == 3
+    assert prior.repeated == [
+        "line 4 (run7-01): the same row as P0001 (line 2); used once",
+        "line 5: the same row as P0002 (line 3); used once",
+    ]
+    assert prior.describe() == (
+        "5 rows from prior.csv: 3 used by the model, 2 repeating an earlier row (counted once)"
+    )
+
+
+def test_one_experiment_id_on_two_rows_with_different_data_is_refused(tmp_path):
+    message, path = refused(
+        tmp_path,
+        "experiment_id,P3HT,CNT,D1,conductivity\nE0004,0.5,0.2,0.3,41.5\nE0004,0.5,0.2,0.3,44\n",
+    )
+
+    assert message == (
+        f"{path}:3: column 'experiment_id': 'E0004' is also the id of line 2, whose data differ; an id"
+        " names one experiment: keep the right row, or give each its own id"
+    )
+
+
+def test_a_folder_is_refused_as_a_folder_with_the_csv_it_holds(tmp_path):
+    with pytest.raises(SpecError) as info:
+        load_prior_data(tmp_path, SPEC)
+    assert str(info.value) == (
+        f"prior data {tmp_path} is a folder, not a file; give the path of a CSV file of earlier experiments"
+    )
+
+    (tmp_path / "observations.csv").write_text("P3HT,CNT,D1,conductivity\n0.5,0.2,0.3,1\n")
+    with pytest.raises(SpecError, match="is a folder, not a file") as info:
+        load_prior_data(tmp_path, SPEC)
+    assert f"(a run folder's table of experiments is {tmp_path / 'observations.csv'})" in str(info.value)
+
+
+def test_a_negative_amount_is_refused_even_when_the_row_sums_to_one(tmp_path):
+    # D1 has no lower bound of its own: only the non-negative rule stands between -0.05 and the model
+    message, path = refused(tmp_path, "P3HT,CNT,D1,conductivity\n0.55,0.5,-0.05,12\n0.5,0.2,0.3,30\n")
+
+    assert message == (
+        f"{path}:2: column 'D1': '-0.05' is not a non-negative number; write the amount of D1 in"
+        " fractions of one (0 if absent)"
+    )
+
+
+@pytest.mark.parametrize(("row", "found"), [("0.52,0.2,0.32", "1.04"), ("0.5,0.17,0.3", "0.97")])
+def test_a_row_a_few_percent_off_the_sum_is_refused_with_its_line_and_sum(tmp_path, row, found):
+    message, path = refused(tmp_path, f"P3HT,CNT,D1,conductivity\n0.5,0.2,0.3,30\n{row},12\n")
+
+    assert message.startswith(
+        f"{path}:3: columns P3HT, CNT, D1: the amounts sum to {found}, not the sum-rule total 1 (more than"
+        " 1% off)"
+    )
