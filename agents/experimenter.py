@@ -20,6 +20,7 @@ from typing import Any
 
 from agents.analyst import observation_from_readings
 from agents.state import CampaignState, Ports, protocols_of, spec_of
+from athanor.errors import StopRequested
 from athanor.models import Observation, Proposal, Protocol, Reading
 from athanor.spec import CampaignSpec
 from tools.multifidelity import EntryPointSimulator, cost_of
@@ -143,6 +144,8 @@ def experiment(state: CampaignState, ports: Ports) -> dict[str, Any]:
             if protocols:
                 ports.instruments.submit(protocols, _reading_sink(spec, ports, protocols, batch_iteration))
         results = ports.instruments.wait(1 if spec.budget.mode == "async" else None) if running else {}
+    except StopRequested:
+        raise  # the operator's stop: the running commands may finish first (see athanor.stopping)
     except BaseException:
         ports.instruments.safe_state()
         raise

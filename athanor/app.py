@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -22,12 +23,13 @@ from agents.graph import run_campaign
 from agents.llm import make_llm
 from agents.pi import understand
 from agents.state import Ports
-from athanor.errors import AthanorError, SpecError
+from athanor.errors import AthanorError, SpecError, StopRequested
 from athanor.lab import LabDescription, match_quantity
 from athanor.models import Observation
-from athanor.ports import LLMPort
+from athanor.ports import InstrumentsPort, LLMPort
 from athanor.settings import Settings
 from athanor.spec import CampaignSpec
+from athanor.stopping import StopControl
 from athanor.yamlfile import load_model
 from instruments.lab_rules import lab_problems
 from instruments.ray_runtime import ensure_ray
@@ -89,6 +91,8 @@ class RunOptions:
         literature: Ground the campaign in the literature store.
         llm_script: Scripted replies for the ``mock`` back end.
         prior: A CSV of earlier experiments (``--prior``); wins over the spec's ``prior_data``.
+        stop: What a stop signal does (see :mod:`athanor.stopping`); with it, the instruments send
+            no new command once a stop is requested. None: a stop aborts running commands.
     """
 
     settings: Settings = field(default_factory=Settings.from_env)
@@ -100,6 +104,7 @@ class RunOptions:
     literature: bool = True
     llm_script: dict[str, list[Any]] | None = None
     prior: Path | None = None
+    stop: StopControl | None = None
 
 
 @dataclass
@@ -277,6 +282,7 @@ def _ray_lab(lab: LabDescription, options: RunOptions, context: RunContext, home
         ),
         # the virtual plate keeps its liquid across a crash, as a real one does
         world_path=context.run_dir / "virtual_world.json",
+        stop_sending=options.stop.requested if options.stop is not None else None,
     )
     try:
         instruments.start()
@@ -402,6 +408,33 @@ def resume(
     return _execute(spec, lab, llm, context, options, resume=True, emitted=done, prior=prior)
 
 
+def _bring_to_rest(
+    lab: RayLab, recorded: InstrumentsPort, error: BaseException, stop: StopControl | None
+) -> None:
+    """After the campaign stopped or failed: let running commands finish or abort them, then safe state.
+
+    A stop under the ``finish`` policy waits (up to the policy's grace time, or until a second
+    signal) for the commands already on the instruments, whose readings are then recorded; no new
+    command was sent since the signal. Any other stop or failure aborts them. Every instrument is
+    then put in its safe state through the recorded port, so the log says whether that worked; a
+    failure to reach it is recorded and does not hide ``error``.
+    """
+    if isinstance(error, StopRequested) and not error.abort and stop is not None:
+        try:
+            unfinished = lab.finish_running(stop.grace_s)
+        except StopRequested:  # a second signal: abort them now
+            unfinished = None
+        if unfinished:
+            logging.getLogger(__name__).warning(
+                "still running after %g s, aborted: %s", stop.grace_s, ", ".join(unfinished)
+            )
+    with stop.settling() if stop is not None else contextlib.nullcontext():
+        try:
+            recorded.safe_state()
+        except Exception:  # recorded by the port; the campaign's own error is what the user must see
+            logging.getLogger(__name__).warning("safe state not reached after %s", type(error).__name__)
+
+
 def _recorded_run_id(run_dir: Path, setup: Mapping[str, Any]) -> str:
     """The run id the run recorded when it started, which must be its folder's name.
 
@@ -483,10 +516,17 @@ def _execute(
                 emitted=set(emitted or ()),
                 prior=list(prior.observations) if prior is not None else [],
             )
-            state = run_campaign(spec, ports, run_dir / "checkpoints.sqlite", resume=resume)
+            try:
+                state = run_campaign(spec, ports, run_dir / "checkpoints.sqlite", resume=resume)
+            except BaseException as error:
+                _bring_to_rest(instruments, ports.instruments, error, options.stop)
+                raise
     except BaseException as error:
         kind = "run_stopped" if isinstance(error, KeyboardInterrupt) else "run_failed"
-        context.record(kind, {"error": f"{type(error).__name__}: {error}"})
+        payload: dict[str, Any] = {"error": f"{type(error).__name__}: {error}"}
+        if isinstance(error, StopRequested):
+            payload |= {"signal": error.signal_name, "aborted": error.abort}
+        context.record(kind, payload)
         csv.close()
         context.close()
         raise

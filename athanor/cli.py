@@ -16,11 +16,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from athanor.errors import AthanorError
+from athanor.errors import AthanorError, StopRequested
 from athanor.lab_cli import lab_app
 from athanor.pareto import counts, pareto_front
 from athanor.schedule_cli import schedule_app
 from athanor.spec import CampaignSpec
+from athanor.stopping import StopControl
 from athanor.terminal import make_console
 from bench.cli import bench_app
 
@@ -41,6 +42,23 @@ _state = {"debug": False}
 
 LLMOption = Annotated[
     str | None, typer.Option("--llm", help="LLM back end: offline (default), openai or mock.")
+]
+OnStopOption = Annotated[
+    str,
+    typer.Option(
+        "--on-stop",
+        metavar="finish|abort",
+        help="On SIGTERM or Ctrl-C: let the instruments' running commands finish (a second signal"
+        " aborts them), or abort them at once; either way the instruments end in their safe state.",
+    ),
+]
+StopGraceOption = Annotated[
+    float,
+    typer.Option(
+        "--stop-grace",
+        metavar="SECONDS",
+        help="Longest wait for running commands to finish on a stop before they are aborted.",
+    ),
 ]
 PriorOption = Annotated[
     Path | None,
@@ -118,6 +136,8 @@ def run(
         str | None, typer.Option(help="Join this Ray cluster (host:port); overrides RAY_ADDRESS.")
     ] = None,
     prior: PriorOption = None,
+    on_stop: OnStopOption = "finish",
+    stop_grace: StopGraceOption = 60.0,
 ) -> None:
     """Run a campaign end to end and record it."""
     from athanor.app import RunOptions
@@ -132,10 +152,13 @@ def run(
         time_scale=time_scale,
         literature=literature,
         prior=prior,
+        stop=_stop_control(on_stop, stop_grace),
     )
     display = _CampaignDisplay()
     _finish(
-        display, lambda: run_campaign(request, options, on_event=display.on_event, on_start=display.on_start)
+        display,
+        lambda: run_campaign(request, options, on_event=display.on_event, on_start=display.on_start),
+        options.stop,
     )
 
 
@@ -155,6 +178,8 @@ def resume(
             help="Stock STOCK was refilled and now holds UL µL, e.g. --refill A_stock=5000 (repeatable).",
         ),
     ] = None,
+    on_stop: OnStopOption = "finish",
+    stop_grace: StopGraceOption = 60.0,
 ) -> None:
     """Continue a stopped run from its last checkpoint; no instrument action runs twice."""
     from athanor.app import RunOptions
@@ -166,14 +191,30 @@ def resume(
     except AthanorError as error:
         _fail(error)
     settings = _settings(ray_address)
-    options = RunOptions(settings=settings, llm=llm, literature=literature)
+    options = RunOptions(
+        settings=settings, llm=llm, literature=literature, stop=_stop_control(on_stop, stop_grace)
+    )
     display = _CampaignDisplay()
     _finish(
         display,
         lambda: resume_campaign(
             run_ref, options, on_event=display.on_event, on_start=display.on_start, refills=refills
         ),
+        options.stop,
     )
+
+
+def _stop_control(policy: str, grace_s: float) -> StopControl:
+    """The stop policy the options ask for, telling the operator what each signal does."""
+    try:
+        return StopControl(
+            policy,  # type: ignore[arg-type]  # checked by StopControl
+            grace_s,
+            on_notice=lambda line: err_console.print(f"[bold yellow]{line}[/]", highlight=False),
+        )
+    except ValueError as error:
+        _fail(AthanorError(f"--on-stop / --stop-grace: {error}"))
+        raise  # not reached: _fail exits
 
 
 def _settings(ray_address: str | None) -> Any:
@@ -235,11 +276,13 @@ class _CampaignDisplay:
             transient=False,
         )
         self.spec: CampaignSpec | None = None
+        self.run_dir: Path | None = None
         self.prior_lines: list[str] = []
         self.task: Any = None
         self.best: float | None = None
 
     def on_start(self, run_dir: Path, spec: CampaignSpec) -> None:
+        self.run_dir = run_dir
         console.print(f"[bold]campaign[/] {spec.title}  [dim]({run_dir.name})[/]")
         bounds = ", ".join(f"{c.name} {c.lower:g}–{c.upper:g}" for c in spec.components)
         console.print(f"  components: {bounds}" + (f"; sum {spec.sum_rule.total:g}" if spec.sum_rule else ""))
@@ -294,20 +337,28 @@ class _CampaignDisplay:
             self.progress.console.print(f"  [green]refilled[/]: {describe_refill(payload)}", highlight=False)
 
 
-def _finish(display: _CampaignDisplay, start: Any) -> None:
-    """Run a campaign under the live display, then print its best compositions and its folder."""
+def _finish(display: _CampaignDisplay, start: Any, stop: StopControl) -> None:
+    """Run a campaign under the live display, then print its best compositions and its folder.
+
+    SIGTERM and SIGINT stop it as ``stop`` says; the command then exits 0 after SIGTERM (a service
+    manager's ordinary stop) and 130 after Ctrl-C, with the instruments in their safe state.
+    """
     try:
-        result = start()
+        with stop.installed():
+            result = start()
     except AthanorError as error:
         display.progress.stop()
         _fail(error)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         display.progress.stop()
+        name = interrupt.signal_name if isinstance(interrupt, StopRequested) else "SIGINT"
+        run_ref = display.run_dir.name if display.run_dir is not None else None
+        again = f"continue with `athanor resume {run_ref}`" if run_ref else "it had not started: nothing ran"
         err_console.print(
-            "[bold red]interrupted:[/] instruments were put in their safe state;"
-            " continue with `athanor resume RUN`"
+            f"[bold yellow]stopped[/] by {name}: instruments were put in their safe state; {again}",
+            highlight=False,
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(0 if name == "SIGTERM" else 130) from None
     display.progress.stop()
     spec, summary = result.spec, result.summary
     console.print(_composition_table(spec, best_rows(spec, result.observations), "best compositions"))

@@ -15,6 +15,7 @@ __all__ = [
     "RequestNotUnderstood",
     "SafetyError",
     "SpecError",
+    "StopRequested",
     "format_validation_error",
     "validation_message",
 ]
@@ -42,6 +43,23 @@ class SafetyError(AthanorError):
 
 class InstrumentError(AthanorError):
     """An instrument reported a fault, or an unknown instrument or command was asked for."""
+
+
+class StopRequested(KeyboardInterrupt):
+    """The operator asked the campaign to stop (SIGTERM, Ctrl-C): it stops resumably, not as a failure.
+
+    A subclass of ``KeyboardInterrupt``, so that whatever stops on Ctrl-C stops on it too.
+
+    Attributes:
+        signal_name: The signal that asked, e.g. ``"SIGTERM"``.
+        abort: Abort the instruments' running commands now, instead of letting them finish.
+    """
+
+    def __init__(self, signal_name: str, *, abort: bool = False) -> None:
+        self.signal_name = signal_name
+        self.abort = abort
+        how = "aborting the running commands" if abort else "letting the running commands finish"
+        super().__init__(f"stopped by {signal_name}, {how}")
 
 
 def format_validation_error(error: ValidationError, prefix: str = "") -> str:

@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
-import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -26,6 +24,7 @@ from rich.table import Table
 
 from athanor.errors import AthanorError, SpecError, format_validation_error
 from athanor.spec import CampaignSpec
+from athanor.stopping import StopControl
 from athanor.terminal import make_console
 from runs.scheduler import HEARTBEAT_S, PRIOR_FILE, Job, Schedule, Worker, WorkerLock, materialise
 from runs.store import athanor_home, runs_root, summarise_run
@@ -276,6 +275,19 @@ def work(
     poll: Annotated[
         float, typer.Option("--poll", min=0.1, help="Seconds between looks at the queue while none is due.")
     ] = 30.0,
+    on_stop: Annotated[
+        str,
+        typer.Option(
+            "--on-stop",
+            metavar="finish|abort",
+            help="On SIGTERM or Ctrl-C mid-campaign: let the running instrument commands finish, or"
+            " abort them at once.",
+        ),
+    ] = "finish",
+    stop_grace: Annotated[
+        float,
+        typer.Option("--stop-grace", metavar="SECONDS", help="Longest wait for running commands on a stop."),
+    ] = 60.0,
 ) -> None:
     """Work the queue: resume interrupted and stopped campaigns, then run due ones in order, unattended.
 
@@ -286,12 +298,18 @@ def work(
     lock = WorkerLock()
     try:
         until_at = parse_when(until, option="--until") if until is not None else None
+        stop = StopControl(on_stop, stop_grace, raising=False)  # type: ignore[arg-type]  # checked there
+    except ValueError as error:
+        _fail(ctx, AthanorError(f"--on-stop / --stop-grace: {error}"))
+    except AthanorError as error:
+        _fail(ctx, error)
+    try:
         lock.acquire()
     except AthanorError as error:
         _fail(ctx, error)
     try:
-        worker = _Worker(Schedule(), athanor_home() / LOG_FILE, until_at)
-        with _stop_on_signals(worker):
+        worker = _Worker(Schedule(), athanor_home() / LOG_FILE, until_at, stop)
+        with worker.stop.installed():
             worker.loop(once=once, poll_s=poll)
     except AthanorError as error:
         _fail(ctx, error)
@@ -299,27 +317,6 @@ def work(
         lock.release()
     if worker.stop_signal == "SIGINT":
         raise typer.Exit(130)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(worker: _Worker) -> Iterator[None]:
-    """SIGTERM and SIGINT stop the worker: mid-campaign as Ctrl-C does, otherwise before the next job."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        first = worker.stop_signal is None
-        worker.stop_signal = worker.stop_signal or signal.Signals(signum).name
-        if first and worker.in_campaign:
-            raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 class _Heartbeat:
@@ -348,14 +345,32 @@ class _Heartbeat:
 class _Worker:
     """Works the queue: one campaign at a time, each start and end logged as one line."""
 
-    def __init__(self, schedule: Schedule, log_path: Path, until: dt.datetime | None) -> None:
+    def __init__(
+        self, schedule: Schedule, log_path: Path, until: dt.datetime | None, stop: StopControl
+    ) -> None:
         self.schedule = schedule
         self.me = Worker.current()
         self.log_path = log_path
         self.until = until
-        self.stop_signal: str | None = None
-        self.in_campaign = False
+        # SIGTERM and SIGINT: mid-campaign they stop it as `athanor run` stops (see athanor.stopping);
+        # between campaigns the worker takes no new job
+        self.stop = stop
+        self.stop.on_notice = self.log
         self._log_lock = threading.Lock()
+
+    @property
+    def stop_signal(self) -> str | None:
+        """The signal that asked the worker to stop; None while none has."""
+        return self.stop.signal_name
+
+    @property
+    def in_campaign(self) -> bool:
+        """Whether a campaign is running (a signal then stops it where it is)."""
+        return self.stop.raising
+
+    @in_campaign.setter
+    def in_campaign(self, running: bool) -> None:
+        self.stop.raising = running
 
     def log(self, text: str) -> None:
         """Print one line and append it, time-stamped, to the schedule log."""
@@ -466,7 +481,11 @@ class _Worker:
                 raise KeyboardInterrupt
             campaign, lab_file = materialise(job)
             options = app_module.RunOptions(
-                llm=job.llm, lab_file=lab_file, time_scale=job.time_scale, literature=job.literature
+                llm=job.llm,
+                lab_file=lab_file,
+                time_scale=job.time_scale,
+                literature=job.literature,
+                stop=self.stop,
             )
             with heartbeat:
                 if resume:
@@ -476,7 +495,7 @@ class _Worker:
                 self.in_campaign = False
         except KeyboardInterrupt:
             self.in_campaign = False
-            self.stop_signal = self.stop_signal or "SIGINT"
+            self.stop.signal_name = self.stop.signal_name or "SIGINT"
             self._stopped(job, state["run_id"])
             return
         except Exception as error:  # a failing campaign must not stop the queue

@@ -13,18 +13,22 @@ environment they need). A user who sets ``RAY_AUTH_MODE`` or ``RAY_AUTH_TOKEN_PA
 followed when joining a cluster; a local Ray always uses athanor's own token.
 
 The folder ``$ATHANOR_HOME/ray`` also holds Ray's session files (logs, and the Unix sockets of the
-raylet and the object store, which take no token): it is made private to its user (mode 0700).
+raylet and the object store, which take no token): it is made private to its user (mode 0700). Under
+a deep ``$ATHANOR_HOME`` the sessions go to a short private folder in ``/tmp`` (see
+:func:`session_dir`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
 import signal
 import socket
 import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +46,7 @@ __all__ = [
     "default_ray_dir",
     "ensure_ray",
     "prepare_ray_dir",
+    "session_dir",
     "use_athanor_token",
 ]
 
@@ -56,6 +61,10 @@ TOKEN_FILE = "auth_token"
 _PRIVATE_DIR = 0o700
 _PRIVATE_FILE = 0o600
 _TOKEN_BYTES = 32
+#: Longest path of a Unix socket (Linux ``sun_path``, less its closing NUL), bytes.
+_SOCKET_PATH_MAX = 107
+#: What Ray adds to its folder for its longest socket (``/session_<time>_<pid>/sockets/plasma_store``).
+_SESSION_SOCKET_CHARS = len("/session_2026-12-08_03-39-16_312758_4194304/sockets/plasma_store")
 
 
 def default_ray_dir() -> Path:
@@ -102,6 +111,28 @@ def _own_private(path: Path, mode: int) -> None:
         )
     if stat.S_IMODE(info.st_mode) != mode:
         path.chmod(mode)
+
+
+def session_dir(ray_dir: Path) -> Path:
+    """Where a local Ray keeps its session files: ``ray_dir``, or a short private folder in ``/tmp``.
+
+    Ray puts Unix sockets in ``<folder>/session_<time>_<pid>/sockets/``, and a socket's path cannot
+    be longer than 107 bytes: beneath a deep ``$ATHANOR_HOME`` Ray would fail to start. Then the
+    sessions go to ``/tmp/athanor-ray-<uid>-<hash of ray_dir>`` instead, made private (0700) like
+    ``ray_dir``; the token stays in ``ray_dir``.
+
+    Raises:
+        athanor.errors.InstrumentError: The short folder exists and is another user's.
+    """
+    ray_dir = Path(ray_dir).absolute()
+    if len(os.fsencode(ray_dir)) <= _SOCKET_PATH_MAX - _SESSION_SOCKET_CHARS:
+        return ray_dir
+    tag = hashlib.sha256(os.fsencode(ray_dir)).hexdigest()[:12]
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    short = Path(tempfile.gettempdir()) / f"athanor-ray-{uid}-{tag}"
+    short.mkdir(mode=_PRIVATE_DIR, exist_ok=True)
+    _own_private(short, _PRIVATE_DIR)
+    return short
 
 
 def cluster_environment(ray_dir: Path | None = None) -> dict[str, str]:
@@ -193,18 +224,19 @@ def ensure_ray(
         os.environ.pop(AUTH_MODE_VARIABLE, None)
         os.environ.pop(_TOKEN_VARIABLE, None)
         os.environ[TOKEN_PATH_VARIABLE] = str(token)
+        sessions = session_dir(ray_dir)
         options: dict[str, Any] = {
             "address": "local",
             "num_cpus": 2,
             "include_dashboard": False,
             "log_to_driver": False,
             "logging_level": logging.WARNING,
-            "_temp_dir": str(ray_dir),
+            "_temp_dir": str(sessions),
         }
         _quiet_token_notice()
         with _keeping_sigterm_handler():
             ray.init(**options)
-        _own_private(ray_dir, _PRIVATE_DIR)  # Ray makes its folder world-writable (0777) as it starts
+        _own_private(sessions, _PRIVATE_DIR)  # Ray makes its folder world-writable (0777) as it starts
         if os.environ.get(AUTH_MODE_VARIABLE) != "token":
             ray.shutdown()
             raise InstrumentError(

@@ -300,6 +300,7 @@ class RayLab:
         on_fault: Callable[[str, str], None] | None = None,
         start_timeout_s: float = _START_TIMEOUT_S,
         world_path: Path | None = None,
+        stop_sending: threading.Event | None = None,
     ) -> None:
         """Describe the lab; nothing starts until :meth:`start`.
 
@@ -318,6 +319,8 @@ class RayLab:
             on_fault: Called as ``on_fault(instrument, reason)`` on a stall, silence or death.
             start_timeout_s: Seconds :meth:`start` waits for the actors to answer.
             world_path: File that keeps the virtual wells' contents across a crash (None: memory).
+            stop_sending: Once set (a stop was requested), no queued command is sent; the ones
+                already running go on (see :meth:`finish_running`).
         """
         self.lab = lab
         self.seed = seed
@@ -331,6 +334,7 @@ class RayLab:
         self.world_path = None if world_path is None else Path(world_path).absolute()
         self._address = ray_address
         self._epoch = epoch
+        self._stop_sending = stop_sending if stop_sending is not None else threading.Event()
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._world: Any = None
         self._actors: dict[str, Any] = {}
@@ -704,6 +708,8 @@ class RayLab:
 
     def _pump(self) -> None:
         """Send every command whose instrument is free and whose previous step has finished."""
+        if self._stop_sending.is_set():
+            return
         faults = self.faults
         pools = self._pools()
         for queue_name, queue in self._queues.items():
@@ -810,6 +816,28 @@ class RayLab:
                 self._failed.discard(experiment_id)
         self._await_fault_handling()
         return finished
+
+    def finish_running(self, timeout_s: float) -> list[str]:
+        """Send no new command and wait for the running ones to finish (a stop that lets them finish).
+
+        Their readings reach the callbacks given to :meth:`submit` as usual; queued commands stay
+        unsent (a resumed run sends them).
+
+        Args:
+            timeout_s: Longest wait, seconds.
+
+        Returns:
+            The instruments still busy when the wait ended (empty when everything finished).
+        """
+        self._stop_sending.set()
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._in_flight and self._dispatch_error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(timeout=min(_POLL_S, left))
+            return sorted(self._busy)
 
     def safe_state(self) -> None:
         """Put every instrument in its safe state (all are tried; faulty ones at once).
