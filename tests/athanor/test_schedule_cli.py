@@ -174,11 +174,19 @@ def test_a_running_job_beats_its_heartbeat_with_its_latest_message(home, tmp_pat
 # the worker, on the virtual lab
 
 
-def faulty_lab() -> dict:
-    """The virtual lab for A and B, with a conductivity meter that cannot be built."""
+def faulty_lab(tmp_path) -> dict:
+    """The virtual lab for A and B, whose conductivity meter is on a serial port that was unplugged.
+
+    The lab file is valid (it is accepted when the job is added); only opening the port, when the
+    campaign starts, fails.
+    """
     lab = virtual_lab_description(["A", "B"], time_scale=0.001).model_dump(mode="json")
     meter = next(i for i in lab["instruments"] if i["kind"] == "conductivity_meter")
-    meter["options"]["laser_power"] = 3  # not an option of the simulated meter: the actor fails to start
+    meter.update(
+        backend="serial",
+        options={},
+        serial={"port": str(tmp_path / "ttyUSB-unplugged"), "profile": "four_point_probe", "timeout_s": 0.2},
+    )
     return lab
 
 
@@ -193,7 +201,7 @@ def test_the_worker_runs_due_jobs_in_order_and_a_failing_one_does_not_stop_the_q
     faulty = schedule_add(
         write(tmp_path / "second.yaml", campaign("second")),
         "--lab",
-        write(tmp_path / "lab.yaml", faulty_lab()),
+        write(tmp_path / "lab.yaml", faulty_lab(tmp_path)),
     )
     assert faulty.exit_code == 0, faulty.output
     assert schedule_add(write(tmp_path / "third.yaml", campaign("third", seed=3))).exit_code == 0
@@ -205,7 +213,7 @@ def test_the_worker_runs_due_jobs_in_order_and_a_failing_one_does_not_stop_the_q
     assert result.exit_code == 0, result.output
     jobs = Schedule().list()
     assert [job.status for job in jobs] == ["finished", "failed", "finished", "queued"]
-    assert "laser_power" in jobs[1].message and "\n" not in jobs[1].message
+    assert "ttyUSB-unplugged" in jobs[1].message and "\n" not in jobs[1].message
     log = (home / "schedule.log").read_text()
     assert log.splitlines()[-1].endswith(
         "nothing due; next: S0004 at "
