@@ -36,6 +36,7 @@ from instruments.ray_runtime import ensure_ray
 from instruments.virtual_lab import SHARED_NAMESPACE, RayLab, virtual_lab_description
 from runs.context import EVENTS_FILE, RunContext, new_run_id
 from runs.eventlog import is_being_written, read_events, verify_log
+from runs.lab_hold import LabHold, Plate
 from runs.manifest import write_manifest
 from runs.observations import ObservationsCSV, read_observations
 from runs.prior import PriorData, load_prior_data
@@ -93,6 +94,8 @@ class RunOptions:
         prior: A CSV of earlier experiments (``--prior``); wins over the spec's ``prior_data``.
         stop: What a stop signal does (see :mod:`athanor.stopping`); with it, the instruments send
             no new command once a stop is requested. None: a stop aborts running commands.
+        wait_for_lab: Wait while another campaign holds the lab, instead of refusing.
+        on_wait: Told, with a line for the operator, when the run waits for its lab.
     """
 
     settings: Settings = field(default_factory=Settings.from_env)
@@ -105,6 +108,8 @@ class RunOptions:
     llm_script: dict[str, list[Any]] | None = None
     prior: Path | None = None
     stop: StopControl | None = None
+    wait_for_lab: bool = False
+    on_wait: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -269,13 +274,15 @@ def choice_notices(spec: CampaignSpec) -> list[str]:
 
 
 @contextlib.contextmanager
-def _ray_lab(lab: LabDescription, options: RunOptions, context: RunContext, home: Path) -> Iterator[RayLab]:
+def _ray_lab(
+    lab: LabDescription, options: RunOptions, context: RunContext, home: Path, *, shared: bool
+) -> Iterator[RayLab]:
     started = ensure_ray(options.settings.ray_address, home / "ray")
     instruments = RayLab(
         lab,
         seed=context.seed,
         # a described lab's instruments are shared between campaigns; each virtual lab is the run's own
-        namespace=SHARED_NAMESPACE if options.lab_file else None,
+        namespace=SHARED_NAMESPACE if shared else None,
         ledger_dir=home / "ledgers",
         on_fault=lambda name, reason: context.record(
             "instrument_fault", {"instrument": name, "reason": reason}
@@ -320,24 +327,59 @@ def run(
     spec, prior = read_prior(spec, request_or_file, options.prior)
 
     run_id = new_run_id(spec.title)
-    run_dir = create_run_dir(run_id)
-    context = RunContext(run_dir, spec.seed, run_id)
-    if on_event is not None:
-        context.log.subscribe(on_event)
-    context.record("run_started", {"run_id": run_id})
-    context.record("request", {"text": spec.request or request_or_file, "llm_backend": llm.name})
-    for kind, payload in buffered:
-        context.record(kind, payload)
-    context.record("spec", spec.model_dump(mode="json"))
-    context.record("lab", lab.model_dump(mode="json"))
-    for message in choice_notices(spec):
-        context.record("notice", {"message": message})
-    if prior is not None:
-        context.record("prior_data", prior.model_dump(mode="json"))
-    write_manifest(run_dir, spec, spec.seed, {"request": request_or_file}, llm_backend=llm.name)
-    if on_start is not None:
-        on_start(run_dir, spec)
-    return _execute(spec, lab, llm, context, options, resume=False, prior=prior)
+    home = athanor_home()
+    source = _lab_source(options)
+    with _held(lab, source, run_id, options, home):
+        run_dir = create_run_dir(run_id)
+        lab, plate = _reserve_wells(lab, source, run_id, spec, run_dir, home)
+        context = RunContext(run_dir, spec.seed, run_id)
+        if on_event is not None:
+            context.log.subscribe(on_event)
+        context.record("run_started", {"run_id": run_id, "lab_source": source})
+        context.record("request", {"text": spec.request or request_or_file, "llm_backend": llm.name})
+        for kind, payload in buffered:
+            context.record(kind, payload)
+        context.record("spec", spec.model_dump(mode="json"))
+        context.record("lab", lab.model_dump(mode="json"))
+        for message in choice_notices(spec):
+            context.record("notice", {"message": message})
+        if prior is not None:
+            context.record("prior_data", prior.model_dump(mode="json"))
+        write_manifest(run_dir, spec, spec.seed, {"request": request_or_file}, llm_backend=llm.name)
+        if on_start is not None:
+            on_start(run_dir, spec)
+        return _execute(
+            spec, lab, llm, context, options, resume=False, prior=prior, source=source, plate=plate
+        )
+
+
+def _lab_source(options: RunOptions) -> str:
+    """Where a new run's lab comes from: ``file`` (a lab.yaml), ``given`` (in the options) or ``virtual``."""
+    if options.lab is not None:
+        return "given"
+    return "file" if options.lab_file is not None else "virtual"
+
+
+def _held(lab: LabDescription, source: str, run_id: str, options: RunOptions, home: Path) -> LabHold:
+    """The lab, held for the run (see :class:`runs.lab_hold.LabHold`); ``with`` it to let it go."""
+    hold = LabHold(lab, described=source != "virtual", home=home)
+    hold.acquire(run_id, wait=options.wait_for_lab, on_wait=options.on_wait)
+    return hold
+
+
+def _reserve_wells(
+    lab: LabDescription, source: str, run_id: str, spec: CampaignSpec, run_dir: Path, home: Path
+) -> tuple[LabDescription, Plate | None]:
+    """A described lab's free wells, reserved for the new run (the virtual lab's plate is new)."""
+    if source != "file":
+        return lab, None
+    plate = Plate(lab, home)
+    try:
+        wells = plate.reserve(run_id, spec.budget.experiments)
+    except AthanorError:
+        run_dir.rmdir()  # nothing was recorded: leave no run behind
+        raise
+    return lab.model_copy(update={"wells": wells}), plate
 
 
 def resume(
@@ -390,22 +432,35 @@ def resume(
     check_refills(refills or {}, lab)
     prior = _recorded_prior(events)
     llm = llm_from(options)
-    context = RunContext(run_dir, spec.seed, run_id, repair=True)
-    if on_event is not None:
-        context.log.subscribe(on_event)
-    table = run_dir / "observations.csv"  # none yet when the run stopped before its campaign began
-    done = {o.experiment_id for o in read_observations(table, spec)} if table.exists() else set()
-    context.record("run_resumed", {"llm_backend": llm.name, "observations_on_disk": len(done)})
-    if on_start is not None:
-        on_start(run_dir, spec)
-    refilled = [e for e in events if e["kind"] == REFILLED]
-    if refills:
-        drawn = _drawn_by_checkpoint(run_dir / "checkpoints.sqlite", context.run_id)
-        for payload in refill_payloads(refills, drawn):
-            context.record(REFILLED, payload)
-            refilled.append({"kind": REFILLED, "payload": payload})
-    lab = apply_refills(lab, refilled)
-    return _execute(spec, lab, llm, context, options, resume=True, emitted=done, prior=prior)
+    source = str(setup.get("run_started", {}).get("lab_source", "virtual"))
+    with _held(lab, source, run_id, options, athanor_home()):
+        context = RunContext(run_dir, spec.seed, run_id, repair=True)
+        if on_event is not None:
+            context.log.subscribe(on_event)
+        table = run_dir / "observations.csv"  # none yet when the run stopped before its campaign began
+        done = {o.experiment_id for o in read_observations(table, spec)} if table.exists() else set()
+        context.record("run_resumed", {"llm_backend": llm.name, "observations_on_disk": len(done)})
+        if on_start is not None:
+            on_start(run_dir, spec)
+        refilled = [e for e in events if e["kind"] == REFILLED]
+        if refills:
+            drawn = _drawn_by_checkpoint(run_dir / "checkpoints.sqlite", context.run_id)
+            for payload in refill_payloads(refills, drawn):
+                context.record(REFILLED, payload)
+                refilled.append({"kind": REFILLED, "payload": payload})
+        lab = apply_refills(lab, refilled)
+        plate = Plate(lab, athanor_home()) if source == "file" else None
+        return _execute(
+            spec, lab, llm, context, options, resume=True, emitted=done, prior=prior, source=source,
+            plate=plate,
+        )
+
+
+def _as_stop(error: BaseException, stop: StopControl | None) -> BaseException:
+    """``error``, or the operator's stop it stands for (see :meth:`StopControl.stopped_by`)."""
+    if isinstance(error, KeyboardInterrupt) and stop is not None:
+        return stop.stopped_by(error)
+    return error
 
 
 def _bring_to_rest(
@@ -433,6 +488,13 @@ def _bring_to_rest(
             recorded.safe_state()
         except Exception:  # recorded by the port; the campaign's own error is what the user must see
             logging.getLogger(__name__).warning("safe state not reached after %s", type(error).__name__)
+
+
+def _settle_plate(plate: Plate | None, context: RunContext, *, finished: bool) -> None:
+    """Tell the lab's plate record which wells the run's protocols used (see :class:`Plate`)."""
+    if plate is not None:
+        wells = [e["payload"]["well"] for e in read_events(context.log.path, "protocol")]
+        plate.settle(context.run_id, wells, finished=finished)
 
 
 def _recorded_run_id(run_dir: Path, setup: Mapping[str, Any]) -> str:
@@ -489,8 +551,14 @@ def _execute(
     resume: bool,
     emitted: set[str] | None = None,
     prior: PriorData | None = None,
+    source: str = "virtual",
+    plate: Plate | None = None,
 ) -> CampaignResult:
-    """Run (or continue) the graph with recorded ports, then write the report."""
+    """Run (or continue) the graph with recorded ports, then write the report.
+
+    ``source`` says where the lab came from (see :func:`_lab_source`): a lab file's instruments are
+    shared actors; ``plate`` is told, at the end, which of its wells the run used.
+    """
     home = athanor_home()
     run_dir = context.run_dir
     csv = ObservationsCSV(run_dir / "observations.csv", spec)
@@ -505,7 +573,7 @@ def _execute(
 
         knowledge = RecordingKnowledge(default_knowledge_base(home), context)
     try:
-        with _ray_lab(lab, options, context, home) as instruments:
+        with _ray_lab(lab, options, context, home, shared=source == "file") as instruments:
             ports = Ports(
                 llm=RecordingLLM(llm, context),
                 knowledge=knowledge,
@@ -519,14 +587,16 @@ def _execute(
             try:
                 state = run_campaign(spec, ports, run_dir / "checkpoints.sqlite", resume=resume)
             except BaseException as error:
-                _bring_to_rest(instruments, ports.instruments, error, options.stop)
+                _bring_to_rest(instruments, ports.instruments, _as_stop(error, options.stop), options.stop)
                 raise
     except BaseException as error:
         kind = "run_stopped" if isinstance(error, KeyboardInterrupt) else "run_failed"
-        payload: dict[str, Any] = {"error": f"{type(error).__name__}: {error}"}
-        if isinstance(error, StopRequested):
-            payload |= {"signal": error.signal_name, "aborted": error.abort}
+        stop = _as_stop(error, options.stop)
+        payload: dict[str, Any] = {"error": f"{type(stop).__name__}: {stop}"}
+        if isinstance(stop, StopRequested):
+            payload |= {"signal": stop.signal_name, "aborted": stop.abort}
         context.record(kind, payload)
+        _settle_plate(plate, context, finished=False)
         csv.close()
         context.close()
         raise
@@ -550,6 +620,7 @@ def _execute(
         {"decision": decision, "summary": summary, "literature": literature},
         prior=prior,
     )
+    _settle_plate(plate, context, finished=True)
     context.record("run_finished", {"summary": summary, "decision": decision, "report": report.name})
     csv.close()
     context.close()

@@ -16,7 +16,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from athanor.errors import AthanorError, StopRequested
+from athanor.errors import AthanorError
 from athanor.lab_cli import lab_app
 from athanor.pareto import counts, pareto_front
 from athanor.schedule_cli import schedule_app
@@ -58,6 +58,12 @@ StopGraceOption = Annotated[
         "--stop-grace",
         metavar="SECONDS",
         help="Longest wait for running commands to finish on a stop before they are aborted.",
+    ),
+]
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait", help="If another campaign holds the lab, wait for it to finish instead of refusing."
     ),
 ]
 PriorOption = Annotated[
@@ -138,28 +144,32 @@ def run(
     prior: PriorOption = None,
     on_stop: OnStopOption = "finish",
     stop_grace: StopGraceOption = 60.0,
+    wait: WaitOption = False,
 ) -> None:
     """Run a campaign end to end and record it."""
-    from athanor.app import RunOptions
-    from athanor.app import run as run_campaign
-
+    stop = _stop_control(on_stop, stop_grace)
     settings = _settings(ray_address)
-    options = RunOptions(
-        settings=settings,
-        llm=llm,
-        seed=seed,
-        lab_file=lab,
-        time_scale=time_scale,
-        literature=literature,
-        prior=prior,
-        stop=_stop_control(on_stop, stop_grace),
-    )
     display = _CampaignDisplay()
-    _finish(
-        display,
-        lambda: run_campaign(request, options, on_event=display.on_event, on_start=display.on_start),
-        options.stop,
-    )
+
+    def start() -> Any:  # imports inside, so that a stop while they load is a clean stop too
+        from athanor.app import RunOptions
+        from athanor.app import run as run_campaign
+
+        options = RunOptions(
+            settings=settings,
+            llm=llm,
+            seed=seed,
+            lab_file=lab,
+            time_scale=time_scale,
+            literature=literature,
+            prior=prior,
+            stop=stop,
+            wait_for_lab=wait,
+            on_wait=_say_waiting,
+        )
+        return run_campaign(request, options, on_event=display.on_event, on_start=display.on_start)
+
+    _finish(display, start, stop)
 
 
 @app.command()
@@ -180,28 +190,36 @@ def resume(
     ] = None,
     on_stop: OnStopOption = "finish",
     stop_grace: StopGraceOption = 60.0,
+    wait: WaitOption = False,
 ) -> None:
     """Continue a stopped run from its last checkpoint; no instrument action runs twice."""
-    from athanor.app import RunOptions
-    from athanor.app import resume as resume_campaign
     from runs.refill import parse_refills
 
     try:
         refills = parse_refills(refill or [])
     except AthanorError as error:
         _fail(error)
+    stop = _stop_control(on_stop, stop_grace)
     settings = _settings(ray_address)
-    options = RunOptions(
-        settings=settings, llm=llm, literature=literature, stop=_stop_control(on_stop, stop_grace)
-    )
     display = _CampaignDisplay()
-    _finish(
-        display,
-        lambda: resume_campaign(
+
+    def start() -> Any:  # imports inside, so that a stop while they load is a clean stop too
+        from athanor.app import RunOptions
+        from athanor.app import resume as resume_campaign
+
+        options = RunOptions(
+            settings=settings, llm=llm, literature=literature, stop=stop, wait_for_lab=wait
+        )
+        options.on_wait = _say_waiting
+        return resume_campaign(
             run_ref, options, on_event=display.on_event, on_start=display.on_start, refills=refills
-        ),
-        options.stop,
-    )
+        )
+
+    _finish(display, start, stop)
+
+
+def _say_waiting(line: str) -> None:
+    err_console.print(f"[yellow]{line}[/] (Ctrl-C to give up)", highlight=False)
 
 
 def _stop_control(policy: str, grace_s: float) -> StopControl:
@@ -351,7 +369,7 @@ def _finish(display: _CampaignDisplay, start: Any, stop: StopControl) -> None:
         _fail(error)
     except KeyboardInterrupt as interrupt:
         display.progress.stop()
-        name = interrupt.signal_name if isinstance(interrupt, StopRequested) else "SIGINT"
+        name = stop.stopped_by(interrupt).signal_name
         run_ref = display.run_dir.name if display.run_dir is not None else None
         again = f"continue with `athanor resume {run_ref}`" if run_ref else "it had not started: nothing ran"
         err_console.print(

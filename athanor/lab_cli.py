@@ -155,3 +155,38 @@ def cluster_env() -> None:
 
     for name, value in cluster_environment().items():
         print(f"export {name}={shlex.quote(value)}")
+
+
+@lab_app.command("new-plate")
+def new_plate(
+    ctx: typer.Context,
+    lab_file: Annotated[Path, typer.Argument(metavar="LAB_FILE", help="The lab description (lab.yaml).")],
+) -> None:
+    """Tell athanor a fresh plate is on the deck: its wells are free again for the next campaign.
+
+    Campaigns on a lab file never dispense into a well an earlier run used; the record of used wells
+    is in $ATHANOR_HOME/labs/. Refused while a campaign holds the lab.
+    """
+    from runs.lab_hold import LabHold, Plate
+    from runs.store import athanor_home
+
+    err_console = make_console(stderr=True)
+    try:
+        lab = load_model(lab_file, LabDescription, "lab file")
+        home = athanor_home()
+        hold = LabHold(lab, described=True, home=home)
+        hold.acquire("lab new-plate")
+        with hold:
+            forgotten = Plate(lab, home).clear()
+    except AthanorError as error:
+        first, *rest = str(error).splitlines()
+        err_console.print(f"[bold red]error:[/] {first}", highlight=False)
+        for line in rest:
+            err_console.print(f"  {line}", highlight=False)
+        raise typer.Exit(2) from None
+    make_console().print(
+        f"fresh plate for lab {lab.name!r}: all {len(lab.wells)} wells free"
+        f" ({forgotten} used well(s) of the previous plate forgotten)",
+        highlight=False,
+    )
+

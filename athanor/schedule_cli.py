@@ -486,6 +486,8 @@ class _Worker:
                 time_scale=job.time_scale,
                 literature=job.literature,
                 stop=self.stop,
+                wait_for_lab=True,  # an interactive campaign on the same lab goes first
+                on_wait=lambda line: self.log(f"{job.id} {line}"),
             )
             with heartbeat:
                 if resume:

@@ -79,6 +79,16 @@ class StopControl:
         """Whether the running commands are to be aborted (policy, or a second signal)."""
         return self.policy == "abort" or self._signals > 1
 
+    def stopped_by(self, interrupt: KeyboardInterrupt) -> StopRequested:
+        """The stop an interrupt stands for, as this control saw it.
+
+        Ray turns an exception raised by a signal handler during one of its blocking calls into a
+        plain ``KeyboardInterrupt``; the signal this control recorded says which stop it was.
+        """
+        if isinstance(interrupt, StopRequested):
+            return interrupt
+        return StopRequested(self.signal_name or "SIGINT", abort=self.aborted)
+
     def handle(self, signum: int, frame: Any = None) -> None:
         """The signal handler: see the module docstring for what each signal does.
 

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from athanor.errors import InstrumentError
+from athanor.errors import InstrumentError, StopRequested
 from athanor.settings import athanor_home
 
 __all__ = [
@@ -56,6 +56,7 @@ AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
 TOKEN_PATH_VARIABLE = "RAY_AUTH_TOKEN_PATH"
 #: Ray's environment variable holding a token itself (it wins over the file, so a local start drops it).
 _TOKEN_VARIABLE = "RAY_AUTH_TOKEN"
+_NO_FAILURE_HANDLER_VARIABLE = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
 #: Name of the token file inside the Ray folder.
 TOKEN_FILE = "auth_token"
 _PRIVATE_DIR = 0o700
@@ -216,6 +217,9 @@ def ensure_ray(
     if ray.is_initialized():
         return False
     ray_dir = Path(ray_dir or default_ray_dir()).absolute()
+    # Ray's C++ failure handler takes SIGTERM too, during ray.init, and answers it with a stack dump
+    # and an abort: a stop must reach the campaign's own handler instead (see athanor.stopping).
+    os.environ.setdefault(_NO_FAILURE_HANDLER_VARIABLE, "1")
     local = address is None or address == "local"
     if local:
         token = prepare_ray_dir(ray_dir)
@@ -301,13 +305,22 @@ def _quiet_token_notice() -> None:
 
 @contextlib.contextmanager
 def _keeping_sigterm_handler() -> Iterator[None]:
-    """Put back the SIGTERM handler that ``ray.init`` replaces (main thread only)."""
+    """Put back the SIGTERM handler that ``ray.init`` replaces (main thread only).
+
+    While ``ray.init`` runs, Ray's own handler answers SIGTERM by exiting: that exit becomes the
+    operator's stop (:class:`athanor.errors.StopRequested`), after the half-started Ray is shut down.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.getsignal(signal.SIGTERM)
     try:
         yield
+    except SystemExit:
+        import ray
+
+        ray.shutdown()
+        raise StopRequested("SIGTERM", abort=True) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -28,12 +28,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Literal
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on Windows
-    fcntl = None  # type: ignore[assignment]
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -41,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from athanor.errors import AthanorError, SpecError, format_validation_error
 from athanor.lab import LabDescription
 from athanor.spec import CampaignSpec
+from runs.locks import FileLock, LockHeld
 from runs.store import athanor_home
 
 __all__ = [
@@ -636,9 +632,9 @@ def materialise(job: Job, folder: Path | None = None) -> tuple[Path, Path | None
 class WorkerLock:
     """The one-worker-at-a-time lock: an exclusive ``flock`` on ``schedule.lock`` beside the queue.
 
-    The lock goes with the process: a worker that dies (power cut, ``kill -9``) releases it, so the
-    next worker can start. The file holds the holder's pid and host for the message a refused
-    worker prints.
+    The lock goes with the process (see :class:`runs.locks.FileLock`): a worker that dies (power cut,
+    ``kill -9``) releases it, so the next worker can start. The file holds the holder's pid and host
+    for the message a refused worker prints.
 
     Args:
         path: The lock file; default ``$ATHANOR_HOME/schedule.lock``.
@@ -646,7 +642,7 @@ class WorkerLock:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else athanor_home() / "schedule.lock"
-        self._handle: IO[str] | None = None
+        self._lock = FileLock(self.path)
 
     def acquire(self) -> None:
         """Take the lock, or refuse at once.
@@ -654,49 +650,24 @@ class WorkerLock:
         Raises:
             AthanorError: Another worker holds it (the message names its pid and host).
         """
-        if fcntl is None:  # pragma: no cover - not on Windows
-            raise AthanorError("the schedule worker needs fcntl (Linux or macOS)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # held until release()
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
+            self._lock.acquire()
+        except LockHeld as held:
+            holder = _pid_and_host(held.holder) or "another process"
             raise AthanorError(
                 f"another schedule worker ({holder}) is already working the queue in {self.path.parent};"
                 " only one worker may drive the instruments. Let it be, or stop it first (Ctrl-C, or"
                 " `kill -TERM PID`)"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        self._handle = handle
 
     def release(self) -> None:
         """Give the lock up (and clear the holder's name)."""
-        handle = self._handle
-        if handle is None:
-            return
-        self._handle = None
-        handle.truncate(0)
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        handle.close()
+        self._lock.release()
 
     def holder(self) -> str | None:
-        """Who holds the lock, as its file says (``pid 4242 on labpc``), if that process is alive here."""
-        try:
-            text = self.path.read_text(encoding="utf-8").strip()
-        except OSError:
-            return None
-        parts = text.split()
-        if len(parts) != 4 or parts[0] != "pid" or not parts[1].isdigit():
-            return None
-        if parts[3] == socket.gethostname() and not _pid_alive(int(parts[1])):
-            return None
-        return text
+        """Who holds the lock (``pid 4242 on labpc``), while some process does."""
+        holder = self._lock.holder()
+        return None if holder is None else _pid_and_host(holder)
 
     def __enter__(self) -> WorkerLock:
         self.acquire()
@@ -704,3 +675,7 @@ class WorkerLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _pid_and_host(holder: dict[str, Any]) -> str | None:
+    return f"pid {holder['pid']} on {holder.get('host', '?')}" if "pid" in holder else None
