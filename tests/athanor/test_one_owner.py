@@ -111,3 +111,27 @@ def test_runs_on_one_lab_file_never_dispense_into_a_used_well(ray_local, tmp_pat
     assert "10 used well(s) of the previous plate forgotten" in fresh.output
     evening = run(str(specs[0]), options)
     assert _wells(evening.run_dir) == ["A1", "A2", "A3", "A4"]
+
+
+@pytest.mark.slow
+def test_resume_is_refused_while_another_campaign_holds_the_lab(ray_local, tmp_path, monkeypatch):
+    from athanor.app import resume
+    from athanor.errors import AthanorError, LLMError
+    from runs.lab_hold import LabHold
+
+    monkeypatch.setenv("ATHANOR_HOME", str(tmp_path / "home"))
+    script = {"parse_request": [campaign("interrupted", 6)], "decide": [LLMError("endpoint down")]}
+    with pytest.raises(LLMError):
+        run("scripted", RunOptions(llm="mock", llm_script=script, literature=False, time_scale=0.001))
+    (run_dir,) = (tmp_path / "home" / "runs").iterdir()
+    before = (run_dir / "events.jsonl").read_bytes()
+
+    other = LabHold(virtual_lab_description(["Cu"]), described=False, home=tmp_path / "home")
+    other.acquire("20261208-230000-someone-elses-run-9f3e")
+    try:
+        with pytest.raises(AthanorError, match="in use by run 20261208-230000-someone-elses-run-9f3e"):
+            resume(run_dir.name, RunOptions(literature=False, time_scale=0.001))
+    finally:
+        other.release()
+    assert (run_dir / "events.jsonl").read_bytes() == before  # nothing was recorded
+    assert len(resume(run_dir.name, RunOptions(literature=False, time_scale=0.001)).observations) == 6
