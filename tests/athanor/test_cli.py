@@ -173,12 +173,13 @@ def test_plan_refuses_an_instrument_the_lab_run_would_use_does_not_have(home, tm
     import ray
 
     campaign = write_campaign(tmp_path, instruments=["liquid_handler", "xrd"])
+    ray_before = ray.is_initialized()  # the session's Ray may run already: plan must start none
 
     result = runner.invoke(app, ["plan", campaign])
 
     assert result.exit_code == 2, result.output
     assert "error: instruments: unknown instrument 'xrd'; this lab has" in result.output
-    assert not ray.is_initialized() and not (home / "runs").exists()
+    assert ray.is_initialized() == ray_before and not (home / "runs").exists() and not (home / "ray").exists()
 
 
 def test_plan_checks_a_given_lab_file_without_contacting_its_instruments(home, tmp_path):
@@ -193,6 +194,7 @@ def test_plan_checks_a_given_lab_file_without_contacting_its_instruments(home, t
     short = tmp_path / "short.yaml"
     short.write_text(yaml.safe_dump(lab), encoding="utf-8")
     campaign = write_campaign(tmp_path)
+    ray_before = ray.is_initialized()  # the session's Ray may run already: plan must start none
 
     planned = runner.invoke(app, ["plan", campaign, "--lab", str(good)])
     refused = runner.invoke(app, ["plan", campaign, "--lab", str(short)])
@@ -203,4 +205,4 @@ def test_plan_checks_a_given_lab_file_without_contacting_its_instruments(home, t
     assert refused.exit_code == 2, refused.output
     assert "components: no stock supplies 'D6'; add one under stocks in the lab file" in refused.output
     assert virtual.exit_code == 0, virtual.output  # the virtual lab makes a stock per component
-    assert not ray.is_initialized() and not (home / "runs").exists()
+    assert ray.is_initialized() == ray_before and not (home / "runs").exists() and not (home / "ray").exists()
