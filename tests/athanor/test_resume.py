@@ -115,15 +115,15 @@ def test_ctrl_c_names_the_run_to_resume_and_the_resumed_bar_counts_what_was_done
     assert summary.status == "stopped"
     assert f"continue with `athanor resume {summary.run_id}`" in stopped.output
     with open(summary.path / "observations.csv", newline="") as handle:
-        done = [float(row["conductivity"]) for row in csv.DictReader(handle)]
-    assert 5 <= len(done) < 12
+        done = list(csv.DictReader(handle))
+    assert 4 <= len(done) < 12  # the first batch was analysed before the fifth measurement
 
     resumed = runner.invoke(app, ["resume", summary.run_id, "--no-literature"])
 
     assert resumed.exit_code == 0, resumed.output
     assert f"resumed with {len(done)} of 12 experiments done" in resumed.output
     with open(summary.path / "observations.csv", newline="") as handle:
-        values = [float(row["conductivity"]) for row in csv.DictReader(handle)]
+        values = [float(row["conductivity"]) for row in csv.DictReader(handle) if row["status"] == "ok"]
     bar = next(line for line in resumed.output.splitlines() if line.startswith("experiments "))
     assert "12/12" in bar  # the bar counts the experiments done before the interruption too
     assert bar.endswith(f"best {max(values):.4g} S/cm")  # the run's best, wherever it was measured
