@@ -313,7 +313,7 @@ class _CampaignDisplay:
     def interrupted_message(self) -> str:
         """What to tell the user after Ctrl-C: how to continue the run, naming it."""
         if self.run_id is None:
-            return "[bold red]interrupted[/] before the run began; nothing was recorded"
+            return "[bold red]interrupted[/] before the campaign started; no instrument ran"
         return (
             "[bold red]interrupted:[/] instruments were put in their safe state;"
             f" continue with `athanor resume {self.run_id}`"
