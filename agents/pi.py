@@ -21,7 +21,7 @@ from athanor.errors import SpecError, format_validation_error
 from athanor.models import Decision, Observation
 from athanor.pareto import counts, pareto_front, targets_met
 from athanor.ports import LLMPort
-from athanor.spec import CampaignSpec
+from athanor.spec import CampaignSpec, Objective
 from tools.multifidelity import advise, budget_spent, check_fidelities, is_target
 
 __all__ = ["MIN_RELEVANCE", "best_value", "decide", "plan", "understand"]
@@ -87,6 +87,24 @@ def best_value(spec: CampaignSpec, observations: list[Observation]) -> float | N
     if not values:
         return None
     return max(values) if objective.direction == "maximise" else min(values)
+
+
+def _objective_progress(objective: Objective, front: list[Observation]) -> dict[str, Any]:
+    """One objective of a campaign with several, for the PI's verdict: its aim and its best on the front.
+
+    Returns:
+        ``name``, ``direction``, ``unit``, ``target`` and ``best_on_front`` (the best value of the
+        objective among the Pareto front's experiments, in ``unit``; None while the front is empty).
+    """
+    values = [o.values[objective.name] for o in front]
+    pick = max if objective.direction == "maximise" else min
+    return {
+        "name": objective.name,
+        "direction": objective.direction,
+        "unit": objective.unit,
+        "target": objective.target,
+        "best_on_front": pick(values) if values else None,
+    }
 
 
 def plan(state: CampaignState, ports: Ports) -> dict[str, Any]:
@@ -165,8 +183,10 @@ def decide(state: CampaignState, ports: Ports) -> dict[str, Any]:
             progress["prior_rows"] = len(prior)
             progress["prior_best_value"] = best_value(spec, prior)
         if len(spec.objectives) > 1:
-            progress["objectives"] = [o.name for o in spec.objectives]
-            progress["pareto_front_size"] = len(pareto_front(spec, observations))
+            front = pareto_front(spec, observations)
+            progress["objectives"] = [_objective_progress(o, front) for o in spec.objectives]
+            progress["pareto_front_size"] = len(front)
+            progress["pareto_front_size_before"] = len(pareto_front(spec, earlier))
         advice = advise(spec, observations)
         if advice is not None:
             progress["fidelity_advice"] = advice.message

@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -64,8 +65,10 @@ from runs.store import athanor_home, create_run_dir, resolve_run
 from tools.multifidelity import load_simulator
 
 __all__ = [
+    "VIRTUAL_TIME_SCALE",
     "CampaignResult",
     "RunOptions",
+    "TimeScale",
     "check_against_lab",
     "choice_notices",
     "lab_for",
@@ -73,9 +76,14 @@ __all__ = [
     "read_prior",
     "read_spec",
     "replay",
+    "resolve_lab",
     "resume",
     "run",
 ]
+
+
+#: Time scale of the virtual lab when none is given (a 60 s measurement takes 0.6 s).
+VIRTUAL_TIME_SCALE = 0.01
 
 
 @dataclass
@@ -88,7 +96,9 @@ class RunOptions:
         seed: Overrides the spec's seed.
         lab_file: A ``lab.yaml``; None uses the virtual lab.
         lab: A lab description given directly (benchmarks, tests); wins over ``lab_file``.
-        time_scale: Multiplier on simulated instrument durations (virtual lab only).
+        time_scale: Multiplier on simulated instrument durations (``--time-scale``); it wins over a
+            lab file's (or a given lab's) ``time_scale``. None: the lab's own, or
+            :data:`VIRTUAL_TIME_SCALE` for the virtual lab. Real back ends run in real time.
         literature: Ground the campaign in the literature store.
         llm_script: Scripted replies for the ``mock`` back end.
         prior: A CSV of earlier experiments (``--prior``); wins over the spec's ``prior_data``.
@@ -103,7 +113,7 @@ class RunOptions:
     seed: int | None = None
     lab_file: Path | None = None
     lab: LabDescription | None = None
-    time_scale: float = 0.01
+    time_scale: float | None = None
     literature: bool = True
     llm_script: dict[str, list[Any]] | None = None
     prior: Path | None = None
@@ -196,15 +206,101 @@ def _recorded_prior(events: list[dict[str, Any]]) -> PriorData | None:
     return None if payload is None else PriorData.model_validate(payload)
 
 
-def lab_for(spec: CampaignSpec, options: RunOptions) -> LabDescription:
-    """The lab the campaign runs in: the given ``lab.yaml``, or the virtual lab for its components."""
+@dataclass(frozen=True)
+class TimeScale:
+    """The time scale a campaign's simulated instruments run at, and where it comes from.
+
+    Attributes:
+        value: Multiplier on simulated durations (0.01 runs a 60 s action in 0.6 s); None when the
+            lab has no simulated instrument.
+        source: ``--time-scale``, ``lab file``, ``lab description`` (a lab given directly),
+            ``virtual lab default`` or ``none`` (no simulated instrument).
+        message: One line for the user saying which value is used, why, and what it applies to.
+        ignored: A time scale was given but the lab has no simulated instrument, so it has no effect.
+    """
+
+    value: float | None
+    source: str
+    message: str
+    ignored: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        """The ``time_scale`` event's payload."""
+        return {"time_scale": self.value, "source": self.source, "message": self.message}
+
+
+def _checked_time_scale(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise SpecError(
+            f"--time-scale {value:g}: a time scale is a finite number of 0 or more (0: no waiting,"
+            " 1: real time, 0.01: a 60 s measurement takes 0.6 s)"
+        )
+    return value
+
+
+def _time_scale_of(lab: LabDescription, given: float | None, source: str) -> TimeScale:
+    """Describe the time scale of a described lab that ``given`` (``--time-scale``) may override."""
+    simulated = [i.name for i in lab.instruments if i.backend == "simulated"]
+    real = _in_real_time([f"{i.name} ({i.backend})" for i in lab.instruments if i.backend != "simulated"])
+    if not simulated:
+        if given is None:
+            return TimeScale(None, "none", f"time scale: none, {real}")
+        message = f"--time-scale {given:g} has no effect: this lab has no simulated instrument; {real}"
+        return TimeScale(None, "none", message, ignored=True)
+    value = lab.time_scale if given is None else given
+    origin = source if given is None or given == lab.time_scale else "--time-scale"
+    over = f", over the {source}'s {lab.time_scale:g}" if origin == "--time-scale" else ""
+    message = _time_scale_message(value, origin + over)
+    if real:
+        message += f"; only the simulated instruments are scaled: {real}"
+    return TimeScale(value, origin, message)
+
+
+def _in_real_time(instruments: list[str]) -> str:
+    """``a runs in real time`` or ``a, b and c run in real time``; empty for no instrument."""
+    if len(instruments) < 2:
+        return f"{instruments[0]} runs in real time" if instruments else ""
+    return f"{', '.join(instruments[:-1])} and {instruments[-1]} run in real time"
+
+
+def _time_scale_message(value: float, origin: str) -> str:
+    """E.g. ``time scale 0.01 (virtual lab default): a simulated 60 s measurement takes 0.6 s``."""
+    effect = "no waiting" if value == 0 else f"a simulated 60 s measurement takes {60 * value:g} s"
+    return f"time scale {value:g} ({origin}): {effect}"
+
+
+def resolve_lab(spec: CampaignSpec, options: RunOptions) -> tuple[LabDescription, TimeScale]:
+    """The lab the campaign runs in, with the time scale it runs at.
+
+    The lab is ``options.lab``, else ``options.lab_file``, else the virtual lab for the spec's
+    components. ``options.time_scale`` (``--time-scale``) wins over the lab's own ``time_scale``
+    when given; otherwise a described lab keeps its own and the virtual lab runs at
+    :data:`VIRTUAL_TIME_SCALE`. Only simulated instruments are scaled; for a lab with none a given
+    time scale changes nothing, and the returned :class:`TimeScale` says so.
+
+    Raises:
+        athanor.errors.SpecError: The lab file is missing or invalid, or the time scale is negative
+            or not finite.
+    """
+    given = _checked_time_scale(options.time_scale)
+    if options.lab is None and options.lab_file is None:
+        value = VIRTUAL_TIME_SCALE if given is None else given
+        lab = virtual_lab_description(spec.component_names, time_scale=value, measures=spec.measured_names)
+        origin = "virtual lab default" if given is None or given == VIRTUAL_TIME_SCALE else "--time-scale"
+        return lab, TimeScale(value, origin, _time_scale_message(value, origin))
     if options.lab is not None:
-        return options.lab
-    if options.lab_file is not None:
-        return load_model(options.lab_file, LabDescription, "lab file")
-    return virtual_lab_description(
-        spec.component_names, time_scale=options.time_scale, measures=spec.measured_names
-    )
+        lab, source = options.lab, "lab description"
+    else:
+        lab, source = load_model(options.lab_file, LabDescription, "lab file"), "lab file"
+    scale = _time_scale_of(lab, given, source)
+    if scale.value is not None and scale.value != lab.time_scale:
+        lab = lab.model_copy(update={"time_scale": scale.value})
+    return lab, scale
+
+
+def lab_for(spec: CampaignSpec, options: RunOptions) -> LabDescription:
+    """The lab the campaign runs in, at its time scale (see :func:`resolve_lab`)."""
+    return resolve_lab(spec, options)[0]
 
 
 def check_against_lab(spec: CampaignSpec, lab: LabDescription) -> None:
@@ -322,7 +418,7 @@ def run(
     llm = llm_from(options)
     buffered: list[tuple[str, dict[str, Any]]] = []
     spec = read_spec(request_or_file, _BufferingLLM(llm, buffered), options.seed)
-    lab = lab_for(spec, options)
+    lab, time_scale = resolve_lab(spec, options)
     check_against_lab(spec, lab)
     spec, prior = read_prior(spec, request_or_file, options.prior)
 
@@ -341,6 +437,7 @@ def run(
             context.record(kind, payload)
         context.record("spec", spec.model_dump(mode="json"))
         context.record("lab", lab.model_dump(mode="json"))
+        context.record("time_scale", time_scale.payload())
         for message in choice_notices(spec):
             context.record("notice", {"message": message})
         if prior is not None:

@@ -10,14 +10,17 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from athanor.commandline import DISTRIBUTION, CommandLine, TimeScaleOption, distribution_version
 from athanor.errors import AthanorError
 from athanor.lab_cli import lab_app
+from athanor.models import Observation
 from athanor.pareto import counts, pareto_front
 from athanor.schedule_cli import schedule_app
 from athanor.spec import CampaignSpec
@@ -25,9 +28,12 @@ from athanor.stopping import StopControl
 from athanor.terminal import make_console
 from bench.cli import bench_app
 
+if TYPE_CHECKING:
+    from runs.store import ObservationsCheck, RunSummary
+
 __all__ = ["app", "main"]
 
-app = typer.Typer(
+app = CommandLine(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -36,13 +42,29 @@ app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 app.add_typer(lab_app, name="lab")
 app.add_typer(schedule_app, name="schedule")
+#: The files of a run folder that ``show`` lists.
+RUN_FILES = ("report.md", "convergence.png", "pareto.png", "observations.csv")
 console = make_console()
 err_console = make_console(stderr=True)
 _state = {"debug": False}
 
 LLMOption = Annotated[
-    str | None, typer.Option("--llm", help="LLM back end: offline (default), openai or mock.")
+    str | None,
+    typer.Option("--llm", metavar="BACKEND", help="LLM back end: offline (default), openai or mock."),
 ]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address", metavar="HOST:PORT", help="Join this Ray cluster; overrides RAY_ADDRESS."
+    ),
+]
+RunArgument = Annotated[
+    str, typer.Argument(metavar="RUN", help="Run id, unique prefix, or run folder.")
+]
+RequestArgument = Annotated[
+    str, typer.Argument(metavar="REQUEST", help="A plain-language request, or a campaign YAML file.")
+]
+JSONOption = Annotated[bool, typer.Option("--json", help="Print JSON (its shape is in the README).")]
 OnStopOption = Annotated[
     str,
     typer.Option(
@@ -77,9 +99,19 @@ PriorOption = Annotated[
 ]
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"{DISTRIBUTION} {distribution_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
 ) -> None:
     _state["debug"] = debug
     from instruments.ray_runtime import use_athanor_token
@@ -130,17 +162,17 @@ def best_rows(spec: CampaignSpec, observations: list[Any], n: int = 5) -> list[A
 
 @app.command()
 def run(
-    request: Annotated[str, typer.Argument(help="A plain-language request, or a campaign YAML file.")],
-    seed: Annotated[int | None, typer.Option(help="Seed every random stream (reproducible run).")] = None,
-    llm: LLMOption = None,
-    lab: Annotated[Path | None, typer.Option(help="A lab.yaml; default: the virtual lab.")] = None,
-    time_scale: Annotated[
-        float, typer.Option(help="Multiplier on simulated instrument durations (1 = real time).")
-    ] = 0.01,
-    literature: Annotated[bool, typer.Option(help="Ground the campaign in the literature store.")] = True,
-    ray_address: Annotated[
-        str | None, typer.Option(help="Join this Ray cluster (host:port); overrides RAY_ADDRESS.")
+    request: RequestArgument,
+    seed: Annotated[
+        int | None, typer.Option(metavar="N", help="Seed every random stream (reproducible run).")
     ] = None,
+    llm: LLMOption = None,
+    lab: Annotated[
+        Path | None, typer.Option(metavar="LAB.yaml", help="A lab description; default: the virtual lab.")
+    ] = None,
+    time_scale: TimeScaleOption = None,
+    literature: Annotated[bool, typer.Option(help="Ground the campaign in the literature store.")] = True,
+    ray_address: RayAddressOption = None,
     prior: PriorOption = None,
     on_stop: OnStopOption = "finish",
     stop_grace: StopGraceOption = 60.0,
@@ -174,12 +206,10 @@ def run(
 
 @app.command()
 def resume(
-    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique prefix, or run folder.")],
+    run_ref: RunArgument,
     llm: LLMOption = None,
     literature: Annotated[bool, typer.Option(help="Ground the campaign in the literature store.")] = True,
-    ray_address: Annotated[
-        str | None, typer.Option(help="Join this Ray cluster (host:port); overrides RAY_ADDRESS.")
-    ] = None,
+    ray_address: RayAddressOption = None,
     refill: Annotated[
         list[str] | None,
         typer.Option(
@@ -208,9 +238,13 @@ def resume(
         from athanor.app import resume as resume_campaign
 
         options = RunOptions(
-            settings=settings, llm=llm, literature=literature, stop=stop, wait_for_lab=wait
+            settings=settings,
+            llm=llm,
+            literature=literature,
+            stop=stop,
+            wait_for_lab=wait,
+            on_wait=_say_waiting,
         )
-        options.on_wait = _say_waiting
         return resume_campaign(
             run_ref, options, on_event=display.on_event, on_start=display.on_start, refills=refills
         )
@@ -245,7 +279,7 @@ def _settings(ray_address: str | None) -> Any:
 
 @app.command()
 def replay(
-    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique prefix, or run folder.")],
+    run_ref: RunArgument,
     report: Annotated[
         bool, typer.Option(help="Write replay-<time>.json next to the run's event log.")
     ] = True,
@@ -281,7 +315,11 @@ def replay(
 
 
 class _CampaignDisplay:
-    """Live progress of a campaign: a bar over experiments, the PI's decisions, the literature cited."""
+    """Live progress of a campaign: a bar over experiments, the PI's decisions, the literature cited.
+
+    A resumed run's bar starts from the experiments already in its ``observations.csv``, and its
+    best (or, with several objectives, its Pareto front) counts them.
+    """
 
     def __init__(self) -> None:
         self.progress = Progress(
@@ -294,46 +332,64 @@ class _CampaignDisplay:
             transient=False,
         )
         self.spec: CampaignSpec | None = None
-        self.run_dir: Path | None = None
+        self.run_id: str | None = None
         self.prior_lines: list[str] = []
+        self.time_scale_line: str | None = None
         self.task: Any = None
-        self.best: float | None = None
+        self.observations: list[Observation] = []
 
     def on_start(self, run_dir: Path, spec: CampaignSpec) -> None:
-        self.run_dir = run_dir
         console.print(f"[bold]campaign[/] {spec.title}  [dim]({run_dir.name})[/]")
         bounds = ", ".join(f"{c.name} {c.lower:g}–{c.upper:g}" for c in spec.components)
         console.print(f"  components: {bounds}" + (f"; sum {spec.sum_rule.total:g}" if spec.sum_rule else ""))
         for constraint in spec.constraints:
             console.print(f"  constraint: {constraint.describe()}")
-        objective = spec.primary_objective
         budget = spec.budget
         pace = (
             f"{budget.batch_size} kept running"
             if budget.mode == "async"
             else f"in batches of {budget.batch_size}"
         )
-        unit = f" ({objective.unit})" if objective.unit else ""
+        label = "objectives" if len(spec.objectives) > 1 else "objective"
+        aims = ", ".join(objective.describe() for objective in spec.objectives)
         console.print(
-            f"  objective: {objective.direction} {objective.name}{unit};"
-            f" budget {budget.experiments} experiments, {pace}"
+            f"  {label}: {aims}; budget {budget.experiments} experiments, {pace}", highlight=False
         )
-        for line in self.prior_lines:
+        self.time_scale_line = self.time_scale_line or _recorded_time_scale(run_dir)
+        for line in ([self.time_scale_line] if self.time_scale_line else []) + self.prior_lines:
             console.print(f"  {line}", highlight=False)
-        self.spec = spec
+        self.spec, self.run_id = spec, run_dir.name
+        self.observations = _done_observations(run_dir, spec)
+        if self.observations:
+            console.print(
+                f"  resumed with {len(self.observations)} of {budget.experiments} experiments done",
+                highlight=False,
+            )
         self.progress.start()
-        self.task = self.progress.add_task("experiments", total=spec.budget.experiments, best="")
+        self.task = self.progress.add_task(
+            "experiments",
+            total=budget.experiments,
+            completed=len(self.observations),
+            best=_standing(spec, self.observations),
+        )
+
+    def interrupted_message(self, signal_name: str) -> str:
+        """What to tell the user after a stop (Ctrl-C, SIGTERM): how to continue the run, naming it."""
+        if self.run_id is None:
+            return f"[bold yellow]stopped[/] by {signal_name} before the campaign started; no instrument ran"
+        return (
+            f"[bold yellow]stopped[/] by {signal_name}: instruments were put in their safe state;"
+            f" continue with `athanor resume {self.run_id}`"
+        )
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind, payload = event["kind"], event["payload"]
         if kind == "observation" and self.spec is not None:
-            objective = self.spec.primary_objective
-            value = payload.get("values", {}).get(objective.name)
-            if value is not None:
-                pick = max if objective.direction == "maximise" else min
-                self.best = value if self.best is None else pick(self.best, value)
-            text = f"best {self.best:.4g} {objective.unit}" if self.best is not None else ""
-            self.progress.update(self.task, advance=1, best=text)
+            self.observations.append(Observation.model_validate(payload))
+            self.progress.update(self.task, advance=1, best=_standing(self.spec, self.observations))
+        elif kind == "time_scale":
+            # recorded before the campaign starts: printed with the campaign header
+            self.time_scale_line = payload["message"]
         elif kind == "decision":
             self.progress.console.print(
                 f"  iteration {payload['iteration']}: [bold]{payload['action']}[/] — {payload['reason']}",
@@ -355,6 +411,42 @@ class _CampaignDisplay:
             self.progress.console.print(f"  [green]refilled[/]: {describe_refill(payload)}", highlight=False)
 
 
+def _done_observations(run_dir: Path, spec: CampaignSpec) -> list[Observation]:
+    """The experiments a reopened run has already done (none for a new run, or an unreadable file)."""
+    from runs.observations import read_observations
+    from runs.store import OBSERVATIONS_FILE
+
+    path = run_dir / OBSERVATIONS_FILE
+    if not path.exists():
+        return []
+    try:
+        return read_observations(path, spec)
+    except AthanorError:
+        return []
+
+
+def _recorded_time_scale(run_dir: Path) -> str | None:
+    """The time scale line a reopened run recorded when it started (None if it recorded none)."""
+    from runs.eventlog import read_events
+
+    try:
+        events = read_events(run_dir / "events.jsonl", "time_scale")
+    except (AthanorError, OSError):
+        return None
+    return events[-1]["payload"]["message"] if events else None
+
+
+def _standing(spec: CampaignSpec, observations: list[Observation]) -> str:
+    """The progress bar's text: the best so far, or with several objectives the Pareto front's size."""
+    if len(spec.objectives) > 1:
+        size = len(pareto_front(spec, observations))
+        return f"Pareto front: {size} experiment{'s' if size != 1 else ''}" if size else ""
+    from agents.pi import best_value
+
+    best = best_value(spec, observations)
+    return "" if best is None else f"best {best:.4g} {spec.primary_objective.unit}".rstrip()
+
+
 def _finish(display: _CampaignDisplay, start: Any, stop: StopControl) -> None:
     """Run a campaign under the live display, then print its best compositions and its folder.
 
@@ -370,12 +462,7 @@ def _finish(display: _CampaignDisplay, start: Any, stop: StopControl) -> None:
     except KeyboardInterrupt as interrupt:
         display.progress.stop()
         name = stop.stopped_by(interrupt).signal_name
-        run_ref = display.run_dir.name if display.run_dir is not None else None
-        again = f"continue with `athanor resume {run_ref}`" if run_ref else "it had not started: nothing ran"
-        err_console.print(
-            f"[bold yellow]stopped[/] by {name}: instruments were put in their safe state; {again}",
-            highlight=False,
-        )
+        err_console.print(display.interrupted_message(name), highlight=False)
         raise typer.Exit(0 if name == "SIGTERM" else 130) from None
     display.progress.stop()
     spec, summary = result.spec, result.summary
@@ -418,10 +505,10 @@ def _prior_lines(payload: dict[str, Any]) -> list[str]:
 
 @app.command()
 def plan(
-    request: Annotated[str, typer.Argument(help="A plain-language request, or a campaign YAML file.")],
+    request: RequestArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print the spec's JSON model dump.")] = False,
     llm: LLMOption = None,
-    seed: Annotated[int | None, typer.Option(help="Seed to put in the spec.")] = None,
+    seed: Annotated[int | None, typer.Option(metavar="N", help="Seed to put in the spec.")] = None,
     prior: PriorOption = None,
     lab: Annotated[
         Path | None, typer.Option(help="Check against this lab.yaml; default: the virtual lab.")
@@ -453,32 +540,38 @@ def plan(
 
 
 @app.command("runs")
-def list_runs() -> None:
-    """List recorded runs, newest first."""
+def list_runs(as_json: JSONOption = False) -> None:
+    """List recorded runs, newest first, each with its status and whether its event log verifies."""
     from runs.store import list_runs as stored_runs
 
+    summaries = stored_runs()
+    if as_json:
+        print(json.dumps([s.to_json() for s in summaries], indent=2, ensure_ascii=False))
+        return
+    if not summaries:
+        console.print('no runs yet: try `athanor run "..."`')
+        return
     table = Table(title="runs", title_justify="left")
     table.add_column("run", overflow="fold")
     for column in ("status", "experiments", "best"):
         table.add_column(column, no_wrap=True)
-    summaries = stored_runs()
     for s in summaries:
         best = "—" if s.best_value is None else f"{s.objective} {s.best_value:.4g} {s.unit or ''}"
-        table.add_row(s.run_id, s.status, str(s.experiments_done), best)
-    if not summaries:
-        console.print('no runs yet: try `athanor run "..."`')
-        return
+        status = f"[red]{s.shown_status}[/]" if s.verified is False else s.shown_status
+        table.add_row(s.run_id, status, str(s.experiments_done), best)
     console.print(table)
+    broken = [s for s in summaries if s.verified is False]
+    for s in broken:
+        console.print(f"[red]{s.run_id}[/]: event log altered at {escape(s.chain_problem)}", highlight=False)
+    if broken:
+        console.print("see `athanor verify RUN`")
 
 
 @app.command()
-def show(
-    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique prefix, or run folder.")],
-) -> None:
-    """Summarise one run: spec, best compositions, event chain, files."""
-    from runs.eventlog import verify_log
+def show(run_ref: RunArgument, as_json: JSONOption = False) -> None:
+    """Summarise one run: spec, best compositions, event chain, observations table, files."""
     from runs.observations import read_observations
-    from runs.store import resolve_run
+    from runs.store import check_observations, resolve_run, summarise_run
 
     try:
         run_dir = resolve_run(run_ref)
@@ -487,22 +580,105 @@ def show(
         observations = read_observations(run_dir / "observations.csv", spec)
     except AthanorError as error:
         _fail(error)
+    summary = summarise_run(run_dir)
+    try:
+        table_check: ObservationsCheck | str = check_observations(run_dir, spec)
+    except AthanorError as error:
+        table_check = str(error)
+    if as_json:
+        data = _show_json(run_dir, spec, observations, summary, table_check)
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return
     console.print(f"[bold]{run_dir.name}[/]  {spec.title}")
     if spec.request:
         console.print(f"  request: {spec.request}", highlight=False)
     failed = sum(o.status == "failed" for o in observations)
+    console.print(f"  status: {summary.shown_status}", highlight=False)
     console.print(f"  experiments: {len(observations)} of {spec.budget.experiments}, failed: {failed}")
     console.print(_composition_table(spec, best_rows(spec, observations), "best compositions"))
-    check = verify_log(run_dir / "events.jsonl")
-    verdict = (
-        "[green]verified[/]" if check.ok else f"[red]BROKEN at seq {check.first_bad_seq}: {check.reason}[/]"
-    )
-    console.print(f"  event log: {check.events} events, chain {verdict}")
+    if summary.verified is None:
+        console.print("  event log: [red]none[/] (no events.jsonl)")
+    else:
+        broken = f"[red]BROKEN at {escape(summary.chain_problem)}[/]"
+        verdict = "[green]verified[/]" if summary.verified else broken
+        console.print(f"  event log: {summary.events} events, chain {verdict}")
+    for line in _table_check_lines(table_check, summary.verified):
+        console.print(f"  {line}", highlight=False)
     for line in _stock_lines(run_dir / "events.jsonl"):
         console.print(f"  {line}", highlight=False)
-    for name in ("report.md", "convergence.png", "observations.csv"):
+    for name in RUN_FILES:
         if (run_dir / name).exists():
             console.print(f"  {name}: {run_dir / name}")
+
+
+def _table_check_lines(check: ObservationsCheck | str, chain_verified: bool | None) -> list[str]:
+    """What ``show`` says about ``observations.csv`` against the log (``check``: a result or an error)."""
+    if isinstance(check, str):
+        return [f"[red]observations.csv: not verified against the event log[/]: {escape(check)}"]
+    if check.ok and chain_verified:
+        return [f"observations.csv: {check.rows} rows, as in the event log"]
+    if check.ok:
+        return ["[red]observations.csv: not verified[/]: the event log it is compared with is altered"]
+    lines = [
+        f"[red]observations.csv: not verified against the event log[/]: {len(check.differences)}"
+        " difference(s); the table above is read from observations.csv"
+    ]
+    return lines + [f"  {escape(difference)}" for difference in check.differences]
+
+
+def _show_json(
+    run_dir: Path,
+    spec: CampaignSpec,
+    observations: list[Observation],
+    summary: RunSummary,
+    check: ObservationsCheck | str,
+) -> dict[str, Any]:
+    """``athanor show --json``: the run as one JSON object (the README documents the shape)."""
+    table = (
+        {"rows": None, "logged": None, "matches_event_log": False, "differences": [], "problem": check}
+        if isinstance(check, str)
+        else {
+            "rows": check.rows,
+            "logged": check.logged,
+            "matches_event_log": check.ok,
+            "differences": check.differences,
+            "problem": "",
+        }
+    )
+    return {
+        "run_id": run_dir.name,
+        "path": str(run_dir),
+        "title": spec.title,
+        "request": spec.request,
+        "status": summary.status,
+        "experiments": {
+            "done": len(observations),
+            "budget": spec.budget.experiments,
+            "failed": sum(o.status == "failed" for o in observations),
+        },
+        "objectives": [{"name": o.name, "direction": o.direction, "unit": o.unit} for o in spec.objectives],
+        "best": [
+            {
+                "experiment_id": o.experiment_id,
+                "iteration": o.iteration,
+                "composition": o.composition,
+                "values": o.values,
+            }
+            for o in best_rows(spec, observations)
+        ],
+        "event_log": {
+            "events": summary.events,
+            "verified": summary.verified,
+            "problem": summary.chain_problem,
+        },
+        "observations_csv": table,
+        "stock": _stock_lines(run_dir / "events.jsonl"),
+        "files": {
+            name: str(run_dir / name)
+            for name in RUN_FILES
+            if (run_dir / name).exists()
+        },
+    }
 
 
 def _stock_lines(log: Path) -> list[str]:
@@ -524,7 +700,7 @@ def _stock_lines(log: Path) -> list[str]:
 
 @app.command()
 def verify(
-    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique prefix, or run folder.")],
+    run_ref: RunArgument,
 ) -> None:
     """Check a run's hash-chained event log; exit 1 if it was altered."""
     from runs.eventlog import verify_log

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from athanor.commandline import CommandLine
 from athanor.errors import AthanorError
 from athanor.lab import LabDescription
 from athanor.terminal import make_console
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["lab_app"]
 
-lab_app = typer.Typer(
+lab_app = CommandLine(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -22,6 +22,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from athanor.commandline import CommandLine, TimeScaleOption
 from athanor.errors import AthanorError, SpecError, format_validation_error
 from athanor.spec import CampaignSpec
 from athanor.stopping import StopControl
@@ -30,11 +31,11 @@ from runs.scheduler import HEARTBEAT_S, PRIOR_FILE, Job, Schedule, Worker, Worke
 from runs.store import athanor_home, runs_root, summarise_run
 
 if TYPE_CHECKING:
-    from athanor.app import CampaignResult
+    from athanor.app import CampaignResult, TimeScale
 
-__all__ = ["parse_when", "schedule_app"]
+__all__ = ["PAST_GRACE", "parse_when", "schedule_app", "start_time"]
 
-schedule_app = typer.Typer(
+schedule_app = CommandLine(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -47,6 +48,8 @@ _WHEN_FORMS = (
     "HH:MM (the next such local time, e.g. 22:30), an ISO date-time (2026-11-28T02:00, local time"
     " unless it names a zone), or a delay such as +2h, +30m or +1h30m"
 )
+#: How long ago an ``--at`` time may be and still mean now.
+PAST_GRACE = dt.timedelta(minutes=1)
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
 _DELAY = re.compile(r"^\+\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?$")
 _STYLE = {
@@ -109,6 +112,41 @@ def parse_when(text: str, *, now: dt.datetime | None = None, option: str = "--at
     return (moment if moment.tzinfo else attach(moment)).astimezone(dt.UTC)
 
 
+def start_time(text: str | None, *, now: dt.datetime | None = None) -> dt.datetime:
+    """When a job added with ``--at text`` may start, in UTC; now when ``text`` is None.
+
+    A time up to :data:`PAST_GRACE` ago counts as now (the minute typed as it turns).
+
+    Args:
+        text: The ``--at`` value (see :func:`parse_when`), or None.
+        now: The current time, with a zone (default: now, in the machine's local zone).
+
+    Raises:
+        AthanorError: The text cannot be read, or names a time in the past; the message gives the
+            current time and says to use ``--at now`` to start at once.
+    """
+    current = now or dt.datetime.now().astimezone()
+    if text is None:
+        return current.astimezone(dt.UTC)
+    moment = parse_when(text, now=now, option="--at")
+    if moment < current - PAST_GRACE:
+        raise AthanorError(
+            f"--at {text!r} is {_duration(current - moment)} in the past ({_local(moment)}; it is now"
+            f" {_local(current)}); give a later time, or --at now to start as soon as a worker is free"
+        )
+    return moment
+
+
+def _duration(span: dt.timedelta) -> str:
+    """A span of time as ``45 min``, ``2 h 05 min`` or ``3 days 4 h``."""
+    minutes = max(round(span.total_seconds() / 60), 1)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} day{'s' if days > 1 else ''}" + (f" {hours} h" if hours else "")
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
 def _local(moment: dt.datetime) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
@@ -140,37 +178,49 @@ def add(
         typer.Argument(metavar="REQUEST_OR_FILE", help="A plain-language request, or a campaign YAML file."),
     ],
     at: Annotated[
-        str | None, typer.Option("--at", help=f"When to start: {_WHEN_FORMS}. Default: now.")
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="WHEN",
+            help=f"When to start: {_WHEN_FORMS}, or now (the default). A time in the past is refused.",
+        ),
     ] = None,
     lab: Annotated[
-        Path | None, typer.Option(help="A lab.yaml (its content is kept); default: virtual lab.")
+        Path | None,
+        typer.Option(
+            metavar="LAB.yaml", help="A lab description (its content is kept); default: virtual lab."
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed every random stream (reproducible run).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(metavar="N", help="Seed every random stream (reproducible run).")
+    ] = None,
     llm: Annotated[
-        str | None, typer.Option("--llm", help="LLM back end: offline (default), openai or mock.")
+        str | None,
+        typer.Option("--llm", metavar="BACKEND", help="LLM back end: offline (default), openai or mock."),
     ] = None,
-    time_scale: Annotated[
-        float, typer.Option(help="Multiplier on simulated instrument durations (1 = real time).")
-    ] = 0.01,
+    time_scale: TimeScaleOption = None,
     literature: Annotated[bool, typer.Option(help="Ground the campaign in the literature store.")] = True,
     prior: Annotated[
         Path | None,
-        typer.Option("--prior", help="A CSV of earlier experiments (its content is kept)."),
+        typer.Option(
+            "--prior", metavar="FILE.csv", help="A CSV of earlier experiments (its content is kept)."
+        ),
     ] = None,
 ) -> None:
     """Check a campaign now and queue a snapshot of it to run unattended."""
-    from athanor.app import RunOptions, check_against_lab, lab_for, llm_from, read_prior, read_spec
+    from athanor.app import RunOptions, check_against_lab, llm_from, read_prior, read_spec, resolve_lab
 
     options = RunOptions(llm=llm, seed=seed, lab_file=lab, time_scale=time_scale, literature=literature)
     try:
-        not_before = parse_when(at) if at is not None else dt.datetime.now(dt.UTC)
+        not_before = start_time(at)
         llm_port = llm_from(options)
         spec, prior_data = read_prior(read_spec(request, llm_port, seed), request, prior)
         # the worker reads the CSV as it is now, from a copy beside the campaign's snapshot
         if prior_data is not None:
             spec = spec.model_copy(update={"prior_data": PRIOR_FILE})
         spec = _snapshot(spec)
-        check_against_lab(spec, lab_for(spec, options))
+        described, scale = resolve_lab(spec, options)
+        check_against_lab(spec, described)
         lab_text = None if lab is None else _read_lab(lab)
         job = Schedule().add(
             spec,
@@ -181,12 +231,12 @@ def add(
             prior_csv=None if prior_data is None else prior_data.content,
             seed=seed,
             llm=llm_port.name,
-            time_scale=time_scale,
+            time_scale=described.time_scale,  # the time scale the run will use, resolved now
             literature=literature,
         )
     except AthanorError as error:
         _fail(ctx, error)
-    _describe(job, spec)
+    _describe(job, spec, scale)
 
 
 def _read_lab(path: Path) -> str:
@@ -196,28 +246,21 @@ def _read_lab(path: Path) -> str:
         raise SpecError(f"lab file {path}: cannot be read ({error.strerror}); check the path") from None
 
 
-def _describe(job: Job, spec: CampaignSpec) -> None:
-    """Print what a new job will run, and when."""
+def _describe(job: Job, spec: CampaignSpec, scale: TimeScale) -> None:
+    """Print what a new job will run, and when, and at which time scale."""
     print(f"scheduled {job.id}: {spec.title}")
     now = dt.datetime.now(dt.UTC)
     if job.not_before <= now:
         start = "now (as soon as a worker is free)"
     else:
-        minutes = round((job.not_before - now).total_seconds() / 60)
-        start = f"{_local(job.not_before)} (in {minutes // 60} h {minutes % 60:02d} min)"
+        start = f"{_local(job.not_before)} (in {_duration(job.not_before - now)})"
     print(f"  starts:  {start}")
-    objectives = "; ".join(
-        f"{o.direction} {o.name}" + (f" ({o.unit})" if o.unit else "") for o in spec.objectives
-    )
+    objectives = "; ".join(o.describe() for o in spec.objectives)
     budget = spec.budget
     print(f"  runs:    {', '.join(spec.component_names)}; {objectives}")
     print(f"           {budget.experiments} experiments, batches of {budget.batch_size}; seed {spec.seed}")
-    where = (
-        f"{job.lab_source} (its content as of now)"
-        if job.lab_source
-        else f"virtual lab (time scale {job.time_scale:g})"
-    )
-    print(f"  lab:     {where}")
+    print(f"  lab:     {f'{job.lab_source} (its content as of now)' if job.lab_source else 'virtual lab'}")
+    print(f"           {scale.message}")
     print(f"  llm:     {job.llm}; literature {'on' if job.literature else 'off'}")
     holder = WorkerLock().holder()
     if holder:
@@ -269,11 +312,15 @@ def cancel(
 def work(
     ctx: typer.Context,
     until: Annotated[
-        str | None, typer.Option("--until", help=f"Take no new job after this time: {_WHEN_FORMS}.")
+        str | None,
+        typer.Option("--until", metavar="WHEN", help=f"Take no new job after this time: {_WHEN_FORMS}."),
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Exit when no job is due (for cron).")] = False,
     poll: Annotated[
-        float, typer.Option("--poll", min=0.1, help="Seconds between looks at the queue while none is due.")
+        float,
+        typer.Option(
+            "--poll", metavar="SECONDS", min=0.1, help="Seconds between looks at the queue while none is due."
+        ),
     ] = 30.0,
     on_stop: Annotated[
         str,

@@ -258,6 +258,10 @@ class Objective(_Strict):
             )
         return value
 
+    def describe(self) -> str:
+        """A human-readable form, e.g. ``maximise conductivity (S/cm)`` or ``minimise cost``."""
+        return f"{self.direction} {self.name}" + (f" ({self.unit})" if self.unit else "")
+
     def reached(self, value: float) -> bool:
         """Whether ``value`` meets the target (False when no target is set)."""
         if self.target is None:

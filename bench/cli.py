@@ -7,15 +7,31 @@ from typing import Annotated, Literal, cast
 
 import typer
 
+from athanor.commandline import CommandLine
 from athanor.errors import AthanorError
 from athanor.terminal import make_console
 
 __all__ = ["bench_app"]
 
-bench_app = typer.Typer(
+bench_app = CommandLine(
     no_args_is_help=True,
     help="Benchmarks: the optimiser on real data sets, side by side with peer libraries.",
 )
+OutOption = Annotated[
+    Path | None, typer.Option("--out", metavar="FILE.json", help="Write the results as JSON here.")
+]
+DatasetOption = Annotated[
+    Path,
+    typer.Option(
+        "--dataset", metavar="FILE.csv", help="CSV with a header; inputs first, the objective last."
+    ),
+]
+DirectionOption = Annotated[
+    str,
+    typer.Option(
+        "--direction", metavar="max|min", help="Whether the objective is to be maximised or minimised."
+    ),
+]
 _console = make_console()
 _err_console = make_console(stderr=True)
 
@@ -37,28 +53,24 @@ def _direction(direction: str) -> Literal["min", "max"]:
 
 @bench_app.command("optimiser")
 def optimiser(
-    dataset: Annotated[
-        Path, typer.Option("--dataset", help="CSV with a header; inputs first, the objective last.")
-    ],
+    dataset: DatasetOption,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds (independent runs) per method.")] = 20,
     budget: Annotated[
         int, typer.Option("--budget", help="Experiments per run, the 2 random initial ones included.")
     ] = 100,
-    direction: Annotated[
-        str,
-        typer.Option("--direction", help="Whether the objective is to be maximised or minimised: max|min."),
-    ] = "max",
+    direction: DirectionOption = "max",
     methods: Annotated[
         str,
         typer.Option(
             "--methods",
+            metavar="LIST",
             help=(
                 "Comma-separated: random, athanor, athanor-warp-ucb4, athanor-qlognei, athanor-ucb,"
                 " athanor-rf, baybe, ax."
             ),
         ),
     ] = "random,athanor,baybe,ax",
-    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+    out: OutOption = None,
 ) -> None:
     """Pool-based benchmark (Liang et al. 2021): experiments to find the top 5 % of a data set."""
     from bench.optimiser import run_cli
@@ -75,13 +87,8 @@ def optimiser(
 
 @bench_app.command("designer")
 def designer(
-    dataset: Annotated[
-        Path, typer.Option("--dataset", help="CSV with a header; inputs first, the objective last.")
-    ],
-    direction: Annotated[
-        str,
-        typer.Option("--direction", help="Whether the objective is to be maximised or minimised: max|min."),
-    ] = "max",
+    dataset: DatasetOption,
+    direction: DirectionOption = "max",
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds (independent runs) per method.")] = 20,
     budget: Annotated[
         int, typer.Option("--budget", help="Experiments per run, the 2 random initial ones included.")
@@ -90,6 +97,7 @@ def designer(
         str | None,
         typer.Option(
             "--methods",
+            metavar="LIST",
             help=(
                 "Comma-separated: random, athanor, athanor-warp, athanor-ucb, athanor-warp-ucb, ax."
                 " Default: all (ax when installed)."
@@ -106,11 +114,12 @@ def designer(
         str,
         typer.Option(
             "--mode",
+            metavar="sync|async",
             help="sync: batches; async: continuous flow, --batch experiments running and one proposed as"
             " each finishes.",
         ),
     ] = "sync",
-    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+    out: OutOption = None,
 ) -> None:
     """Continuous proposals (the designer's `propose`) on an MLP emulator of a data set."""
     from bench.emulator import run_cli
@@ -141,7 +150,7 @@ def utilisation(
         float, typer.Option(help="Multiplier on the meters' 2, 4, 6 and 8 s measurements.")
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of both campaigns.")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+    out: OutOption = None,
 ) -> None:
     """Instrument utilisation with four meters of different speeds: async proposals vs sync batches."""
     import json
@@ -181,7 +190,7 @@ def overhead(
     experiments: Annotated[int, typer.Option(help="Experiments per campaign.")] = 24,
     batch: Annotated[int, typer.Option(help="Batch size (and size of the initial design).")] = 4,
     repeats: Annotated[int, typer.Option(help="Campaigns to run; medians are reported.")] = 3,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+    out: OutOption = None,
 ) -> None:
     """Orchestration overhead: a campaign on instantaneous instruments, split into optimiser and the rest."""
     import json
@@ -228,10 +237,11 @@ def proposal(
         str,
         typer.Option(
             "--cases",
+            metavar="LIST",
             help="Comma-separated: a (one objective, q 4), b (two objectives), c (q 1), d (mixed space).",
         ),
     ] = "a,b,c,d",
-    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+    out: OutOption = None,
 ) -> None:
     """Seconds per proposal on campaign-sized synthetic data, each result checked feasible."""
     import json

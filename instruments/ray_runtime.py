@@ -13,9 +13,9 @@ environment they need). A user who sets ``RAY_AUTH_MODE`` or ``RAY_AUTH_TOKEN_PA
 followed when joining a cluster; a local Ray always uses athanor's own token.
 
 The folder ``$ATHANOR_HOME/ray`` also holds Ray's session files (logs, and the Unix sockets of the
-raylet and the object store, which take no token): it is made private to its user (mode 0700). Under
-a deep ``$ATHANOR_HOME`` the sessions go to a short private folder in ``/tmp`` (see
-:func:`session_dir`).
+raylet and the object store, which take no token, in ``ray/s``): it is made private to its user
+(mode 0700). Under a deep ``$ATHANOR_HOME`` the sessions go to a short private folder in ``/tmp``
+(see :func:`session_dir`).
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ _PRIVATE_FILE = 0o600
 _TOKEN_BYTES = 32
 #: Longest path of a Unix socket (Linux ``sun_path``, less its closing NUL), bytes.
 _SOCKET_PATH_MAX = 107
+#: The folder, inside a private one, that Ray is given for its sessions.
+_SESSIONS = "s"
 #: What Ray adds to its folder for its longest socket (``/session_<time>_<pid>/sockets/plasma_store``).
 _SESSION_SOCKET_CHARS = len("/session_2026-12-08_03-39-16_312758_4194304/sockets/plasma_store")
 
@@ -115,25 +117,27 @@ def _own_private(path: Path, mode: int) -> None:
 
 
 def session_dir(ray_dir: Path) -> Path:
-    """Where a local Ray keeps its session files: ``ray_dir``, or a short private folder in ``/tmp``.
+    """Where a local Ray keeps its session files: ``ray_dir/s``, or the same in a short folder of ``/tmp``.
 
-    Ray puts Unix sockets in ``<folder>/session_<time>_<pid>/sockets/``, and a socket's path cannot
-    be longer than 107 bytes: beneath a deep ``$ATHANOR_HOME`` Ray would fail to start. Then the
-    sessions go to ``/tmp/athanor-ray-<uid>-<hash of ray_dir>`` instead, made private (0700) like
-    ``ray_dir``; the token stays in ``ray_dir``.
+    Ray makes the folder it is given, and what it puts in it, world-writable (0777); inside a
+    private parent (0700) nobody else can reach them. Ray puts Unix sockets in
+    ``<folder>/session_<time>_<pid>/sockets/``, and a socket's path cannot be longer than 107 bytes:
+    beneath a deep ``$ATHANOR_HOME`` Ray would fail to start. Then the parent is
+    ``/tmp/athanor-ray-<uid>-<hash of ray_dir>`` instead, private like ``ray_dir``; the token stays
+    in ``ray_dir``.
 
     Raises:
         athanor.errors.InstrumentError: The short folder exists and is another user's.
     """
     ray_dir = Path(ray_dir).absolute()
-    if len(os.fsencode(ray_dir)) <= _SOCKET_PATH_MAX - _SESSION_SOCKET_CHARS:
-        return ray_dir
+    if len(os.fsencode(ray_dir / _SESSIONS)) <= _SOCKET_PATH_MAX - _SESSION_SOCKET_CHARS:
+        return ray_dir / _SESSIONS
     tag = hashlib.sha256(os.fsencode(ray_dir)).hexdigest()[:12]
     uid = os.getuid() if hasattr(os, "getuid") else 0
     short = Path(tempfile.gettempdir()) / f"athanor-ray-{uid}-{tag}"
     short.mkdir(mode=_PRIVATE_DIR, exist_ok=True)
     _own_private(short, _PRIVATE_DIR)
-    return short
+    return short / _SESSIONS
 
 
 def cluster_environment(ray_dir: Path | None = None) -> dict[str, str]:
@@ -240,7 +244,7 @@ def ensure_ray(
         _quiet_token_notice()
         with _keeping_sigterm_handler():
             ray.init(**options)
-        _own_private(sessions, _PRIVATE_DIR)  # Ray makes its folder world-writable (0777) as it starts
+        _own_private(sessions.parent, _PRIVATE_DIR)  # what Ray opens to all stays behind it
         if os.environ.get(AUTH_MODE_VARIABLE) != "token":
             ray.shutdown()
             raise InstrumentError(

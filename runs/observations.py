@@ -23,7 +23,13 @@ from athanor.errors import AthanorError, format_validation_error
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
 
-__all__ = ["FIDELITY_COLUMN", "ObservationsCSV", "observation_columns", "read_observations"]
+__all__ = [
+    "FIDELITY_COLUMN",
+    "ObservationsCSV",
+    "observation_columns",
+    "observation_row",
+    "read_observations",
+]
 
 #: Column naming the source of each row (``CampaignSpec.fidelities``); the target's name for experiments.
 FIDELITY_COLUMN = "fidelity"
@@ -45,6 +51,39 @@ def observation_columns(spec: CampaignSpec) -> list[str]:
 
 def _number(value: float) -> str:
     return repr(float(value)) if math.isfinite(value) else str(float(value))
+
+
+def observation_row(spec: CampaignSpec, observation: Observation) -> list[str]:
+    """The cells of an observation's row, in the order of :func:`observation_columns`.
+
+    Raises:
+        ValueError: The observation names a component or value the spec does not have (it would
+            have no column).
+    """
+    objectives = spec.measured_names
+    categories = [v.name for v in spec.categories]
+    unknown = sorted(set(observation.composition) - set(spec.component_names))
+    unknown += sorted(set(observation.choices) - set(categories))
+    unknown += sorted(set(observation.values) - set(objectives))
+    if unknown:
+        raise ValueError(
+            f"observation {observation.experiment_id} names {', '.join(unknown)}, which the spec"
+            f" has no column for (components: {', '.join(spec.component_names)};"
+            f" categories: {', '.join(categories) or 'none'}; objectives: {', '.join(objectives)})"
+        )
+    row = [observation.experiment_id, str(observation.iteration)]
+    for name in spec.component_names:
+        amount = observation.composition.get(name)
+        row.append("" if amount is None else _number(amount))
+    for name in categories:
+        row.append(observation.choices.get(name, ""))
+    for name in objectives:
+        value = observation.values.get(name)
+        row.append("" if value is None else _number(value))
+    if spec.fidelities:
+        row.append(observation.fidelity or str(spec.target_fidelity))
+    row += [observation.status, " ".join(observation.note.splitlines())]
+    return row
 
 
 def _check_header(path: Path, found: list[str], expected: list[str]) -> None:
@@ -107,29 +146,7 @@ class ObservationsCSV:
             ValueError: The observation names a component or value the spec does not have (it
                 would have no column).
         """
-        objectives = self.spec.measured_names
-        categories = [v.name for v in self.spec.categories]
-        unknown = sorted(set(observation.composition) - set(self.spec.component_names))
-        unknown += sorted(set(observation.choices) - set(categories))
-        unknown += sorted(set(observation.values) - set(objectives))
-        if unknown:
-            raise ValueError(
-                f"observation {observation.experiment_id} names {', '.join(unknown)}, which the spec"
-                f" has no column for (components: {', '.join(self.spec.component_names)};"
-                f" categories: {', '.join(categories) or 'none'}; objectives: {', '.join(objectives)})"
-            )
-        row = [observation.experiment_id, str(observation.iteration)]
-        for name in self.spec.component_names:
-            amount = observation.composition.get(name)
-            row.append("" if amount is None else _number(amount))
-        for name in categories:
-            row.append(observation.choices.get(name, ""))
-        for name in objectives:
-            value = observation.values.get(name)
-            row.append("" if value is None else _number(value))
-        if self.spec.fidelities:
-            row.append(observation.fidelity or str(self.spec.target_fidelity))
-        row += [observation.status, " ".join(observation.note.splitlines())]
+        row = observation_row(self.spec, observation)
         with self._lock:
             self._write_row(row)
 

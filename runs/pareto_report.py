@@ -10,23 +10,37 @@ logarithmic.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
+from matplotlib.backend_bases import RendererBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
+from matplotlib.transforms import Bbox
 
 from athanor.models import Observation
 from athanor.pareto import counts, pareto_front
 from athanor.spec import CampaignSpec, Objective
 
-__all__ = ["PARETO_FILE", "pareto_lines", "plot_pareto"]
+__all__ = ["PARETO_FILE", "pareto_figure", "pareto_lines", "plot_pareto"]
 
 #: Name of the Pareto figure inside a run folder.
 PARETO_FILE = "pareto.png"
+#: How many labelled ticks a linear axis whose labels overlap is thinned to, step by step.
+_LINEAR_BINS = (6, 5, 4, 3)
+#: Where a log axis whose labels overlap is labelled, step by step: at 1, 2 and 5 times each power
+#: of ten, then 1 and 3, then the powers of ten alone.
+_LOG_SUBS = ((1.0, 2.0, 5.0), (1.0, 3.0), (1.0,))
+#: Rounds of fitting the tick labels and laying the figure out again.
+_LAYOUT_PASSES = 3
 
 
 def _label(objective: Objective) -> str:
@@ -117,16 +131,82 @@ def _panel(
             axes.legend(unique.values(), unique.keys(), loc="best", fontsize="small", frameon=False)
 
 
-def plot_pareto(path: Path, spec: CampaignSpec, observations: list[Observation]) -> Path:
-    """Draw the measured trade-off between the objectives and the Pareto front; save as PNG.
+def _shown_labels(axis: Axis, renderer: RendererBase) -> list[tuple[Text, Bbox]]:
+    """The tick labels an axis draws (non-empty, within the axes' span), each with its box in pixels."""
+    frame = axis.axes.get_window_extent(renderer)
+    low, high = (frame.x0, frame.x1) if axis.axis_name == "x" else (frame.y0, frame.y1)
+    shown = []
+    for label in axis.get_ticklabels(which="both"):
+        if not label.get_text():
+            continue
+        box = label.get_window_extent(renderer)
+        middle = (box.x0 + box.x1) / 2 if axis.axis_name == "x" else (box.y0 + box.y1) / 2
+        if low - 0.5 <= middle <= high + 0.5:
+            shown.append((label, box))
+    return shown
+
+
+def _overlap(axis: Axis, renderer: RendererBase) -> bool:
+    """Whether two of the tick labels an axis draws overlap, as rendered."""
+    boxes = [box for _, box in _shown_labels(axis, renderer)]
+    return any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+
+
+def _plain(value: float, _position: float | None = None) -> str:
+    return f"{value:g}"
+
+
+def _log_ticks(axis: Axis, subs: tuple[float, ...]) -> None:
+    """Label a log axis at ``subs`` times each power of ten, as plain numbers, and no minor tick."""
+    axis.set_major_locator(LogLocator(subs=subs))
+    axis.set_major_formatter(FuncFormatter(_plain))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _thinnings(axis: Axis) -> list[Callable[[], None]]:
+    """Ways to label ``axis`` with fewer, shorter tick labels, mildest first."""
+    if axis.get_scale() == "log":
+        return [functools.partial(_log_ticks, axis, subs) for subs in _LOG_SUBS]
+    return [
+        functools.partial(axis.set_major_locator, MaxNLocator(nbins=bins, min_n_ticks=2))
+        for bins in _LINEAR_BINS
+    ]
+
+
+def _fit_tick_labels(figure: Figure) -> bool:
+    """Thin out, then slant, the tick labels of every axis whose labels overlap; True if any did.
+
+    A log axis spanning under two decades labels minor ticks too: those go first, for labels at 1, 2
+    and 5 times each power of ten.
+    """
+    renderer = figure.canvas.get_renderer()
+    changed = False
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            for thin in _thinnings(axis):
+                if not _overlap(axis, renderer):
+                    break
+                thin()
+                changed = True
+            if axis is axes.xaxis and _overlap(axis, renderer):
+                axis.set_tick_params(which="both", labelrotation=30)
+                for label in axis.get_ticklabels(which="both"):
+                    label.set_horizontalalignment("right")
+                changed = True
+    return changed
+
+
+def pareto_figure(spec: CampaignSpec, observations: list[Observation]) -> Figure:
+    """The measured trade-off between the objectives and the Pareto front, laid out and drawn.
 
     Args:
-        path: Where to write the PNG.
         spec: The campaign spec (two to four objectives, thresholds, targets, outcome constraints).
         observations: Every finished experiment.
 
     Returns:
-        ``path``.
+        The figure, on an Agg canvas: one panel per pair of objectives, at most three a row. Large
+        numbers print as a mantissa with the power of ten at the axis's end; an axis whose tick
+        labels would overlap gets fewer ticks, and an x axis slanted labels as a last resort.
     """
     pairs = list(itertools.combinations(spec.objectives, 2)) or [(spec.objectives[0], spec.objectives[0])]
     columns = min(3, len(pairs))
@@ -137,10 +217,34 @@ def plot_pareto(path: Path, spec: CampaignSpec, observations: list[Observation])
     for index, pair in enumerate(pairs):
         axes = figure.add_subplot(rows, columns, index + 1)
         _panel(axes, spec, observations, front, pair, legend=index == 0)
+        for axis in (axes.xaxis, axes.yaxis):
+            formatter = axis.get_major_formatter()
+            if isinstance(formatter, ScalarFormatter):
+                formatter.set_powerlimits((-3, 4))
+                formatter.set_useMathText(True)
     title = f"{spec.title}: measured trade-off and Pareto front"
     figure.suptitle(textwrap.fill(title, 55 * columns), fontsize="medium")
     figure.tight_layout()
-    figure.savefig(path)
+    # the layout changes each axis's length, and so how many ticks fit on it
+    for _ in range(_LAYOUT_PASSES):
+        if not _fit_tick_labels(figure):
+            break
+        figure.tight_layout()
+    return figure
+
+
+def plot_pareto(path: Path, spec: CampaignSpec, observations: list[Observation]) -> Path:
+    """Draw :func:`pareto_figure` and save it as a PNG.
+
+    Args:
+        path: Where to write the PNG.
+        spec: The campaign spec (two to four objectives, thresholds, targets, outcome constraints).
+        observations: Every finished experiment.
+
+    Returns:
+        ``path``.
+    """
+    pareto_figure(spec, observations).savefig(path)
     return path
 
 

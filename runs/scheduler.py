@@ -170,7 +170,8 @@ class Job(BaseModel):
             copy written beside the campaign file); None without prior data.
         seed: The seed given when scheduling (the spec holds the seed that runs); None if not given.
         llm: LLM back end name.
-        time_scale: Multiplier on simulated instrument durations (virtual lab).
+        time_scale: Multiplier on simulated instrument durations the run uses, resolved when
+            scheduled (``--time-scale``, else the lab file's ``time_scale``, else the virtual lab's).
         literature: Ground the campaign in the literature store.
         not_before: Earliest start (UTC).
         status: queued, running, finished, failed, stopped or cancelled.

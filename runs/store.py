@@ -5,6 +5,10 @@ A run's status is read from its event log. The last of these events decides it:
 - ``run_started`` / ``run_resumed``: running (or ``stopped`` when no process holds the log open any
   more: the run was interrupted without a record and can be resumed);
 - ``run_finished``: finished; ``run_failed``: failed; ``run_stopped``: stopped.
+
+Its hash chain is checked too (:func:`runs.eventlog.verify_log`): a run whose log was altered is
+listed as such whatever its status. ``observations.csv`` is not part of the chain; compare it with
+the log's ``observation`` events with :func:`check_observations`.
 """
 
 from __future__ import annotations
@@ -25,16 +29,18 @@ from athanor.models import Observation
 from athanor.settings import athanor_home
 from athanor.spec import CampaignSpec
 from runs.context import EVENTS_FILE
-from runs.eventlog import CorruptLogError, is_being_written, read_events
+from runs.eventlog import CorruptLogError, is_being_written, read_events, verify_log
 from runs.manifest import MANIFEST_FILE, read_manifest
-from runs.observations import read_observations
+from runs.observations import observation_columns, observation_row, read_observations
 
 __all__ = [
     "OBSERVATION",
     "OBSERVATIONS_FILE",
     "STATUS_BY_KIND",
+    "ObservationsCheck",
     "RunSummary",
     "athanor_home",
+    "check_observations",
     "create_run_dir",
     "list_runs",
     "resolve_run",
@@ -74,6 +80,10 @@ class RunSummary:
         objective: Name of the primary objective; None if unknown.
         unit: Unit of the objective ("" if none).
         problem: Why part of the run could not be read ("" when all was readable).
+        verified: Whether the event log's hash chain is intact; None when the run has no log. The
+            last line of a log being written may be incomplete without counting as broken.
+        chain_problem: Where and why the chain is broken ("" when ``verified`` is not False).
+        events: Events in the log (0 without one, or when it cannot be read).
     """
 
     run_id: str
@@ -86,6 +96,32 @@ class RunSummary:
     objective: str | None
     unit: str = ""
     problem: str = ""
+    verified: bool | None = None
+    chain_problem: str = ""
+    events: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as ``athanor runs --json`` prints it (the README documents the shape)."""
+        return {
+            "run_id": self.run_id,
+            "path": str(self.path),
+            "created": self.created.isoformat() if self.created else None,
+            "title": self.title,
+            "status": self.status,
+            "verified": self.verified,
+            "chain_problem": self.chain_problem,
+            "events": self.events,
+            "experiments_done": self.experiments_done,
+            "objective": self.objective,
+            "best_value": self.best_value,
+            "unit": self.unit,
+            "problem": self.problem,
+        }
+
+    @property
+    def shown_status(self) -> str:
+        """The status as listed: ``status``, with ``(chain broken)`` when the log was altered."""
+        return f"{self.status} (chain broken)" if self.verified is False else self.status
 
 
 def runs_root() -> Path:
@@ -170,6 +206,21 @@ def _best(observations: list[Observation], name: str, direction: str) -> float |
     return max(values) if direction == "maximise" else min(values)
 
 
+def _chain(events_path: Path) -> tuple[bool | None, str]:
+    """Whether a run's log verifies, and where it breaks; a log being written may end mid-line."""
+    if not events_path.exists():
+        return None, ""
+    check = verify_log(events_path)
+    if check.ok:
+        return True, ""
+    # the last line of a log being written is incomplete until its newline is written
+    data = events_path.read_bytes()
+    last_line_torn = not data.endswith(b"\n") and check.line == data.count(b"\n") + 1
+    if last_line_torn and is_being_written(events_path):
+        return True, ""
+    return False, f"seq {check.first_bad_seq} (line {check.line}): {check.reason}"
+
+
 def summarise_run(run_dir: Path) -> RunSummary:
     """The summary of one run folder; parts that cannot be read are named in ``problem``."""
     run_dir = Path(run_dir)
@@ -196,6 +247,7 @@ def summarise_run(run_dir: Path) -> RunSummary:
         observations = []
     created = _parse_time(manifest.get("created")) or (_parse_time(events[0]["time"]) if events else None)
     objective = spec.primary_objective if spec is not None else None
+    verified, chain_problem = _chain(events_path)
     return RunSummary(
         run_id=run_dir.name,
         path=run_dir,
@@ -207,7 +259,77 @@ def summarise_run(run_dir: Path) -> RunSummary:
         objective=objective.name if objective else None,
         unit=objective.unit if objective else "",
         problem="; ".join(problems),
+        verified=verified,
+        chain_problem=chain_problem,
+        events=len(events),
     )
+
+
+@dataclass(frozen=True)
+class ObservationsCheck:
+    """How a run's ``observations.csv`` compares with the ``observation`` events of its log.
+
+    Attributes:
+        rows: Rows of ``observations.csv``.
+        logged: ``observation`` events in the event log.
+        differences: One line per difference, in row order, e.g. ``E0002 conductivity: 52.0 in
+            observations.csv, 42.0 in the event log``; empty when the two agree.
+    """
+
+    rows: int
+    logged: int
+    differences: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every row is as the event log recorded it, and no logged observation is missing."""
+        return not self.differences
+
+
+def check_observations(run_dir: Path, spec: CampaignSpec) -> ObservationsCheck:
+    """Compare ``observations.csv`` with the event log's ``observation`` events, cell by cell.
+
+    The table is not in the hash chain: an edited cell is found here, not by
+    :func:`runs.eventlog.verify_log`. Cells are compared as :class:`runs.observations.ObservationsCSV`
+    writes them, so a number written differently (``42`` for ``42.0``) is not a difference.
+
+    Raises:
+        AthanorError: Either file cannot be read (see :func:`runs.observations.read_observations`).
+    """
+    columns = observation_columns(spec)
+    table = [observation_row(spec, o) for o in read_observations(run_dir / OBSERVATIONS_FILE, spec)]
+    logged = {}
+    differences = []
+    for event in read_events(run_dir / EVENTS_FILE, OBSERVATION):
+        try:
+            observation = Observation.model_validate(event["payload"])
+        except ValidationError:
+            differences.append(f"event seq {event.get('seq')}: an observation the log cannot give back")
+            continue
+        logged[observation.experiment_id] = observation_row(spec, observation)
+    seen: set[str] = set()
+    for row in table:
+        experiment = row[0]
+        if experiment in seen:
+            differences.append(f"{experiment}: more than one row in {OBSERVATIONS_FILE}")
+            continue
+        seen.add(experiment)
+        recorded = logged.get(experiment)
+        if recorded is None:
+            differences.append(f"{experiment}: in {OBSERVATIONS_FILE} but not in the event log")
+            continue
+        for column, cell, expected in zip(columns, row, recorded, strict=True):
+            if cell != expected:
+                differences.append(
+                    f"{experiment} {column}: {cell or 'empty'} in {OBSERVATIONS_FILE},"
+                    f" {expected or 'empty'} in the event log"
+                )
+    differences += [
+        f"{experiment}: in the event log but not in {OBSERVATIONS_FILE}"
+        for experiment in logged
+        if experiment not in seen
+    ]
+    return ObservationsCheck(len(table), len(logged), differences)
 
 
 def list_runs() -> list[RunSummary]:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from agents.llm.grammar import read_request
 from athanor.errors import LLMError, SpecError, format_validation_error
-from athanor.spec import CampaignSpec
+from athanor.spec import CampaignSpec, Objective
 
 __all__ = [
     "KNOWN_TASKS",
@@ -125,7 +125,10 @@ def offline_decision(payload: dict[str, Any]) -> tuple[str, str]:
 
     Returns:
         ``(action, reason)``: ``"stop"`` when the target is reached or the budget is spent,
-        ``"continue"`` otherwise; the reason states the best value and whether it improved.
+        ``"continue"`` otherwise; the reason states the best value and whether it improved. With
+        several ``objectives`` (each with ``name``, ``direction``, ``unit`` and ``best_on_front``)
+        the reason names every objective with its aim and unit and gives the Pareto front's size
+        (``pareto_front_size``, and ``pareto_front_size_before``) instead.
     """
     done = _number(payload, "experiments_done", optional=False)
     budget = _number(payload, "experiments_budget", optional=False)
@@ -139,6 +142,9 @@ def offline_decision(payload: dict[str, Any]) -> tuple[str, str]:
         raise LLMError(f"task 'decide': direction must be 'maximise' or 'minimise', got {direction!r}")
     iteration = payload.get("iteration")
     label = f"iteration {iteration}" if iteration is not None else "the last iteration"
+    several = payload.get("objectives")
+    if isinstance(several, list) and len(several) > 1:
+        return _pareto_decision(payload, _objectives(several), done, budget, label)
 
     if payload.get("target_reached"):
         reason = f"the best {objective} so far, {_fmt(best)}, reached the target"
@@ -156,6 +162,58 @@ def offline_decision(payload: dict[str, Any]) -> tuple[str, str]:
         change = f"from {_fmt(before)} to {_fmt(best)}"
         return "continue", f"{label} improved the best {objective} {change}; {left}."
     return "continue", f"{label} did not improve on the best {objective} of {_fmt(best)}; {left}."
+
+
+def _objectives(entries: list[Any]) -> list[tuple[Objective, float | None]]:
+    """The objectives of a several-objective progress object, each with its best value on the front.
+
+    Raises:
+        athanor.errors.LLMError: An entry is not an objective (``name``, ``direction``, ``unit``).
+    """
+    found = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise LLMError(
+                f"task 'decide': objectives[{index}] must be an object with name, direction and unit,"
+                f" got {entry!r}"
+            )
+        try:
+            objective = Objective.model_validate(
+                {key: entry[key] for key in ("name", "direction", "unit") if key in entry}
+            )
+        except ValidationError as error:
+            problems = format_validation_error(error).replace("\n", "; ")
+            raise LLMError(f"task 'decide': objectives[{index}]: {problems}") from None
+        best = entry.get("best_on_front")
+        found.append((objective, None if best is None else _number(entry, "best_on_front", optional=False)))
+    return found
+
+
+def _pareto_decision(
+    payload: dict[str, Any],
+    objectives: list[tuple[Objective, float | None]],
+    done: float,
+    budget: float,
+    label: str,
+) -> tuple[str, str]:
+    """The offline verdict on a campaign with several objectives, naming each with its aim and unit."""
+    named = [objective.describe() for objective, _ in objectives]
+    aims = f"{', '.join(named[:-1])} and {named[-1]}"
+    size = int(_number(payload, "pareto_front_size", optional=True) or 0)
+    before = _number(payload, "pareto_front_size_before", optional=True)
+    front = f"the Pareto front of {aims} holds {size} experiment{'s' if size != 1 else ''}"
+    if done >= budget:
+        return "stop", f"all {budget:g} experiments of the budget are done; {front}."
+    left = f"{budget - done:g} of {budget:g} experiments left"
+    if size == 0:
+        return "continue", f"no experiment counts for every objective yet ({aims}); {left}."
+    ends = ", ".join(
+        f"{objective.name} {_fmt(best)} {objective.unit}".rstrip()
+        for objective, best in objectives
+        if best is not None
+    )
+    was = f" ({before:g} before it)" if before else ""
+    return "continue", f"after {label}, {front}{was}; best on the front: {ends}; {left}."
 
 
 class OfflineLLM:

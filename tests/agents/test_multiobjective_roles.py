@@ -83,7 +83,8 @@ def test_the_pi_stops_only_when_one_experiment_reaches_every_target():
     assert decision["action"] == "continue"
     progress = json.loads(llm.calls[-1][1][-1]["content"])
     assert progress["target_reached"] is False
-    assert progress["objectives"] == ["conductivity", "transmittance"] and progress["pareto_front_size"] == 2
+    assert [o["name"] for o in progress["objectives"]] == ["conductivity", "transmittance"]
+    assert progress["pareto_front_size"] == 2
     assert context.events[-1][0] == "decision"
 
     decision, _, _ = verdict(spec, [*apart, obs("E3", 1, 550, 75)])
@@ -98,3 +99,42 @@ def test_the_pi_does_not_stop_on_an_infeasible_experiment_or_without_targets():
     untargeted = make_spec(objectives=[{"name": "conductivity"}, {"name": "transmittance"}])
     decision, _, _ = verdict(untargeted, [obs("E1", 1, 1e6, 100)])
     assert decision["action"] == "continue"
+
+
+def test_the_pis_verdict_names_every_objective_with_its_aim_and_unit():
+    spec = make_spec(
+        objectives=[
+            {"name": "conductivity", "unit": "S/cm"},
+            {"name": "haze", "direction": "minimise", "unit": "%"},
+            {"name": "cost", "direction": "minimise", "unit": "元/g"},
+        ]
+    )
+    observations = [
+        Observation(
+            experiment_id=name,
+            iteration=iteration,
+            composition={"A": 0.5, "B": 0.5},
+            values={"conductivity": c, "haze": h, "cost": y},
+        )
+        for name, iteration, c, h, y in [
+            ("E1", 0, 120.0, 8.0, 3.5),
+            ("E2", 0, 90.0, 12.0, 4.0),  # dominated by E1
+            ("E3", 1, 310.0, 15.0, 6.25),
+            ("E4", 1, 45.0, 2.5, 1.75),
+        ]
+    ]
+    decision, llm, _ = verdict(spec, observations)
+    progress = json.loads(llm.calls[-1][1][-1]["content"])
+    assert progress["objectives"][2] == {
+        "name": "cost",
+        "direction": "minimise",
+        "unit": "元/g",
+        "target": None,
+        "best_on_front": 1.75,
+    }
+    assert (progress["pareto_front_size"], progress["pareto_front_size_before"]) == (3, 1)
+    assert decision["action"] == "continue"
+    reason = decision["reason"]
+    assert "maximise conductivity (S/cm), minimise haze (%) and minimise cost (元/g)" in reason
+    assert "holds 3 experiments (1 before it)" in reason
+    assert "best on the front: conductivity 310 S/cm, haze 2.5 %, cost 1.75 元/g" in reason

@@ -206,3 +206,98 @@ def test_plan_checks_a_given_lab_file_without_contacting_its_instruments(home, t
     assert "components: no stock supplies 'D6'; add one under stocks in the lab file" in refused.output
     assert virtual.exit_code == 0, virtual.output  # the virtual lab makes a stock per component
     assert ray.is_initialized() == ray_before and not (home / "runs").exists() and not (home / "ray").exists()
+
+
+def test_runs_lists_a_run_whose_chain_is_broken_as_such(home):
+    run_id = make_run(home)
+    log = home / "runs" / run_id / "events.jsonl"
+    log.write_bytes(log.read_bytes().replace(b'"conductivity":42.0', b'"conductivity":24.0'))
+    listing = runner.invoke(app, ["runs"])
+    assert listing.exit_code == 0
+    assert "finished (chain broken)" in listing.output
+    assert "event log altered at seq" in listing.output and "athanor verify" in listing.output
+    (entry,) = json.loads(runner.invoke(app, ["runs", "--json"]).output)
+    assert (entry["run_id"], entry["status"], entry["verified"]) == (run_id, "finished", False)
+    assert "hash does not match" in entry["chain_problem"]
+
+
+def test_show_names_the_rows_of_observations_csv_that_differ_from_the_event_log(home):
+    run_id = make_run(home)
+    intact = runner.invoke(app, ["show", run_id])
+    assert "observations.csv: 2 rows, as in the event log" in intact.output
+    path = home / "runs" / run_id / "observations.csv"
+    path.write_text(path.read_text().replace(",42.0,", ",92.5,"))  # "improved" by hand
+
+    shown = runner.invoke(app, ["show", run_id])
+
+    assert shown.exit_code == 0
+    assert "chain verified" in shown.output  # the log itself is intact...
+    assert "observations.csv: not verified against the event log" in shown.output  # ...the table is not
+    assert "E0002 conductivity: 92.5 in observations.csv, 42.0 in the event log" in shown.output
+    data = json.loads(runner.invoke(app, ["show", run_id, "--json"]).output)
+    assert data["event_log"] == {"events": 4, "verified": True, "problem": ""}
+    assert data["observations_csv"]["matches_event_log"] is False
+    assert data["observations_csv"]["differences"] == [
+        "E0002 conductivity: 92.5 in observations.csv, 42.0 in the event log"
+    ]
+
+
+def test_runs_and_show_print_json_in_the_documented_shape(home):
+    run_id = make_run(home)
+    (entry,) = json.loads(runner.invoke(app, ["runs", "--json"]).output)
+    assert set(entry) == {
+        "run_id", "path", "created", "title", "status", "verified", "chain_problem", "events",
+        "experiments_done", "objective", "best_value", "unit", "problem",
+    }  # fmt: skip
+    assert (entry["experiments_done"], entry["best_value"], entry["unit"]) == (2, 42.0, "S/cm")
+    data = json.loads(runner.invoke(app, ["show", run_id[:20], "--json"]).output)
+    assert set(data) == {
+        "run_id", "path", "title", "request", "status", "experiments", "objectives", "best",
+        "event_log", "observations_csv", "stock", "files",
+    }  # fmt: skip
+    assert data["run_id"] == run_id and data["status"] == "finished"
+    assert data["experiments"] == {"done": 2, "budget": 2, "failed": 0}
+    assert data["objectives"] == [{"name": "conductivity", "direction": "maximise", "unit": "S/cm"}]
+    assert [row["experiment_id"] for row in data["best"]] == ["E0002", "E0001"]
+    assert data["best"][0]["values"] == {"conductivity": 42.0}
+    empty = runner.invoke(app, ["runs", "--json"], env={"ATHANOR_HOME": str(home / "none")})
+    assert json.loads(empty.output) == []
+
+
+def _commands(command, path=()):
+    """Every command of the command line with its path, groups included."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_help_names_what_each_option_takes_instead_of_its_python_type(width):
+    import re
+
+    import typer
+
+    checked = 0
+    for path, _ in _commands(typer.main.get_command(app)):
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": str(width)})
+        assert result.exit_code == 0, (path, result.output)
+        options = result.output.split("Options")[1].split("Commands")[0]
+        types = re.findall(r"<(?:bool|str|int|float|path)>", options)
+        assert not types, f"athanor {' '.join(path)} --help shows {types}"
+        checked += 1
+    assert checked > 15
+    run_help = runner.invoke(app, ["run", "--help"], env={"COLUMNS": str(width)}).output
+    for name in ("FACTOR", "LAB.yaml", "HOST:PORT", "BACKEND", "FILE.csv"):
+        assert name in run_help
+    add_help = runner.invoke(app, ["schedule", "add", "--help"], env={"COLUMNS": str(width)}).output
+    assert "WHEN" in add_help and "--no-literature" in add_help
+
+
+def test_version_prints_the_distribution_version():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"{project['name']} {project['version']}\n"

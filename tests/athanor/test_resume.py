@@ -18,9 +18,11 @@ import pytest
 import yaml
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.sqlite import SqliteSaver
-from support.power import power_cut_after
+from support.power import ctrl_c_after, power_cut_after
+from typer.testing import CliRunner
 
 from athanor.app import RunOptions, resume, run
+from athanor.cli import app
 from athanor.errors import AthanorError, LLMError
 from runs.eventlog import read_events, verify_log
 from runs.store import list_runs
@@ -203,3 +205,37 @@ def test_a_copied_or_renamed_run_folder_is_refused_and_the_original_keeps_its_fi
     kept = {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()}
     kept.pop("checkpoints.sqlite")
     assert kept == {k: v for k, v in before.items() if k != "checkpoints.sqlite"}  # nothing written
+
+
+@pytest.mark.slow
+def test_ctrl_c_names_the_run_to_resume_and_the_resumed_bar_counts_what_was_done(
+    ray_local, tmp_path, monkeypatch
+):
+    import athanor.app as app_module
+
+    monkeypatch.setenv("ATHANOR_HOME", str(tmp_path))
+    campaign = tmp_path / "overnight.yaml"
+    campaign.write_text(yaml.safe_dump({**SPEC, "title": "blend interrupted at the bench"}))
+    runner = CliRunner()
+    monkeypatch.setattr(app_module, "RecordingInstruments", ctrl_c_after(5))
+    stopped = runner.invoke(app, ["run", str(campaign), "--no-literature", "--time-scale", "0.001"])
+    monkeypatch.undo()
+    monkeypatch.setenv("ATHANOR_HOME", str(tmp_path))
+
+    assert stopped.exit_code == 130, stopped.output
+    (summary,) = list_runs()
+    assert summary.status == "stopped"
+    assert f"continue with `athanor resume {summary.run_id}`" in stopped.output
+    with open(summary.path / "observations.csv", newline="") as handle:
+        done = list(csv.DictReader(handle))
+    assert 4 <= len(done) < 12  # the first batch was analysed before the fifth measurement
+
+    resumed = runner.invoke(app, ["resume", summary.run_id, "--no-literature"])
+
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resumed with {len(done)} of 12 experiments done" in resumed.output
+    with open(summary.path / "observations.csv", newline="") as handle:
+        values = [float(row["conductivity"]) for row in csv.DictReader(handle) if row["status"] == "ok"]
+    bar = next(line for line in resumed.output.splitlines() if line.startswith("experiments "))
+    assert "12/12" in bar  # the bar counts the experiments done before the interruption too
+    assert bar.endswith(f"best {max(values):.4g} S/cm")  # the run's best, wherever it was measured

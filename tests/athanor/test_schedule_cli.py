@@ -87,6 +87,51 @@ def test_a_time_it_cannot_read_is_refused_with_the_accepted_forms(text):
         assert "+2h" in message and "ISO" in message
 
 
+def test_a_start_time_in_the_past_is_refused_unless_it_is_the_minute_just_gone():
+    from athanor.schedule_cli import start_time
+
+    just_gone = start_time("2026-11-27T23:09:30", now=EVENING)  # as the minute turns: now
+    assert just_gone == dt.datetime(2026, 11, 27, 22, 9, 30, tzinfo=dt.UTC)
+    assert start_time(None, now=EVENING) == EVENING
+    with pytest.raises(AthanorError) as refused:
+        start_time("2026-11-27T21:55", now=EVENING)
+    message = str(refused.value)
+    assert message.startswith("--at '2026-11-27T21:55' is 1 h 15 min in the past")
+    assert "it is now " + EVENING.astimezone().strftime("%Y-%m-%d %H:%M %Z") in message
+    assert "--at now to start as soon as a worker is free" in message
+    with pytest.raises(AthanorError, match="is 3 days in the past"):
+        start_time("2026-11-24 23:10+01:00", now=EVENING)
+    with pytest.raises(AthanorError, match="is 1 day 5 h in the past"):
+        start_time("2026-11-26 18:10", now=EVENING)
+
+
+def test_schedule_add_refuses_a_start_in_the_past_and_queues_nothing(home, tmp_path):
+    path = write(tmp_path / "campaign.yaml", campaign("last week's blend"))
+    result = schedule_add(path, "--at", "2026-03-02T09:00")
+    assert result.exit_code == 2
+    assert "--at '2026-03-02T09:00' is" in result.output and "in the past" in result.output
+    assert "it is now" in result.output and "--at now" in result.output
+    assert Schedule().list() == []
+    assert schedule_add(path, "--at", "now").exit_code == 0
+
+
+def test_schedule_add_keeps_the_lab_files_time_scale_unless_told_otherwise(home, tmp_path):
+    lab = virtual_lab_description(["A", "B"], time_scale=0.5).model_dump(mode="json")
+    lab_path = write(tmp_path / "lab.yaml", lab)
+    path = write(tmp_path / "campaign.yaml", campaign("slow lab"))
+    kept = runner.invoke(app, ["schedule", "add", path, "--lab", lab_path, "--no-literature"])
+    assert kept.exit_code == 0, kept.output
+    assert "time scale 0.5 (lab file): a simulated 60 s measurement takes 30 s" in kept.output
+    given = runner.invoke(
+        app, ["schedule", "add", path, "--lab", lab_path, "--no-literature", "--time-scale", "0.002"]
+    )
+    assert given.exit_code == 0, given.output
+    assert "time scale 0.002 (--time-scale, over the lab file's 0.5)" in given.output
+    virtual = runner.invoke(app, ["schedule", "add", path, "--no-literature"])
+    assert "time scale 0.01 (virtual lab default)" in virtual.output
+    assert [job.time_scale for job in Schedule().list()] == [0.5, 0.002, 0.01]
+
+
 # add, list, cancel
 
 

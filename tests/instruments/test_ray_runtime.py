@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from athanor.errors import InstrumentError
-from instruments.ray_runtime import TOKEN_FILE, TOKEN_PATH_VARIABLE, cluster_environment, prepare_ray_dir
+from instruments.ray_runtime import (
+    TOKEN_FILE,
+    TOKEN_PATH_VARIABLE,
+    cluster_environment,
+    prepare_ray_dir,
+    session_dir,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,6 +66,19 @@ def test_the_ray_folder_is_private_and_keeps_one_token(tmp_path):
     token.write_text("")
     with pytest.raises(InstrumentError, match=r"token .* is empty"):
         prepare_ray_dir(ray_dir)
+
+
+def test_ray_sessions_sit_inside_a_private_folder_short_enough_for_their_sockets(tmp_path):
+    shallow = Path("/tmp") / tmp_path.name / "ray"
+    assert session_dir(shallow) == shallow / "s"  # Ray may open "s" to all: "ray" stays private
+    deep = tmp_path / ("a-rather-long-folder-name-for-a-lab-" * 3) / ".athanor" / "ray"
+    sessions = session_dir(deep)
+    assert sessions.name == "s" and sessions.parent.parent == Path("/tmp")
+    assert sessions.parent.name.startswith(f"athanor-ray-{os.getuid()}-")
+    assert _mode(sessions.parent) == 0o700
+    socket_path = sessions / "session_2026-12-08_23-59-59_999999_4194304" / "sockets" / "plasma_store"
+    assert len(str(socket_path)) <= 107  # what a Unix socket's path may hold
+    assert session_dir(deep) == sessions  # the same folder each time for the same home
 
 
 def _attach(address: str, env: dict[str, str]) -> dict[str, str]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from pathlib import Path
 
+import pytest
 from matplotlib.image import imread
 
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
 from runs.observations import ObservationsCSV, observation_columns, read_observations
-from runs.pareto_report import plot_pareto
+from runs.pareto_report import pareto_figure, plot_pareto
 from runs.report import render_report, write_report
 
 TWO = CampaignSpec.model_validate(
@@ -134,3 +137,87 @@ def test_observations_csv_has_a_column_per_constrained_quantity(tmp_path: Path) 
         for observation in OBSERVATIONS:
             csv.append(observation)
     assert read_observations(tmp_path / "observations.csv", spec) == OBSERVATIONS
+
+
+def _spread(spec: CampaignSpec, ranges: list[tuple[float, float]], seed: int) -> list[Observation]:
+    """Twelve experiments whose objectives fill the given ranges, both ends included."""
+    rng = random.Random(seed)
+    observations = []
+    for i in range(12):
+        values = {}
+        for objective, (low, high) in zip(spec.objectives, ranges, strict=True):
+            values[objective.name] = low if i == 0 else high if i == 1 else low + (high - low) * rng.random()
+        observations.append(
+            Observation(
+                experiment_id=f"E{i + 1:04d}",
+                iteration=i // 4,
+                composition={"P3HT": 0.5, "CNT": 0.5},
+                values=values,
+            )
+        )
+    return observations
+
+
+def _drawn_labels(axis) -> list:
+    """Boxes of the tick labels a drawn axis shows: non-empty and inside the axes' span (pixels)."""
+    renderer = axis.figure.canvas.get_renderer()
+    frame = axis.axes.get_window_extent(renderer)
+    boxes = []
+    for label in [*axis.get_majorticklabels(), *axis.get_minorticklabels()]:
+        box = label.get_window_extent(renderer)
+        middle = box.intervalx.mean() if axis.axis_name == "x" else box.intervaly.mean()
+        low, high = frame.intervalx if axis.axis_name == "x" else frame.intervaly
+        if label.get_visible() and label.get_text() and low <= middle <= high:
+            boxes.append(box)
+    return boxes
+
+
+WIDE_NUMBERS = [
+    # three objectives side by side: six-digit sheet conductances squeezed under a 5 in panel
+    (
+        [("sheet_conductance", "S", "maximise"), ("haze", "%", "minimise"), ("cost", "EUR/g", "minimise")],
+        [(110000.0, 190000.0), (2.0, 9.5), (0.8, 4.2)],
+    ),
+    # a log axis spanning 1.4 decades labels its minor ticks
+    (
+        [
+            ("conductivity", "S/cm", "maximise"),
+            ("mobility", "cm2/Vs", "maximise"),
+            ("cost", "元/g", "minimise"),
+        ],
+        [(15.0, 400.0), (15.0, 400.0), (3.0, 80.0)],
+    ),
+    (
+        [("conductivity", "S/cm", "maximise"), ("transmittance", "%", "maximise")],
+        [(3.0, 80.0), (20.0, 92.0)],
+    ),
+    (
+        [("seebeck", "uV/K", "maximise"), ("conductivity", "S/cm", "maximise")],
+        [(0.00012, 0.00031), (2.0, 25.0)],
+    ),
+]
+
+
+@pytest.mark.parametrize(("objectives", "ranges"), WIDE_NUMBERS)
+def test_no_two_tick_labels_of_an_axis_overlap_in_the_rendered_figure(
+    objectives: list[tuple[str, str, str]], ranges: list[tuple[float, float]], tmp_path: Path
+) -> None:
+    spec = CampaignSpec.model_validate(
+        {
+            "title": "wide numbers",
+            "components": [{"name": "P3HT"}, {"name": "CNT"}],
+            "objectives": [{"name": n, "unit": u, "direction": d} for n, u, d in objectives],
+            "budget": {"experiments": 12, "batch_size": 4},
+        }
+    )
+    observations = _spread(spec, ranges, seed=len(objectives))
+    figure = pareto_figure(spec, observations)
+    figure.canvas.draw()
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            boxes = _drawn_labels(axis)
+            assert len(boxes) >= 2, f"{axes.get_xlabel()} / {axes.get_ylabel()}: {axis.axis_name} unlabelled"
+            clashes = [(a, b) for a, b in itertools.combinations(boxes, 2) if a.overlaps(b)]
+            assert not clashes, f"{axes.get_xlabel()} / {axes.get_ylabel()}: {axis.axis_name} labels overlap"
+    path = plot_pareto(tmp_path / "pareto.png", spec, observations)
+    assert imread(path).shape[1] >= 500

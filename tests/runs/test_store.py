@@ -11,7 +11,14 @@ from athanor.spec import CampaignSpec
 from runs.context import RunContext
 from runs.manifest import write_manifest
 from runs.observations import ObservationsCSV
-from runs.store import athanor_home, create_run_dir, list_runs, resolve_run, runs_root
+from runs.store import (
+    athanor_home,
+    check_observations,
+    create_run_dir,
+    list_runs,
+    resolve_run,
+    runs_root,
+)
 
 SPEC = CampaignSpec.model_validate(
     {
@@ -171,3 +178,80 @@ def test_manifest_records_spec_seed_versions_and_revision(home: Path, tmp_path: 
     assert code_revision(tmp_path) is None  # not a checkout: null, not an error
     with pytest.raises(AthanorError, match="athanor runs"):
         read_manifest(tmp_path)
+
+
+def _recorded_run(run_id: str, rows: list[tuple[float, float | None, str]]) -> Path:
+    """A finished run whose observations.csv and event log both hold each (P3HT, value, note) row."""
+    run_dir = create_run_dir(run_id)
+    write_manifest(run_dir, SPEC, seed=4)
+    with RunContext(run_dir, seed=4) as ctx, ObservationsCSV(run_dir / "observations.csv", SPEC) as table:
+        ctx.record("run_started", {})
+        for share, value, note in rows:
+            observation = Observation(
+                experiment_id=ctx.next_experiment_id(),
+                iteration=1,
+                composition={"P3HT": share, "CNT": round(1 - share, 6)},
+                values={} if value is None else {"conductivity": value},
+                status="failed" if value is None else "ok",
+                note=note,
+            )
+            table.append(observation)
+            ctx.record("observation", observation.model_dump(mode="json"))
+        ctx.record("run_finished", {})
+    return run_dir
+
+
+ROWS = [(0.62, 118.25, ""), (0.4, None, "meter timed out\nretried once"), (0.55, 1e-3, "低电导")]
+
+
+def test_an_untouched_observations_csv_matches_the_event_log(home: Path) -> None:
+    run_dir = _recorded_run("20261203-101500-untouched-aaaa", ROWS)
+    check = check_observations(run_dir, SPEC)
+    assert (check.ok, check.rows, check.logged, check.differences) == (True, 3, 3, [])
+
+
+def test_an_edited_cell_a_deleted_row_and_an_added_row_are_each_named(home: Path) -> None:
+    run_dir = _recorded_run("20261203-101500-edited-bbbb", ROWS)
+    path = run_dir / "observations.csv"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert lines[1].startswith("E0001,1,0.62,")
+    lines[1] = lines[1].replace("118.25", "181.25")  # a value typed in by hand
+    del lines[2]  # E0002, the failed one
+    lines.append("E0009,2,0.5,0.5,42.0,ok,\n")  # a row no instrument measured
+    path.write_text("".join(lines), encoding="utf-8")
+
+    check = check_observations(run_dir, SPEC)
+
+    assert not check.ok and (check.rows, check.logged) == (3, 3)
+    assert check.differences == [
+        "E0001 conductivity: 181.25 in observations.csv, 118.25 in the event log",
+        "E0009: in observations.csv but not in the event log",
+        "E0002: in the event log but not in observations.csv",
+    ]
+
+
+def test_runs_shows_a_broken_chain_whatever_the_status(home: Path) -> None:
+    intact = _recorded_run("20261203-101500-intact-cccc", ROWS)
+    altered = _recorded_run("20261203-101600-altered-dddd", ROWS)
+    log = altered / "events.jsonl"
+    log.write_bytes(log.read_bytes().replace(b"118.25", b"128.25", 1))
+    by_id = {s.run_id: s for s in list_runs()}
+    good, bad = by_id[intact.name], by_id[altered.name]
+    assert (good.status, good.verified, good.shown_status) == ("finished", True, "finished")
+    assert (bad.status, bad.verified) == ("finished", False)
+    assert bad.shown_status == "finished (chain broken)"
+    assert bad.chain_problem.startswith("seq 2 (line 3): hash does not match")
+    assert bad.to_json()["verified"] is False and bad.to_json()["status"] == "finished"
+
+
+def test_a_log_cut_mid_line_is_broken_unless_it_is_still_being_written(home: Path) -> None:
+    run_dir = create_run_dir("20261203-101500-live-eeee")
+    with RunContext(run_dir, seed=0) as ctx:
+        ctx.record("run_started", {})
+        with open(run_dir / "events.jsonl", "ab") as handle:
+            handle.write(b'{"seq":1,"time":"2026-12')  # the writer is half-way through a line
+        (running,) = list_runs()
+        assert (running.status, running.verified) == ("running", True)
+    (stopped,) = list_runs()  # nobody will finish that line now
+    assert stopped.status == "stopped" and stopped.verified is False
+    assert "no newline" in stopped.chain_problem
