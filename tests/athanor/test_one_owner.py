@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from support.cli_process import ROOT, athanor_command, athanor_environment
 from typer.testing import CliRunner
 
 from athanor.app import RunOptions, run
@@ -19,7 +18,6 @@ from athanor.cli import app
 from instruments.virtual_lab import virtual_lab_description
 from runs.eventlog import read_events
 
-ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
@@ -42,10 +40,8 @@ def lab_file(tmp_path: Path, name: str = "glovebox line 2") -> Path:
 
 
 def _athanor(home: Path, *args: str, **popen) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env |= {"ATHANOR_HOME": str(home), "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    command = [sys.executable, "-c", "from athanor.cli import main; main()", *args]
-    return subprocess.Popen(command, cwd=ROOT, env=env, text=True, **popen)
+    env = athanor_environment(home)
+    return subprocess.Popen(athanor_command(*args), cwd=ROOT, env=env, text=True, **popen)
 
 
 @pytest.mark.slow

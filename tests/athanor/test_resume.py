@@ -8,7 +8,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from contextlib import closing
@@ -18,6 +17,7 @@ import pytest
 import yaml
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.sqlite import SqliteSaver
+from support.cli_process import ROOT, athanor_command, athanor_environment
 from support.power import ctrl_c_after, power_cut_after
 from typer.testing import CliRunner
 
@@ -112,7 +112,6 @@ def test_a_crash_mid_batch_resumes_with_the_ledger_answering_for_done_steps(ray_
         ]
 
 
-ROOT = Path(__file__).resolve().parents[2]
 SLOW_TO_START = {
     "title": "killed while starting",
     "components": [{"name": "PEO"}, {"name": "LiTFSI"}, {"name": "SiO2"}],
@@ -124,12 +123,11 @@ SLOW_TO_START = {
 
 def _kill_before_first_checkpoint(home: Path, campaign: Path) -> Path:
     """Start ``athanor run`` in a child process and SIGKILL it (and its Ray) once its spec is recorded."""
-    env = {**os.environ, "ATHANOR_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)
-    command = [sys.executable, "-c", "from athanor.cli import main; main()", "run", str(campaign)]
-    command += ["--no-literature", "--time-scale", "0.001"]
+    command = athanor_command("run", str(campaign), "--no-literature", "--time-scale", "0.001")
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    child = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, **quiet)
+    child = subprocess.Popen(
+        command, cwd=ROOT, env=athanor_environment(home), start_new_session=True, **quiet
+    )
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:

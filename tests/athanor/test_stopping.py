@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from support.cli_process import ROOT, athanor_command, athanor_environment
 
 from athanor.errors import StopRequested
 from athanor.stopping import StopControl
 from instruments.ledger import Ledger
 from runs.eventlog import read_events, verify_log
 
-ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGN = {
     "title": "stopped by the service manager",
     "components": [{"name": "PVDF"}, {"name": "BaTiO3"}, {"name": "CNT"}],
@@ -64,19 +62,10 @@ def test_a_bad_policy_or_grace_time_is_refused(policy, grace):
         StopControl(policy, grace)  # type: ignore[arg-type]
 
 
-def _athanor(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from athanor.cli import main; main()", *args]
-
-
-def _environment(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    return env | {"ATHANOR_HOME": str(home), "PYTHONPATH": str(ROOT), "COLUMNS": "160"}
-
-
 def _start(home: Path, campaign: Path, *extra: str) -> subprocess.Popen[str]:
-    command = _athanor("run", str(campaign), "--no-literature", "--time-scale", "0.02", *extra)
+    command = athanor_command("run", str(campaign), "--no-literature", "--time-scale", "0.02", *extra)
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    return subprocess.Popen(command, cwd=ROOT, env=_environment(home), **pipes)
+    return subprocess.Popen(command, cwd=ROOT, env=athanor_environment(home), **pipes)
 
 
 def _wait_for(home: Path, kind: str, child: subprocess.Popen[str], timeout_s: float = 180) -> Path:
@@ -127,12 +116,12 @@ def test_sigterm_to_the_schedule_worker_stops_the_job_and_says_so_in_the_schedul
     home = tmp_path / "home"
     campaign = tmp_path / "campaign.yaml"
     campaign.write_text(yaml.safe_dump(CAMPAIGN), encoding="utf-8")
-    env = _environment(home)
-    add = _athanor("schedule", "add", str(campaign), "--no-literature", "--time-scale", "0.02")
+    env = athanor_environment(home)
+    add = athanor_command("schedule", "add", str(campaign), "--no-literature", "--time-scale", "0.02")
     added = subprocess.run(add, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert added.returncode == 0, added.stderr
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    worker = subprocess.Popen(_athanor("schedule", "work", "--once"), cwd=ROOT, env=env, **pipes)
+    worker = subprocess.Popen(athanor_command("schedule", "work", "--once"), cwd=ROOT, env=env, **pipes)
     try:
         run_dir = _wait_for(home, "reading", worker)
         worker.send_signal(signal.SIGTERM)
@@ -143,7 +132,7 @@ def test_sigterm_to_the_schedule_worker_stops_the_job_and_says_so_in_the_schedul
     for crash in ("Traceback", "Stack trace", "SIGABRT", "*** "):
         assert crash not in err, err
     listed = subprocess.run(
-        _athanor("schedule", "list"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        athanor_command("schedule", "list"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert "stopped" in listed.stdout and "interrupted" not in listed.stdout, listed.stdout
     log = (home / "schedule.log").read_text(encoding="utf-8")
