@@ -193,13 +193,14 @@ def ensure_ray(
     """Start a local Ray with token authentication, or join a cluster, unless this process already did.
 
     A local Ray is started with two CPUs, no dashboard, worker logs kept out of the terminal, its
-    session files in ``ray_dir`` and token authentication on, with the token in ``ray_dir`` (see
-    :func:`prepare_ray_dir`). Starting Ray takes a few seconds and close to 1 GB of memory: do it
-    once per process. Joining a cluster starts nothing locally; every node of the cluster needs
-    athanor installed and the same token.
+    session files in a private folder (see :func:`session_dir`) and token authentication on, with
+    the token in ``ray_dir`` (see :func:`prepare_ray_dir`). Starting Ray takes a few seconds and
+    close to 1 GB of memory: do it once per process. Joining a cluster starts nothing locally; every
+    node of the cluster needs athanor installed and the same token.
 
     Ray's ``init`` replaces the process's SIGTERM handler with one that exits at once; the handler
-    in place before is put back, so that the caller's stop policy (see :mod:`runs.stopping`) holds.
+    in place before is put back, so that the caller's stop policy (see :mod:`athanor.stopping`)
+    holds; a SIGTERM during ``ray.init`` itself becomes :class:`athanor.errors.StopRequested`.
 
     Args:
         address: None (or ``local``) starts a local Ray of this process's own, even if another one

@@ -196,7 +196,7 @@ class Plate:
 
     def clear(self) -> int:
         """Start a fresh plate; returns how many wells the old one had used."""
-        count = len(self.used()) if self.path.exists() else 0
+        count = len(self.used())
         self._write({})
         return count
 
