@@ -84,14 +84,10 @@ def test_a_campaign_refuses_options_it_could_not_record():
 
 
 def test_a_cheap_source_campaign_refuses_model_options_it_does_not_use():
-    spec = SPEC.model_copy(
-        update={
-            "fidelities": [
-                {"name": "lab", "cost": 1},
-                {"name": "screen", "cost": 0.05, "simulator": "instruments.virtual_world:screen"},
-            ]
-        }
-    )
-    spec = CampaignSpec.model_validate(spec.model_dump())
+    sources = [
+        {"name": "lab", "cost": 1},
+        {"name": "screen", "cost": 0.05, "simulator": "instruments.virtual_world:screen"},
+    ]
+    spec = CampaignSpec.model_validate({**SPEC.model_dump(exclude_defaults=True), "fidelities": sources})
     with pytest.raises(SpecError, match=r"options warp=True .* a campaign with a cheap source"):
         call_of(spec, OptimiserOptions(warp=True))
