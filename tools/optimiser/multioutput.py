@@ -23,6 +23,7 @@ from torch import Tensor
 
 from athanor.spec import CampaignSpec, Objective, OutcomeConstraint
 from tools.design_space import DTYPE
+from tools.modelling import log_sign
 from tools.optimiser.models import FittedModel, unfit_reason
 
 __all__ = [
@@ -87,7 +88,7 @@ def fit_outputs(
     for j, name in enumerate(names):
         column = y[:, j]
         log = log_transform
-        sign = 1.0 if bool((column > 0).all()) else -1.0 if bool((column < 0).all()) else 0.0
+        sign = log_sign(column.tolist(), log_transform=True)  # the values' common sign, or 0
         if log is not False and sign and any(v * sign <= 0 for v in _bound_values(spec, name)):
             log = False
         objective = objectives.get(name)
