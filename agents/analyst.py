@@ -15,7 +15,7 @@ from athanor.lab import match_quantity
 from athanor.models import Observation, Protocol, Reading
 from athanor.pareto import counts, pareto_front
 from athanor.spec import CampaignSpec
-from tools.multifidelity import advise, budget_spent, is_target
+from tools.budget import advise, budget_spent, is_target
 
 __all__ = ["analyse", "observation_from_readings", "summarise"]
 
@@ -77,7 +77,7 @@ def summarise(spec: CampaignSpec, observations: list[Observation]) -> dict[str, 
     the experiments no other dominates (``experiment_id``, ``values``), best first by the primary
     objective. With a cheap source (``spec.fidelities``) only experiments count as best and in
     ``experiments``; ``simulated`` counts the cheap evaluations, ``budget_spent`` is in experiments and
-    ``fidelity_advice`` is :func:`tools.multifidelity.advise`'s verdict.
+    ``fidelity_advice`` is :func:`tools.budget.advise`'s verdict.
     """
     objective = spec.primary_objective
     pick = max if objective.direction == "maximise" else min

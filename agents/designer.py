@@ -1,7 +1,8 @@
 """The designer: chooses the next compositions with the optimiser tool.
 
 The first batch is a seeded space-filling design; later batches come from the Bayesian optimiser
-fitted to every observation so far. Each optimiser call is recorded with its inputs, seed and output.
+fitted to every observation so far. Each optimiser call is recorded with its inputs, seed and output,
+and with the optimiser options (``Ports.optimiser``) that differ from the defaults.
 A spec that limits the present components, has categorical choices or a grid gets its initial design
 from :func:`tools.mixed_space.mixed_initial_design`, and its proposals carry their choices.
 
@@ -20,10 +21,10 @@ from agents.state import CampaignState, Ports, observations_of, prior_of, spec_o
 from athanor.models import Observation, Proposal
 from athanor.spec import CampaignSpec
 from runs.prior import is_usable
+from tools.budget import MIN_PAIRS, PAIR_TOLERANCE, budget_spent, paired_values
 from tools.initial_design import initial_design
 from tools.mixed_space import MixedPoint, mixed_initial_design, needs_mixed_space
-from tools.multifidelity import MIN_PAIRS, PAIR_TOLERANCE, budget_spent, paired_values, propose_multifidelity
-from tools.optimise import Suggestion, propose
+from tools.optimiser import Suggestion, propose, propose_multifidelity
 
 __all__ = ["design"]
 
@@ -39,6 +40,7 @@ def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
     running = [r["protocol"] for r in state.get("running", [])]
     remaining = spec.budget.experiments - len(observations) - len(running)  # prior rows never count
     context = ports.context
+    options = ports.optimiser
     usable_prior = [o for o in prior if is_usable(spec, o)]
     space_filling = max(spec.budget.n_initial - len(usable_prior), 0)
 
@@ -72,6 +74,7 @@ def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
                     model_seed,
                     pending,
                     pending_choices=pending_choices,
+                    options=options,
                 )
                 proposals += [_proposal(context.next_experiment_id(), s) for s in suggestions]
                 call["model"] = {"n": n - len(points), "seed": model_seed}
@@ -82,7 +85,7 @@ def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
         pending = [protocol["composition"] for protocol in running]
         pending_choices = [protocol.get("choices", {}) for protocol in running]
         suggestions = propose(
-            spec, [*prior, *observations], n, seed, pending, pending_choices=pending_choices
+            spec, [*prior, *observations], n, seed, pending, pending_choices=pending_choices, options=options
         )
         proposals = [_proposal(context.next_experiment_id(), s) for s in suggestions]
         call = {
@@ -96,6 +99,8 @@ def design(state: CampaignState, ports: Ports) -> dict[str, Any]:
             call["pending_choices"] = pending_choices
         if prior:
             call["prior"] = len(usable_prior)
+    if options is not None and (changed := options.recorded()):
+        call["options"] = changed  # only what differs from the defaults: older records stay valid
 
     context.record(
         "optimiser_call",
@@ -137,14 +142,16 @@ def _design_multifidelity(state: CampaignState, ports: Ports) -> dict[str, Any]:
     Every step fills the free instrument slots with experiments (the target). In between, the
     acquisition may prefer cheap evaluations, which are simulated at once (see
     :func:`agents.experimenter.simulate_proposals`) and their slot offered again, for at most
-    :data:`_ROUNDS` rounds. Until :data:`tools.multifidelity.MIN_PAIRS` compositions are known at both
+    :data:`_ROUNDS` rounds. Until :data:`tools.budget.MIN_PAIRS` compositions are known at both
     sources (the initial design, first of all), each experiment's composition is simulated as well, so
-    that :func:`tools.multifidelity.advise` can judge the cheap source. Costs come out of the budget
+    that :func:`tools.budget.advise` can judge the cheap source. Costs come out of the budget
     (in experiments), and cheap evaluations only spend what the step's experiments leave.
     """
     from agents.experimenter import simulate_proposals  # the experimenter imports the analyst, not us
 
     spec = spec_of(state)
+    if ports.optimiser is not None:
+        ports.optimiser.refuse_model_options("a campaign with a cheap source")
     observations = observations_of(state)
     known = [*prior_of(state), *observations]  # prior rows are experiments; they never count
     iteration = state.get("iteration", 0)

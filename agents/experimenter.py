@@ -20,10 +20,10 @@ from typing import Any
 
 from agents.analyst import observation_from_readings
 from agents.state import CampaignState, Ports, protocols_of, spec_of
-from athanor.errors import StopRequested
+from athanor.errors import AthanorError, StopRequested
 from athanor.models import Observation, Proposal, Protocol, Reading
 from athanor.spec import CampaignSpec
-from tools.multifidelity import EntryPointSimulator, cost_of
+from tools.budget import cost_of
 
 __all__ = ["experiment", "simulate_proposals", "with_keys"]
 
@@ -82,7 +82,12 @@ def simulate_proposals(
         One observation per proposal, in order, already passed to the observation sink.
     """
     objective = spec.primary_objective.name
-    simulator = ports.simulator or EntryPointSimulator()
+    simulator = ports.simulator
+    if simulator is None:
+        raise AthanorError(
+            "the campaign has a simulated source but no simulator port; pass Ports(simulator=...), as"
+            " athanor.app does with tools.simulators.EntryPointSimulator"
+        )
     out = []
     for proposal in proposals:
         fidelity = str(proposal.fidelity)

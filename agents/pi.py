@@ -22,7 +22,7 @@ from athanor.models import Decision, Observation
 from athanor.pareto import counts, pareto_front, targets_met
 from athanor.ports import LLMPort
 from athanor.spec import CampaignSpec, Objective
-from tools.multifidelity import advise, budget_spent, check_fidelities, is_target
+from tools.budget import advise, budget_spent, check_fidelities, is_target
 
 __all__ = ["MIN_RELEVANCE", "best_value", "decide", "plan", "understand"]
 

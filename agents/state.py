@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from athanor.lab import LabDescription
 from athanor.models import Observation, Proposal, Protocol
 from athanor.ports import InstrumentsPort, KnowledgePort, LLMPort, RunContextPort, SimulatorPort
 from athanor.spec import CampaignSpec
+
+if TYPE_CHECKING:  # the optimiser loads torch; the roles that only read the state need not
+    from tools.optimiser import OptimiserOptions
 
 __all__ = [
     "CampaignState",
@@ -58,7 +61,7 @@ class CampaignState(TypedDict, total=False):
 
 @dataclass
 class Ports:
-    """The ports (LLM, knowledge, instruments, run context, simulators), the lab and the observation sink.
+    """The ports (LLM, knowledge, instruments, run context, simulators), the lab, the sink and the optimiser.
 
     Attributes:
         llm: The language model (already wrapped by the recorder).
@@ -70,8 +73,11 @@ class Ports:
         emitted: Experiment ids already passed to ``on_observation`` (each is passed once).
         prior: Earlier experiments read from the prior data when the run started (or from its event log
             on resume and replay); the PI's plan puts them in the state.
-        simulator: The campaign's simulated sources (None: call their entry points; a replay serves
-            the recorded values).
+        simulator: The campaign's simulated sources: the composition root's
+            :class:`tools.simulators.EntryPointSimulator` in a live run, the recorded values in a
+            replay; None where no simulated source runs.
+        optimiser: The optimiser's model and acquisition options (None: the defaults); the designer
+            records those that differ from the defaults with each optimiser call.
     """
 
     llm: LLMPort
@@ -83,6 +89,7 @@ class Ports:
     emitted: set[str] = field(default_factory=set)
     prior: list[Observation] = field(default_factory=list)
     simulator: SimulatorPort | None = None
+    optimiser: OptimiserOptions | None = None
 
 
 def spec_of(state: CampaignState) -> CampaignSpec:

@@ -13,7 +13,7 @@ import math
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,8 @@ from runs.replay_audit import (
 )
 from runs.report import write_report
 from runs.store import athanor_home, create_run_dir, resolve_run
-from tools.multifidelity import load_simulator
+from tools.optimiser import OptimiserOptions
+from tools.simulators import EntryPointSimulator, load_simulator
 
 __all__ = [
     "VIRTUAL_TIME_SCALE",
@@ -106,6 +107,9 @@ class RunOptions:
             no new command once a stop is requested. None: a stop aborts running commands.
         wait_for_lab: Wait while another campaign holds the lab, instead of refusing.
         on_wait: Told, with a line for the operator, when the run waits for its lab.
+        optimiser: The optimiser's model and acquisition options (None: the defaults); those that
+            differ from the defaults are recorded with each optimiser call, and a resume or a replay
+            takes them from the record.
     """
 
     settings: Settings = field(default_factory=Settings.from_env)
@@ -120,6 +124,7 @@ class RunOptions:
     stop: StopControl | None = None
     wait_for_lab: bool = False
     on_wait: Callable[[str], None] | None = None
+    optimiser: OptimiserOptions | None = None
 
 
 @dataclass
@@ -528,6 +533,7 @@ def resume(
     lab = LabDescription.model_validate(setup["lab"])
     check_refills(refills or {}, lab)
     prior = _recorded_prior(events)
+    options = _with_recorded_optimiser(options, _recorded_optimiser(events), run_dir.name)
     llm = llm_from(options)
     source = str(setup.get("run_started", {}).get("lab_source", "virtual"))
     with _held(lab, source, run_id, options, athanor_home()):
@@ -680,6 +686,8 @@ def _execute(
                 on_observation=on_observation,
                 emitted=set(emitted or ()),
                 prior=list(prior.observations) if prior is not None else [],
+                simulator=EntryPointSimulator(),
+                optimiser=options.optimiser,
             )
             try:
                 state = run_campaign(spec, ports, run_dir / "checkpoints.sqlite", resume=resume)
@@ -771,6 +779,7 @@ def replay(run_ref: str, *, write: bool = True) -> ReplayReport:
     lab = LabDescription.model_validate(setup["lab"])
     run_id = str(setup.get("run_started", {}).get("run_id") or run_dir.name)
     prior = PriorData.model_validate(setup["prior_data"]).observations if "prior_data" in setup else []
+    optimiser = _recorded_optimiser(events)
     attempts = split_attempts(events)
     literature = any(e["kind"] in ("retrieval", "retrieval_error") for e in events)
     notes: list[str] = []
@@ -785,7 +794,7 @@ def replay(run_ref: str, *, write: bool = True) -> ReplayReport:
             refilled += [e for e in attempt.events if e["kind"] == REFILLED]
             attempt_lab = apply_refills(lab, refilled)  # as resume applied them
             error = _replay_attempt(
-                spec, attempt_lab, run_id, folder, attempt, index > 0, literature, observed, prior
+                spec, attempt_lab, run_id, folder, attempt, index > 0, literature, observed, prior, optimiser
             )
             problem, note, missing_after = _judge_attempt(attempt, index, error)
             notes.append(note)
@@ -811,6 +820,7 @@ def _replay_attempt(
     literature: bool,
     observed: set[str],
     prior: list[Observation],
+    optimiser: OptimiserOptions | None = None,
 ) -> Exception | None:
     """Run the graph on ports that answer from one recorded attempt; return what it stopped with."""
     checkpoints = folder / "checkpoints.sqlite"
@@ -831,6 +841,7 @@ def _replay_attempt(
         emitted=set(observed),  # a resume passes on only what the earlier attempts did not
         prior=prior,  # as recorded when the run started: the file is never read again
         simulator=ReplaySimulator(attempt.events),
+        optimiser=optimiser,  # as recorded with the optimiser calls
     )
     try:
         run_campaign(spec, ports, checkpoints, resume=resume)
@@ -839,6 +850,28 @@ def _replay_attempt(
     finally:
         context.close()
     return None
+
+
+def _recorded_optimiser(events: list[dict[str, Any]]) -> OptimiserOptions | None:
+    """The optimiser options recorded with the run's optimiser calls (None: the defaults, or no call yet)."""
+    for event in events:
+        if event["kind"] == "optimiser_call" and "options" in event["payload"]:
+            return OptimiserOptions.model_validate(event["payload"]["options"])
+    return None
+
+
+def _with_recorded_optimiser(
+    options: RunOptions, recorded: OptimiserOptions | None, run_name: str
+) -> RunOptions:
+    """``options`` with the run's recorded optimiser options; refuses other options for a resume."""
+    if recorded is None:
+        return options
+    if options.optimiser is not None and options.optimiser != recorded:
+        raise AthanorError(
+            f"run {run_name} ran with optimiser options {recorded.recorded()}; a resume continues with"
+            " them: drop the optimiser options"
+        )
+    return replace(options, optimiser=recorded)
 
 
 def _checkpointed_observations(path: Path, run_id: str) -> int:

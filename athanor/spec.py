@@ -437,7 +437,7 @@ class CampaignSpec(_Strict):
         outcome_constraints: Measured quantities every acceptable composition must satisfy (e.g.
             ``conductivity >= 500``), each on an objective or on a quantity an instrument measures.
             With several objectives (at most :data:`MAX_OBJECTIVES`) or outcome constraints the
-            designer uses :func:`tools.multiobjective.propose_pareto`.
+            designer uses :func:`tools.optimiser.propose_pareto`.
         descriptors: Physics descriptors of the composition (:data:`DESCRIPTOR_NAMES`, e.g.
             ``electronegativity_spread``) the model takes as extra inputs beside the amounts; every
             component must then be an element or a chemical formula. See :mod:`tools.descriptors`.
@@ -446,7 +446,7 @@ class CampaignSpec(_Strict):
             directory for a spec read from a request. Prior rows never count toward the budget. Left out
             of the serialised spec when None.
         surrogate: The optimiser's model: ``"gp"`` (a Gaussian process, the default) or
-            ``"random_forest"`` (:mod:`tools.forest`: scores a large seeded sample of feasible
+            ``"random_forest"`` (:mod:`tools.optimiser.forest`: scores a large seeded sample of feasible
             compositions by a confidence bound from the spread across trees). The forest handles one
             objective over continuous amounts only: no outcome constraints, categories,
             ``max_active_components``, ``resolution`` or descriptors. Left out of the serialised spec
@@ -454,7 +454,7 @@ class CampaignSpec(_Strict):
         fidelities: Sources of the objective's value with their costs (:class:`Fidelity`): the target
             (the lab's experiment, cost 1) and one cheap simulator. Empty for a single source. With a
             cheap source the budget counts experiments: a cheap evaluation spends its cost of one, and
-            the designer never spends past the budget. See :mod:`tools.multifidelity`. Left out of the
+            the designer never spends past the budget. See :mod:`tools.budget`. Left out of the
             serialised spec when empty.
     """
 

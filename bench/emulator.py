@@ -1,7 +1,7 @@
 """The designer's continuous optimiser on emulators of the benchmark data sets.
 
-``athanor bench optimiser`` scores :func:`tools.optimise.propose_from_pool` on the data sets as finite
-pools. A campaign's designer instead calls :func:`tools.optimise.propose`, which searches the spec's
+``athanor bench optimiser`` scores :func:`tools.optimiser.propose_from_pool` on the data sets as finite
+pools. A campaign's designer instead calls :func:`tools.optimiser.propose`, which searches the spec's
 box or simplex continuously. This benchmark gives that search a ground truth everywhere in the space:
 
 - the emulator (:class:`Emulator`): an ensemble of :data:`MEMBERS` seeded scikit-learn
@@ -28,10 +28,9 @@ A run: :data:`N_INITIAL` seeded random feasible points (the same for every metho
 one batch of proposals per cycle (``--batch``, 1 by default; all its readings are told before the
 next cycle) until the budget, initial points included. Methods (:data:`METHODS`):
 ``random`` (the spec's own hit-and-run sampler), ``athanor`` (``propose(spec, observations, q)``
-with its defaults: qLogNEI), ``athanor-warp`` (the same with the GP's inputs warped,
-:func:`warped_gp`), ``athanor-ucb`` and ``athanor-warp-ucb`` (the upper confidence bound with
-``beta = 4`` instead of qLogNEI, :func:`ucb_acquisition`, as the pool default scored one pick when
-these were run) and
+with its defaults: qLogNEI), ``athanor-warp`` (the same with the GP's inputs warped),
+``athanor-ucb`` and ``athanor-warp-ucb`` (the upper confidence bound with ``beta = 4`` instead of
+qLogNEI, as the pool default scored one pick when these were run; :data:`METHOD_OPTIONS`) and
 ``ax`` (Ax's default model on a continuous search space, :class:`AxDesigner`; needs the optional
 ``ax-platform``). Reported per method: the score after 10, 20, 30 and ``budget`` experiments and the
 experiments to reach a score of 0.9 and 0.95 (median, 5th and 95th percentile over seeds; a seed
@@ -40,7 +39,6 @@ that never gets there counts as ``budget + 1``), and the mean seconds per propos
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
@@ -48,14 +46,13 @@ import re
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
-from botorch.acquisition import qUpperConfidenceBound
 from linear_operator.utils.warnings import NumericalWarning
 from rich.console import Console
 from rich.table import Table
@@ -64,7 +61,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold
 from sklearn.neural_network import MLPRegressor
 
-import tools.optimise as optimise
 from athanor.errors import AthanorError
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
@@ -73,6 +69,7 @@ from bench.output import run_with_progress
 from bench.peers import PEER_PACKAGES, require_peer
 from bench.pool import Pool, load_pool
 from tools.design_space import DTYPE, DesignSpace, design_space
+from tools.optimiser import OptimiserOptions, propose
 
 __all__ = [
     "ALPHA",
@@ -80,6 +77,7 @@ __all__ = [
     "LEVELS",
     "MEMBERS",
     "METHODS",
+    "METHOD_OPTIONS",
     "N_INITIAL",
     "SCALE_SAMPLES",
     "SCORE_AT",
@@ -103,8 +101,6 @@ __all__ = [
     "safe_names",
     "sum_rule_total",
     "summarise",
-    "ucb_acquisition",
-    "warped_gp",
 ]
 
 #: MLPs in the emulator's ensemble.
@@ -452,61 +448,33 @@ class RandomDesigner:
         return [self._points.pop() for _ in range(count)]
 
 
-@contextlib.contextmanager
-def warped_gp() -> Iterator[None]:
-    """Inside the block, :func:`tools.optimise.propose` fits its GP with warped inputs.
-
-    ``propose`` has no option for it, so ``tools.optimise._fit_gp`` is swapped for a call of the
-    original with ``warp=True``, and restored on leaving the block, also when it raises.
-    """
-    original = optimise._fit_gp
-    optimise._fit_gp = functools.partial(original, warp=True)
-    try:
-        yield
-    finally:
-        optimise._fit_gp = original
-
-
-@contextlib.contextmanager
-def ucb_acquisition(beta: float = 4.0) -> Iterator[None]:
-    """Inside the block, :func:`tools.optimise.propose` maximises qUCB instead of qLogNEI.
-
-    The pool default scores one pick by the upper confidence bound. ``beta`` 4 (two standard
-    deviations) was its weight when the designer benchmark in BENCHMARKS.md was run; the pool now
-    uses :data:`tools.optimise.UCB_BETA`. ``propose`` has no option for it, so the qLogNEI class it
-    builds is swapped for a factory of BoTorch's ``qUpperConfidenceBound`` with the same sampler and
-    pending points, and restored on leaving the block, also when it raises.
-    """
-
-    def ucb(model: Any, X_baseline: Any, sampler: Any, X_pending: Any = None, **_: Any) -> Any:
-        return qUpperConfidenceBound(model, beta=beta, sampler=sampler, X_pending=X_pending)
-
-    original = optimise.qLogNoisyExpectedImprovement
-    optimise.qLogNoisyExpectedImprovement = ucb  # type: ignore[assignment, misc]
-    try:
-        yield
-    finally:
-        optimise.qLogNoisyExpectedImprovement = original  # type: ignore[misc]
+#: The model and acquisition of each ``athanor`` method: warped inputs, and the upper confidence
+#: bound with ``beta = 4`` (two standard deviations), its weight in pool mode when the designer
+#: benchmark in BENCHMARKS.md was run (the pool now uses :data:`tools.optimiser.UCB_BETA`).
+METHOD_OPTIONS: dict[str, OptimiserOptions] = {
+    "athanor": OptimiserOptions(),
+    "athanor-warp": OptimiserOptions(warp=True),
+    "athanor-ucb": OptimiserOptions(acquisition="ucb", beta=4.0),
+    "athanor-warp-ucb": OptimiserOptions(warp=True, acquisition="ucb", beta=4.0),
+}
 
 
 class AthanorDesigner:
-    """The designer's optimiser: ``propose(spec, observations, count, seed)`` with its defaults.
+    """The designer's optimiser: ``propose(spec, observations, count, seed, options=options)``.
 
     Args:
         spec: The search space.
         seed: Seed of the run; each proposal uses a seed derived from it and the step.
         budget: Unused (the signature of :data:`DesignerFactory`).
-        warp: Warp the GP's inputs (:func:`warped_gp`).
-        ucb: Maximise the upper confidence bound instead of qLogNEI (:func:`ucb_acquisition`).
+        options: The optimiser's model and acquisition (the defaults: qLogNEI on the plain GP).
     """
 
     def __init__(
-        self, spec: CampaignSpec, seed: int, budget: int, *, warp: bool = False, ucb: bool = False
+        self, spec: CampaignSpec, seed: int, budget: int, *, options: OptimiserOptions | None = None
     ) -> None:
         self._spec = spec
         self._seed = seed
-        self._warp = warp
-        self._ucb = ucb
+        self._options = options or OptimiserOptions()
         self._observations: list[Observation] = []
         self.fallbacks = 0
 
@@ -527,11 +495,9 @@ class AthanorDesigner:
         :attr:`fallbacks` counts the space-filling ones.
         """
         seed = self._seed * 100_003 + len(self._observations)
-        with (
-            warped_gp() if self._warp else contextlib.nullcontext(),
-            ucb_acquisition() if self._ucb else contextlib.nullcontext(),
-        ):
-            suggestions = optimise.propose(self._spec, self._observations, count, seed=seed, pending=pending)
+        suggestions = propose(
+            self._spec, self._observations, count, seed=seed, pending=pending, options=self._options
+        )
         self.fallbacks += sum(s.source != "model" for s in suggestions)
         return [s.composition for s in suggestions]
 
@@ -665,10 +631,7 @@ class AxDesigner:
 #: Method name to designer factory.
 METHODS: dict[str, DesignerFactory] = {
     "random": RandomDesigner,
-    "athanor": AthanorDesigner,
-    "athanor-warp": functools.partial(AthanorDesigner, warp=True),
-    "athanor-ucb": functools.partial(AthanorDesigner, ucb=True),
-    "athanor-warp-ucb": functools.partial(AthanorDesigner, warp=True, ucb=True),
+    **{name: functools.partial(AthanorDesigner, options=options) for name, options in METHOD_OPTIONS.items()},
     "ax": AxDesigner,
 }
 

@@ -40,8 +40,7 @@ from bench.metrics import (
 from bench.output import run_with_progress
 from bench.peers import PEER_PACKAGES, AxSession, BaybeSession, require_peer
 from bench.pool import Pool, load_pool
-from tools.forest import LIANG_BETA
-from tools.optimise import propose_from_pool
+from tools.optimiser import LIANG_BETA, propose_from_pool
 
 __all__ = [
     "METHODS",
@@ -76,7 +75,7 @@ SessionFactory = Callable[[Pool, int], Session]
 
 
 class AthanorSession:
-    """athanor's optimiser in pool mode (:func:`tools.optimise.propose_from_pool`).
+    """athanor's optimiser in pool mode (:func:`tools.optimiser.propose_from_pool`).
 
     Args:
         pool: The pool.
@@ -112,7 +111,7 @@ class AthanorSession:
 
 #: Method name to session factory; ``random`` is analytical and has none. ``athanor`` is the
 #: optimiser's default (warped inputs; one pick at a time, as here, is scored by the upper confidence
-#: bound :data:`tools.optimise.UCB_BETA`); ``athanor-warp-ucb4`` is the previous default (the bound
+#: bound :data:`tools.optimiser.UCB_BETA`); ``athanor-warp-ucb4`` is the previous default (the bound
 #: two standard deviations up); ``athanor-qlognei`` the one before (no warping, qLogNEI);
 #: ``athanor-ucb`` is the two-deviation bound without warping; ``athanor-rf`` is the random-forest
 #: surrogate with Liang et al.'s lower confidence bound (``lambda = 2``, mean plus two spreads across

@@ -5,7 +5,7 @@ virtual lab whose instruments take no time (``time_scale = 0``). Its wall time s
 (Ray and one actor per instrument, paid once per campaign, from the ``lab`` event to the graph's first
 ``node`` event) and the campaign itself, which is the optimiser's time plus the orchestration's. The
 optimiser's part is measured by calling
-:func:`tools.optimise.propose` again with the inputs and seeds each recorded ``optimiser_call`` holds;
+:func:`tools.optimiser.propose` again with the inputs and seeds each recorded ``optimiser_call`` holds;
 the proposals must come out the same (a reproducibility check), and the rest of the wall time is the
 orchestration: the roles, protocol compilation and checks, Ray dispatch, the event log (every event
 fsynced) and the checkpoints. The campaign is repeated and the one with the median campaign time is
@@ -26,7 +26,7 @@ from athanor.models import Observation
 from athanor.spec import CampaignSpec
 from instruments.virtual_lab import virtual_lab_description
 from runs.eventlog import EventLog, read_events
-from tools.optimise import propose
+from tools.optimiser import propose
 
 __all__ = ["event_append_seconds", "measure_overhead", "optimiser_seconds"]
 
@@ -51,7 +51,7 @@ def optimiser_seconds(events: list[dict[str, Any]], spec: CampaignSpec) -> tuple
         spec: The run's spec.
 
     Returns:
-        Seconds spent in :func:`tools.optimise.propose` over the run, and whether every call gave the
+        Seconds spent in :func:`tools.optimiser.propose` over the run, and whether every call gave the
         recorded proposals again.
     """
     observations: list[Observation] = []

@@ -1,14 +1,14 @@
-"""Seconds per proposal: :func:`tools.optimise.propose` on campaign-sized synthetic data.
+"""Seconds per proposal: :func:`tools.optimiser.propose` on campaign-sized synthetic data.
 
 Each case is one call shape the designer makes in a campaign:
 
 - ``a``: one objective, 6 components summing to 1, 200 observations, a batch of q = 4 (qLogNEI);
   target 2 s.
 - ``b``: two objectives, 5 components, 50 observations, q = 4 (``propose`` hands the spec to
-  :func:`tools.multiobjective.propose_pareto`: qLogNEHVI); target 5 s.
+  :func:`tools.optimiser.propose_pareto`: qLogNEHVI); target 5 s.
 - ``c``: as ``a`` with q = 1 and nothing pending (a campaign that measures one sample at a time).
 - ``d``: the mixed space: at most 3 of 5 components present, a 1 % grid and a categorical choice
-  with 3 options, 40 observations, q = 4 (:func:`tools.mixed_optimise.propose_mixed`).
+  with 3 options, 40 observations, q = 4 (:func:`tools.optimiser.propose_mixed`).
 
 The data are synthetic but shaped like a campaign's: compositions drawn by the spec's own sampler
 (hit-and-run on the design space; on the mixed space, its cells snapped to the grid), values from a
@@ -22,12 +22,12 @@ proposal or the space-filling fallback.
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -41,7 +41,7 @@ from athanor.models import Observation
 from athanor.spec import CampaignSpec
 from tools.design_space import design_space
 from tools.mixed_space import mixed_space, needs_mixed_space
-from tools.optimise import Suggestion, propose
+from tools.optimiser import Suggestion, propose
 
 __all__ = [
     "CASES",
@@ -53,6 +53,8 @@ __all__ = [
     "results_table",
 ]
 
+#: What is timed: :func:`tools.optimiser.propose` or a function with its signature.
+Proposer = Callable[..., list[Suggestion]]
 #: Fewest observations a shrunken case keeps (enough for every model to be fitted).
 MIN_OBSERVATIONS = 8
 #: Options of the mixed case's categorical variable and the factor each puts on the conductivity.
@@ -223,7 +225,7 @@ def _check(spec: CampaignSpec, suggestions: list[Suggestion], q: int) -> dict[st
     }
 
 
-def _time_case(case: Case, repeats: int, seed: int) -> dict[str, Any]:
+def _time_case(case: Case, repeats: int, seed: int, proposer: Proposer) -> dict[str, Any]:
     """Build the case's data once, then time ``repeats`` calls of ``propose`` with seeds seed, seed+1, ..."""
     spec = make_spec(case)
     observations = make_observations(spec, case.observations + case.pending, seed, batch=case.q)
@@ -233,7 +235,7 @@ def _time_case(case: Case, repeats: int, seed: int) -> dict[str, Any]:
     walls, checks = [], []
     for r in range(repeats):
         start = time.perf_counter()
-        suggestions = propose(spec, observations, case.q, seed + r, pending, pending_choices=pending_choices)
+        suggestions = proposer(spec, observations, case.q, seed + r, pending, pending_choices=pending_choices)
         walls.append(time.perf_counter() - start)
         checks.append({"seed": seed + r} | _check(spec, suggestions, case.q))
     median = statistics.median(walls)
@@ -273,9 +275,14 @@ def parse_cases(text: str) -> list[str]:
 
 
 def measure_proposals(
-    cases: list[str] | tuple[str, ...] = tuple(CASES), repeats: int = 5, seed: int = 0, scale: float = 1.0
+    cases: list[str] | tuple[str, ...] = tuple(CASES),
+    repeats: int = 5,
+    seed: int = 0,
+    scale: float = 1.0,
+    *,
+    proposer: Proposer = propose,
 ) -> dict[str, Any]:
-    """Time :func:`tools.optimise.propose` on each case and check every result.
+    """Time :func:`tools.optimiser.propose` on each case and check every result.
 
     Args:
         cases: Names in :data:`CASES`, timed in this order.
@@ -283,6 +290,7 @@ def measure_proposals(
         seed: Seed of the data (the same for every rerun) and of the first call.
         scale: Multiplier on every case's observations (at least :data:`MIN_OBSERVATIONS` are kept);
             below 1 for a quick check of the benchmark itself, never for the recorded figures.
+        proposer: The function timed (:func:`tools.optimiser.propose`; another one checks the checks).
 
     Returns:
         ``{"benchmark", "repeats", "seed", "scale", "torch_threads", "cpu_count", "omp_num_threads",
@@ -299,11 +307,7 @@ def measure_proposals(
         raise AthanorError(f"--repeats is {repeats}; time each case at least once (e.g. --repeats 5)")
     if not (math.isfinite(scale) and scale > 0):
         raise AthanorError(f"scale is {scale}; give a positive multiplier on the observations")
-    # the optional optimiser paths import lazily; load them here so that no timed call pays for it
-    for module in ("tools.mixed_optimise", "tools.multiobjective"):
-        importlib.import_module(module)
-
-    results = [_time_case(CASES[name].scaled(scale), repeats, seed) for name in names]
+    results = [_time_case(CASES[name].scaled(scale), repeats, seed, proposer) for name in names]
     return {
         "benchmark": "proposal",
         "repeats": repeats,

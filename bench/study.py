@@ -3,8 +3,9 @@
 Each configuration runs the protocol of :mod:`bench.optimiser` (same initial rows per seed, same
 metrics) on chosen seeds of the four data sets, and every run's pick sequence is kept, so that the
 figures of any subset of seeds (choose on seeds 0-9, confirm on 10-19) come from the same runs.
-Configurations that are not options of :func:`tools.optimise.propose_from_pool` (other kernels, input
-warping) swap the Gaussian process that function fits for the variant, and nothing else.
+Every GP configuration is a set of options of :func:`tools.optimiser.propose_from_pool` (kernel,
+input warping, winsorised targets, acquisition, exploration weight); Thompson sampling fits that
+function's GP (:func:`tools.optimiser.models.fit_gp`) and draws from it.
 
 ``--batch 4`` runs the batch form of the protocol: each cycle picks 4 rows jointly (greedily, each
 conditioned on the earlier ones) and measures them together; experiments-to-X counts experiments.
@@ -19,31 +20,24 @@ Usage (``study/`` holds one JSON of runs per configuration, data set and batch s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from botorch.fit import fit_gpytorch_mll
-from botorch.models import SingleTaskGP
-from botorch.models.transforms.input import ChainedInputTransform, Normalize, Warp
-from botorch.models.transforms.outcome import Standardize
-from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
-from gpytorch.mlls import ExactMarginalLogLikelihood
-from gpytorch.priors import LogNormalPrior
+from botorch.utils.sampling import manual_seed
 from scipy.stats import wilcoxon
-from torch import Tensor
 
-import tools.optimise as optimise
 from bench.metrics import EF_AT, LEVELS, LIANG_FOLDS, experiments_to, found_counts, liang_figures
 from bench.optimiser import AthanorSession, initial_indices, merge_results, summarise
 from bench.peers import AxSession, BaybeSession
 from bench.pool import Pool, load_pool
+from tools.optimiser import propose_from_pool
+from tools.optimiser.models import fit_gp, one_thread
 
 __all__ = ["CONFIGS", "DATASETS", "paired", "record", "run_config", "summarise_runs"]
 
@@ -51,94 +45,33 @@ __all__ = ["CONFIGS", "DATASETS", "paired", "record", "run_config", "summarise_r
 DATASETS = {"p3ht_cnt": "max", "agnp": "min", "colors_bob": "min", "suzuki": "max"}
 
 
-def _winsorised(targets: Tensor) -> Tensor:
-    """``targets`` (``n x 1``, larger is better) with the bad tail clipped at Tukey's lower fence.
-
-    Ax's default for a single objective (``Winsorize``): values below Q1 - 1.5 IQR are raised to it,
-    so that a few very bad readings do not set the model's scale.
-    """
-    q1, q3 = torch.quantile(targets, 0.25), torch.quantile(targets, 0.75)
-    return targets.clamp(min=float(q1 - 1.5 * (q3 - q1)))
-
-
-def _variant_gp(kernel: str, warp: bool, winsorise: bool = False) -> Callable[..., Any]:
-    """A replacement for ``tools.optimise._fit_gp``: another kernel, input warping, winsorised targets."""
-
-    def fit(
-        x: Tensor, y: Tensor, bounds: Tensor, direction: float, log_transform: bool | None, *_: Any, **__: Any
-    ) -> Any:
-        targets, direction, log_sign = optimise._targets(y, direction, log_transform)
-        if winsorise:
-            targets = _winsorised(targets)
-        d = x.shape[-1]
-        transform: Any = Normalize(d, bounds=bounds)
-        if warp:
-            transform = ChainedInputTransform(
-                normalize=transform,
-                warp=Warp(
-                    d,
-                    indices=list(range(d)),
-                    concentration1_prior=LogNormalPrior(0.0, 0.75**0.5),
-                    concentration0_prior=LogNormalPrior(0.0, 0.75**0.5),
-                    bounds=torch.stack([torch.zeros(d), torch.ones(d)]).to(x),
-                ),
-            )
-        covar = get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=kernel == "rbf")
-        model = SingleTaskGP(
-            x, targets, covar_module=covar, input_transform=transform, outcome_transform=Standardize(m=1)
-        )
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-        model.eval()
-        return optimise._Fitted(model, direction, log_sign)
-
-    return fit
-
-
-@contextlib.contextmanager
-def _swapped_gp(fit: Callable[..., Any] | None) -> Iterator[None]:
-    """Use ``fit`` as the pool optimiser's GP inside the block (no swap when None)."""
-    if fit is None:
-        yield
-        return
-    original = optimise._fit_gp
-    optimise._fit_gp = fit
-    try:
-        yield
-    finally:
-        optimise._fit_gp = original
-
-
 class _StudySession(AthanorSession):
-    """:class:`AthanorSession` that picks ``batch`` rows per ask, with an optional GP variant."""
+    """:class:`AthanorSession` that picks ``batch`` rows per ask (``options`` go to ``propose_from_pool``)."""
 
-    def __init__(
-        self, pool: Pool, seed: int, *, gp: Callable[..., Any] | None = None, batch: int = 1, **options: Any
-    ) -> None:
+    def __init__(self, pool: Pool, seed: int, *, batch: int = 1, **options: Any) -> None:
         super().__init__(pool, seed, **options)
-        self._gp = gp
         self._batch = batch
 
     def ask_batch(self) -> list[int]:
         """The next ``batch`` rows (fewer at the end of the pool)."""
         rows = self._measured
-        with _swapped_gp(self._gp):
-            picks = optimise.propose_from_pool(
-                None,
-                self._pool.x[rows],
-                self._pool.y[rows],
-                self._pool.x,
-                self._batch,
-                seed=self._seed * 100_003 + len(rows),
-                direction=self._pool.direction,
-                **self._options,
-            )
+        picks = propose_from_pool(
+            None,
+            self._pool.x[rows],
+            self._pool.y[rows],
+            self._pool.x,
+            self._batch,
+            seed=self._seed * 100_003 + len(rows),
+            direction=self._pool.direction,
+            **self._options,
+        )
         return [p.index for p in picks]
 
 
 class _ThompsonSession(_StudySession):
     """Thompson sampling on the pool: one joint posterior draw of the warped GP over the free rows.
 
-    Each ask fits the GP :func:`tools.optimise.propose_from_pool` fits by default (warped inputs,
+    Each ask fits the GP :func:`tools.optimiser.propose_from_pool` fits by default (warped inputs,
     standardised outcome, the same log-scale rule) and picks the free row where one joint sample of
     the posterior is highest; a batch takes the ``batch`` highest rows of that one draw.
     """
@@ -155,8 +88,8 @@ class _ThompsonSession(_StudySession):
         free[rows] = False
         idx = torch.nonzero(free).flatten()
         sign = 1.0 if self._pool.direction == "max" else -1.0
-        with optimise.manual_seed(seed), optimise._one_thread():
-            fitted = optimise._fit_gp(x[rows], y[rows], bounds, sign, None, warp=True)
+        with manual_seed(seed), one_thread():
+            fitted = fit_gp(x[rows], y[rows], bounds, sign, None, warp=True)
             with torch.no_grad():
                 draw = fitted.model.posterior(x[idx]).rsample(torch.Size([1])).reshape(-1)
         order = torch.argsort(draw, descending=True)[: self._batch]
@@ -188,18 +121,18 @@ def _config(**options: Any) -> Callable[..., _StudySession]:
 CONFIGS: dict[str, Callable[..., _StudySession | _PeerStudySession]] = {
     "gp-qlognei": _config(acquisition="qlognei", warp=False),
     "gp-ucb4": _config(acquisition="ucb", beta=4.0, warp=False),
-    "gp-matern-ucb4": _config(gp=_variant_gp("matern", warp=False), acquisition="ucb", beta=4.0),
+    "gp-matern-ucb4": _config(kernel="matern", warp=False, acquisition="ucb", beta=4.0),
     # Liang et al.'s GP-ARD (Matérn-5/2) + LCB, lambda = 2, on standardised targets as they fitted them
     "gp-matern-nolog-ucb4": _config(
-        gp=_variant_gp("matern", warp=False), acquisition="ucb", beta=4.0, log_transform=False
+        kernel="matern", warp=False, acquisition="ucb", beta=4.0, log_transform=False
     ),
-    "gp-warp-ucb4": _config(gp=_variant_gp("rbf", warp=True), acquisition="ucb", beta=4.0),
-    "gp-warp-qlognei": _config(gp=_variant_gp("rbf", warp=True), acquisition="qlognei"),
+    "gp-warp-ucb4": _config(warp=True, acquisition="ucb", beta=4.0),
+    "gp-warp-qlognei": _config(warp=True, acquisition="qlognei"),
     "gp-warp-ucb2": _config(acquisition="ucb", beta=2.0),
     "gp-warp-ucb9": _config(acquisition="ucb", beta=9.0),
     "gp-warp-ts": functools.partial(_ThompsonSession),
     "gp-nolog-qlognei": _config(log_transform=False, acquisition="qlognei", warp=False),
-    "gp-winsor-qlognei": _config(gp=_variant_gp("rbf", warp=False, winsorise=True), acquisition="qlognei"),
+    "gp-winsor-qlognei": _config(winsorise=True, warp=False, acquisition="qlognei"),
     "rf-lcb2": _config(model="random_forest", acquisition="ucb", beta=4.0),
     "rf-ei": _config(model="random_forest", acquisition="ei"),
     "rf-lcb2-nolog": _config(model="random_forest", acquisition="ucb", beta=4.0, log_transform=False),

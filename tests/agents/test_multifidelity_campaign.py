@@ -6,15 +6,17 @@ from typing import Any
 
 import pytest
 
+from agents.experimenter import simulate_proposals
 from agents.llm.mock import MockLLM
 from agents.pi import best_value, decide, route
 from agents.state import Ports
 from athanor.app import RunOptions, replay, run
-from athanor.models import Observation
+from athanor.errors import AthanorError
+from athanor.models import Observation, Proposal
 from athanor.spec import CampaignSpec
 from instruments import virtual_world
 from runs.eventlog import read_events
-from tools.multifidelity import budget_spent
+from tools.budget import budget_spent
 
 SPEC = {
     "title": "multi-fidelity test",
@@ -117,3 +119,17 @@ def test_the_pi_counts_only_experiments_as_best_and_stops_when_no_experiment_is_
     assert route(
         {**state, "observations": state["observations"][:-10], "decision": {"action": "continue"}}
     ) == ("continue")
+
+
+def test_a_simulated_source_without_a_simulator_port_is_refused_naming_the_port():
+    spec = CampaignSpec.model_validate(SPEC)
+    ports = Ports(llm=None, knowledge=None, instruments=None, context=Context(), lab=None)
+    proposal = Proposal(
+        experiment_id="S0001",
+        composition={"A": 0.1, "B": 0.2, "C": 0.3, "D": 0.4},
+        rationale="cheap look first",
+        fidelity="screen",
+    )
+    with pytest.raises(AthanorError, match=r"no simulator port; pass Ports\(simulator=\.\.\.\)"):
+        simulate_proposals(spec, [proposal], ports, 1)
+    assert ports.context.events == []  # nothing was recorded as simulated

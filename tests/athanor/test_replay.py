@@ -114,27 +114,24 @@ def test_a_recorded_campaign_replays_with_every_decision_matched_and_no_instrume
 
 
 @pytest.mark.slow
-def test_a_changed_optimiser_is_named_at_its_first_call(recorded, no_lab, monkeypatch):
-    import agents.designer as designer
+def test_a_changed_optimiser_is_named_at_its_first_call(recorded, no_lab, tmp_path):
+    # a record whose first model-based proposal the optimiser no longer makes: its composition moved
+    copy = shutil.copytree(recorded, tmp_path / "copy")
 
-    real = designer.propose
-
-    def shifted(*args, **kwargs):
-        suggestions = real(*args, **kwargs)
-        point = dict(suggestions[0].composition)
+    def shift_first_proposal(events):
+        point = first(events, "optimiser_call", method="propose")["payload"]["proposals"][0]["composition"]
         point["A"], point["B"] = point["A"] + 0.05, point["B"] - 0.05
-        return [suggestions[0].model_copy(update={"composition": point}), *suggestions[1:]]
 
-    monkeypatch.setattr(designer, "propose", shifted)
-    reports = set(recorded.glob("replay-*.json"))
+    rewrite(copy, shift_first_proposal)
+    reports = set(copy.glob("replay-*.json"))
 
-    report = replay(str(recorded), write=False)
+    report = replay(str(copy), write=False)
 
-    call = first(read_events(recorded / "events.jsonl"), "optimiser_call", method="propose")
+    call = first(read_events(copy / "events.jsonl"), "optimiser_call", method="propose")
     assert not report.ok
     assert (report.divergence.seq, report.divergence.kind) == (call["seq"], "optimiser_call")
     assert any(line.startswith("payload.proposals[0].composition.A") for line in report.divergence.diff)
-    assert report.report_path is None and set(recorded.glob("replay-*.json")) == reports
+    assert report.report_path is None and set(copy.glob("replay-*.json")) == reports
 
 
 @pytest.mark.slow

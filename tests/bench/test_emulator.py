@@ -8,10 +8,12 @@ import pytest
 from botorch.models.transforms.input import ChainedInputTransform, Warp
 from typer.testing import CliRunner
 
-import tools.optimise as optimise
 from athanor.cli import app
 from athanor.errors import AthanorError
 from bench.emulator import (
+    METHOD_OPTIONS,
+    METHODS,
+    AthanorDesigner,
     AxSpace,
     Emulator,
     Scale,
@@ -22,10 +24,9 @@ from bench.emulator import (
     run_method,
     safe_names,
     sum_rule_total,
-    ucb_acquisition,
-    warped_gp,
 )
 from bench.pool import load_pool
+from tools.optimiser import OptimiserOptions
 
 PEAK = (1.3, 14.0)
 
@@ -175,20 +176,28 @@ def test_every_method_starts_from_the_same_points_for_a_seed(smooth_emulator):
     assert all(len(r.values) == 4 for r in runs.values())
 
 
-def test_a_batch_is_proposed_jointly_on_every_reading_so_far_and_the_run_ends_on_the_budget(
-    smooth_emulator, monkeypatch
-):
-    original = optimise.propose
+def recording(calls):
+    """The ``athanor`` designer, noting (readings told, count asked, pending) at each ask."""
+
+    class Recording(AthanorDesigner):
+        told = 0
+
+        def tell(self, composition, value):
+            super().tell(composition, value)
+            self.told += 1
+
+        def ask(self, count=1, pending=()):
+            calls.append((self.told, count, len(pending)))
+            return super().ask(count, pending)
+
+    return {"athanor": Recording}
+
+
+def test_a_batch_is_proposed_jointly_on_every_reading_so_far_and_the_run_ends_on_the_budget(smooth_emulator):
     calls = []
-
-    def record(spec, observations, count, **kwargs):
-        calls.append((len(observations), count))
-        return original(spec, observations, count, **kwargs)
-
-    monkeypatch.setattr(optimise, "propose", record)
-    run = run_method(smooth_emulator, "athanor", 0, 7, batch=2)
+    run = run_method(smooth_emulator, "athanor", 0, 7, recording(calls), batch=2)
     # 2 initial points, then batches of 2, 2 and the last 1; each sees every reading before it
-    assert calls == [(2, 2), (4, 2), (6, 1)]
+    assert [call[:2] for call in calls] == [(2, 2), (4, 2), (6, 1)]
     assert len(run.values) == 7 and len(run.seconds) == 3 and run.fallbacks == 0
     assert all(smooth_emulator.spec.violations(c) == [] for c in run.compositions)
     first = run.compositions[2:4]
@@ -198,18 +207,9 @@ def test_a_batch_is_proposed_jointly_on_every_reading_so_far_and_the_run_ends_on
     assert shuffled.compositions == run_method(smooth_emulator, "random", 0, 7).compositions
 
 
-def test_async_runs_keep_the_instruments_full_and_pass_the_running_ones_as_pending(
-    smooth_emulator, monkeypatch
-):
-    original = optimise.propose
+def test_async_runs_keep_the_instruments_full_and_pass_the_running_ones_as_pending(smooth_emulator):
     calls = []
-
-    def record(spec, observations, count, **kwargs):
-        calls.append((len(observations), count, len(kwargs.get("pending", ()))))
-        return original(spec, observations, count, **kwargs)
-
-    monkeypatch.setattr(optimise, "propose", record)
-    run = run_method(smooth_emulator, "athanor", 0, 8, batch=3, mode="async")
+    run = run_method(smooth_emulator, "athanor", 0, 8, recording(calls), batch=3, mode="async")
     # 3 asked together after the 2 initial points; then one each time the oldest finishes, beside the
     # 2 still running, until 8 are made or running
     assert calls == [(2, 3, 0), (3, 1, 2), (4, 1, 2), (5, 1, 2)]
@@ -238,32 +238,34 @@ class Stop(Exception):
     pass
 
 
-def test_the_warped_gp_is_used_in_its_run_and_restored_even_when_the_run_raises(smooth_emulator, monkeypatch):
-    original = optimise._fit_gp
+def with_maximiser(method, maximiser):
+    """Factories running ``method``'s designer with its options and ``maximiser`` as ``optimize_acqf``."""
+    options = METHOD_OPTIONS[method].model_copy(update={"optimize_acqf": maximiser})
+    return {method: lambda spec, seed, budget: AthanorDesigner(spec, seed, budget, options=options)}
+
+
+def test_the_warped_gp_is_used_in_its_run_and_only_there(smooth_emulator):
     seen = []
 
-    def fail(space, fitted, *args, **kwargs):
-        transform = fitted.model.input_transform
+    def fail(acqf, *args, **kwargs):
+        transform = acqf.model.input_transform
         warped = isinstance(transform, ChainedInputTransform) and any(
             isinstance(t, Warp) for t in transform.values()
         )
-        seen.append((warped, optimise._fit_gp is original))
+        seen.append(warped)
         raise Stop
 
-    monkeypatch.setattr(optimise, "_model_suggestions", fail)
     for method in ("athanor-warp", "athanor"):
         with pytest.raises(Stop):
-            run_method(smooth_emulator, method, 0, 4)
-        assert optimise._fit_gp is original
-    assert seen == [(True, False), (False, True)]
-    with pytest.raises(Stop), warped_gp():
-        assert optimise._fit_gp is not original
-        raise Stop
-    assert optimise._fit_gp is original
+            run_method(smooth_emulator, method, 0, 4, with_maximiser(method, fail))
+    assert seen == [True, False]
+    # the methods run with those options, and the plain one with the defaults
+    assert METHODS["athanor-warp"].keywords["options"] == OptimiserOptions(warp=True)
+    assert METHODS["athanor"].keywords["options"] == OptimiserOptions()
 
 
-def test_the_ucb_methods_maximise_the_ucb_and_restore_qlognei(smooth_emulator, monkeypatch):
-    original_acqf, original_optimize = optimise.qLogNoisyExpectedImprovement, optimise.optimize_acqf
+def test_the_ucb_methods_maximise_the_ucb_and_the_others_qlognei(smooth_emulator):
+    original_optimize = OptimiserOptions().optimize_acqf
     used = []
 
     def record(acqf, *args, **kwargs):
@@ -271,20 +273,17 @@ def test_the_ucb_methods_maximise_the_ucb_and_restore_qlognei(smooth_emulator, m
         used.append((type(acqf).__name__, None if beta is None else round(float(beta), 6)))
         return original_optimize(acqf, *args, **kwargs)
 
-    monkeypatch.setattr(optimise, "optimize_acqf", record)
     for method in ("athanor-ucb", "athanor-warp-ucb", "athanor"):
         used.clear()
-        run_method(smooth_emulator, method, 0, 4)
+        run_method(smooth_emulator, method, 0, 4, with_maximiser(method, record))
         kinds = set(used)
         if method == "athanor":
             assert kinds == {("qLogNoisyExpectedImprovement", None)}
         else:
             assert kinds == {("qUpperConfidenceBound", round(math.sqrt(4.0 * math.pi / 2), 6))}
         assert len(used) == 2  # one model-based proposal per experiment after the 2 initial points
-        assert optimise.qLogNoisyExpectedImprovement is original_acqf
-    with pytest.raises(Stop), ucb_acquisition():
-        raise Stop
-    assert optimise.qLogNoisyExpectedImprovement is original_acqf
+    for method in ("athanor-ucb", "athanor-warp-ucb"):
+        assert METHODS[method].keywords["options"] == METHOD_OPTIONS[method]
 
 
 def test_a_mixture_gets_the_sum_rule_and_every_proposal_is_feasible(mixture_emulator):

@@ -22,7 +22,7 @@ from bench.metrics import (
 )
 from bench.optimiser import initial_indices, merge_results, run_benchmark, run_method, summarise
 from bench.pool import Pool, group_replicates, load_pool, n_top_of
-from tools.optimise import propose_from_pool
+from tools.optimiser import propose_from_pool
 
 
 def make_pool(y, direction="max", name="toy"):

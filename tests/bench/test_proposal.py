@@ -11,7 +11,7 @@ import bench.proposal as proposal
 from athanor.cli import app
 from athanor.errors import AthanorError
 from bench.proposal import CASES, MIN_OBSERVATIONS, make_observations, make_spec, measure_proposals
-from tools.optimise import Suggestion
+from tools.optimiser import Suggestion
 
 SCALE = 0.05
 
@@ -101,9 +101,8 @@ def _render(table):
     return console.export_text()
 
 
-def test_an_infeasible_result_is_caught_and_never_meets_the_target(monkeypatch):
-    monkeypatch.setattr(proposal, "propose", _broken_propose("model"))
-    row = measure_proposals(["a"], repeats=2, scale=SCALE)["cases"][0]
+def test_an_infeasible_result_is_caught_and_never_meets_the_target():
+    row = measure_proposals(["a"], repeats=2, scale=SCALE, proposer=_broken_propose("model"))["cases"][0]
     assert row["seeds"] == [0, 1] and len(row["wall_s"]) == 2
     assert row["all_feasible"] is False and row["met"] is False
     assert row["checks"][0]["feasible"] == 0
@@ -113,9 +112,8 @@ def test_an_infeasible_result_is_caught_and_never_meets_the_target(monkeypatch):
     )
 
 
-def test_a_space_filling_fallback_does_not_count_as_a_fast_proposal(monkeypatch):
-    monkeypatch.setattr(proposal, "propose", _broken_propose("initial"))
-    row = measure_proposals(["b"], repeats=1, scale=SCALE)["cases"][0]
+def test_a_space_filling_fallback_does_not_count_as_a_fast_proposal():
+    row = measure_proposals(["b"], repeats=1, scale=SCALE, proposer=_broken_propose("initial"))["cases"][0]
     assert row["all_feasible"] is True
     assert row["all_model"] is False and row["met"] is False
 

@@ -13,8 +13,7 @@ from athanor.spec import DESCRIPTOR_NAMES, CampaignSpec
 from tools.descriptors import CompositionDescriptors, descriptor_inputs, descriptor_table
 from tools.design_space import design_space
 from tools.initial_design import initial_design
-from tools.multiobjective import propose_pareto
-from tools.optimise import fit_summary, propose
+from tools.optimiser import fit_summary, propose, propose_pareto
 
 #: Five elements whose Pauling electronegativities range from 1.31 (Mg) to 1.91 (Ni).
 ALLOY = ["Mg", "Al", "Ti", "Ni", "Cu"]

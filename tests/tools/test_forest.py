@@ -8,19 +8,19 @@ import torch
 from pydantic import ValidationError
 from support.specs import FIVE, FIVE_COMPONENTS, SPECS, make_spec
 
-import tools.optimise as optimise
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
 from tools.design_space import design_space
-from tools.forest import (
+from tools.initial_design import initial_design
+from tools.optimiser import DUPLICATE_DISTANCE, propose
+from tools.optimiser.forest_model import (
     LIANG_BETA,
     confidence_bound,
     expected_improvement,
     fit_forest,
     pick_greedy,
 )
-from tools.initial_design import initial_design
-from tools.optimise import DUPLICATE_DISTANCE, propose
+from tools.optimiser.models import model_targets
 
 
 def forest_spec(components=FIVE_COMPONENTS, **changes):
@@ -40,7 +40,7 @@ def observe(compositions, value_of, start=0):
 
 
 def fit(x, y, *, direction=1.0, log_transform=None, seed=0):
-    targets, direction, log_sign = optimise._targets(y, direction, log_transform)
+    targets, direction, log_sign = model_targets(y, direction, log_transform)
     bounds = torch.stack([x.min(dim=0).values, x.max(dim=0).values])
     return fit_forest(x, targets, bounds, direction=direction, log_sign=log_sign, seed=seed)
 

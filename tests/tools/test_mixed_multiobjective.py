@@ -12,10 +12,8 @@ from athanor.models import Observation
 from athanor.pareto import hypervolume, pareto_front
 from athanor.spec import CampaignSpec
 from tools.grid import grid_steps
-from tools.mixed_multiobjective import propose_pareto_mixed
 from tools.mixed_space import MixedPoint, mixed_initial_design, mixed_space
-from tools.multiobjective import propose_pareto
-from tools.optimise import DUPLICATE_DISTANCE, propose
+from tools.optimiser import DUPLICATE_DISTANCE, propose, propose_pareto, propose_pareto_mixed
 
 ELEMENTS = ["Cu", "Ag", "Ni", "Co"]
 ROUTE = {"name": "route", "choices": ["A", "B", "C"]}

@@ -12,7 +12,7 @@ from athanor.models import Observation
 from athanor.spec import CampaignSpec
 from tools.grid import grid_steps
 from tools.mixed_space import MixedPoint, mixed_initial_design, mixed_space
-from tools.optimise import DUPLICATE_DISTANCE, propose
+from tools.optimiser import DUPLICATE_DISTANCE, propose
 
 ELEMENTS = ["Cu", "Ag", "Zr", "Ni", "Co"]
 ANNEALING = {"name": "annealing", "choices": ["none", "150C", "200C"]}
@@ -197,12 +197,12 @@ def test_one_element_at_a_time_proposes_pure_components_and_flags_repeats_once_a
 def test_lazy_re_screening_re_scores_only_the_samples_that_can_still_decide_the_pick():
     import torch
 
-    import tools.mixed_optimise as mixed_optimise
+    from tools.optimiser.cell_search import rescore, score, screen
 
     spec = SPECS["k2_grid_choices"]
     mixed = mixed_space(spec)
     cells = mixed.cells(0)
-    samples, owners = mixed_optimise._screen(mixed, cells, 64, 0)
+    samples, owners = screen(mixed, cells, 64, 0)
     d = mixed.dim
     smooth = -((samples[:, :d] - 0.3) ** 2).sum(-1) + 0.1 * samples[:, d]
     best = samples[int(smooth.argmax())]
@@ -219,10 +219,10 @@ def test_lazy_re_screening_re_scores_only_the_samples_that_can_still_decide_the_
 
         return acqf
 
-    bound = mixed_optimise._score(falling(0.0), samples)
+    bound = score(falling(0.0), samples)
     calls.clear()
-    values = mixed_optimise._rescore(falling(5.0), samples, owners, bound, 3, 2)
-    fresh = mixed_optimise._score(falling(5.0), samples)
+    values = rescore(falling(5.0), samples, owners, bound, 3, 2)
+    fresh = score(falling(5.0), samples)
     rescored = sum(calls) - len(samples)
 
     assert 0 < rescored < len(samples)  # lazy: fewer evaluations than a full re-screen

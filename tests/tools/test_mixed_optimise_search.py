@@ -7,7 +7,7 @@ from support.hardness import PEAK, observe
 from athanor.spec import CampaignSpec
 from tools.grid import grid_steps
 from tools.mixed_space import MixedPoint, mixed_initial_design
-from tools.optimise import propose
+from tools.optimiser import propose
 
 ELEMENTS = ["Cu", "Ag", "Zr", "Ni", "Co"]
 

@@ -11,15 +11,9 @@ from pydantic import ValidationError
 from athanor.errors import SpecError
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
-from tools.multifidelity import (
-    MIN_PAIRS,
-    advise,
-    budget_spent,
-    check_fidelities,
-    cost_of,
-    propose_multifidelity,
-    simulate,
-)
+from tools.budget import MIN_PAIRS, advise, budget_spent, check_fidelities, cost_of
+from tools.optimiser import propose_multifidelity
+from tools.simulators import simulate
 
 NAMES = ["A", "B", "C", "D"]
 PEAK = np.array([0.4, 0.3, 0.2, 0.1])

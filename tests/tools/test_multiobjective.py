@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import math
 
+import botorch.acquisition.multi_objective.logei as logei
 import numpy as np
 import pytest
 import torch
 
-import tools.multiobjective as multiobjective
 from athanor.models import Observation
 from athanor.pareto import hypervolume, pareto_front
 from athanor.spec import CampaignSpec
 from tools.design_space import design_space
 from tools.initial_design import initial_design
-from tools.multiobjective import needs_pareto, propose_pareto
-from tools.optimise import propose
+from tools.optimiser import OptimiserOptions, needs_pareto, propose, propose_pareto
+from tools.optimiser.acquisitions import fused_kernel_build
 
 NAMES = ("A", "B", "C")
 PEAK = np.array([0.2, 0.5, 0.3])
@@ -268,14 +268,14 @@ def test_a_constant_objective_falls_back_and_names_it():
     assert "the same transmittance" in suggestions[0].rationale
 
 
-def test_a_numerical_failure_falls_back_without_crashing(monkeypatch):
+def test_a_numerical_failure_falls_back_without_crashing():
     spec = make_spec()
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("cholesky failed")
 
-    monkeypatch.setattr(multiobjective, "_fit_gp", broken)
-    suggestions = propose_pareto(spec, initial(spec), 2, seed=0)
+    options = OptimiserOptions(fit_gpytorch_mll=broken)
+    suggestions = propose_pareto(spec, initial(spec), 2, seed=0, options=options)
     assert [s.source for s in suggestions] == ["initial", "initial"]
     assert "the model failed (RuntimeError)" in suggestions[0].rationale
 
@@ -283,8 +283,7 @@ def test_a_numerical_failure_falls_back_without_crashing(monkeypatch):
 def test_the_fused_kernel_is_not_compiled_during_a_proposal(monkeypatch):
     import torch.utils.cpp_extension
 
-    logei = multiobjective._logei
-    monkeypatch.setattr(logei, "_C", None)
+    monkeypatch.setattr(logei, "_C", None)  # BoTorch's state before its kernel is built
     monkeypatch.setattr(logei, "_load_attempted", False)
     builds = []
     monkeypatch.setattr(torch.utils.cpp_extension, "load", lambda *a, **k: builds.append(k) or None)
@@ -293,6 +292,6 @@ def test_the_fused_kernel_is_not_compiled_during_a_proposal(monkeypatch):
     assert propose_pareto(spec, initial(spec), 1, seed=0)[0].source == "model"
     assert builds == []
     assert logei._load_attempted is False  # left for a later caller that allows the build
-    with multiobjective._kernel_build(True):
+    with fused_kernel_build(True):
         logei._try_load_fused_kernel()
     assert len(builds) == 1

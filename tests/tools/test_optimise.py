@@ -8,13 +8,12 @@ import torch
 from linear_operator.utils.errors import NotPSDError
 from support.specs import FIVE, FIVE_COMPONENTS, LINEAR, PERCENT, SPECS, make_spec
 
-import tools.optimise as optimise
 from athanor.errors import SpecError
 from athanor.models import Observation
 from athanor.spec import CampaignSpec
 from tools.design_space import design_space
 from tools.initial_design import initial_design
-from tools.optimise import DUPLICATE_DISTANCE, fit_summary, propose
+from tools.optimiser import DUPLICATE_DISTANCE, OptimiserOptions, fit_summary, propose
 
 #: Interior optimum of the synthetic landscape on FIVE (unit fractions, P3HT above its bound).
 PEAK = np.array([0.45, 0.15, 0.1, 0.2, 0.1])
@@ -121,7 +120,7 @@ def test_pending_compositions_steer_the_acquisition_away():
     assert float(linf_gaps(FIVE, [s.composition for s in second], pending).min()) > 0.1
 
 
-def test_near_duplicates_from_the_optimiser_are_replaced(monkeypatch):
+def test_near_duplicates_from_the_optimiser_are_replaced():
     observations = observe(initial_design(FIVE, 10, seed=4), lambda c: peak_conductivity(FIVE, c))
     pending = initial_design(FIVE, 1, seed=8)
     space = design_space(FIVE)
@@ -130,8 +129,8 @@ def test_near_duplicates_from_the_optimiser_are_replaced(monkeypatch):
     def optimiser_landing_on_known_points(acqf, bounds, q, **kwargs):
         return stuck[:q].clone(), torch.zeros(())
 
-    monkeypatch.setattr(optimise, "optimize_acqf", optimiser_landing_on_known_points)
-    points = propose(FIVE, observations, 3, seed=5, pending=pending)
+    options = OptimiserOptions(optimize_acqf=optimiser_landing_on_known_points)
+    points = propose(FIVE, observations, 3, seed=5, pending=pending, options=options)
     compositions = [s.composition for s in points]
     assert all(s.source == "model" and "near-duplicate" in s.rationale for s in points)
     assert all(s.raw_candidate is None for s in points)  # none of them is the optimiser's output
@@ -249,13 +248,12 @@ def test_degenerate_data_does_not_raise(values):
 
 
 @pytest.mark.parametrize("target", ["fit_gpytorch_mll", "optimize_acqf"])
-def test_numerical_failures_fall_back_instead_of_raising(monkeypatch, target):
+def test_numerical_failures_fall_back_instead_of_raising(target):
     def broken(*args, **kwargs):
         raise NotPSDError("matrix not positive definite")
 
-    monkeypatch.setattr(optimise, target, broken)
     observations = observe(initial_design(FIVE, 8, seed=1), lambda c: smooth(FIVE, c))
-    suggestions = propose(FIVE, observations, 2, seed=0)
+    suggestions = propose(FIVE, observations, 2, seed=0, options=OptimiserOptions(**{target: broken}))
     assert all(s.source == "initial" and "NotPSDError" in s.rationale for s in suggestions)
     assert all(FIVE.violations(s.composition) == [] for s in suggestions)
 

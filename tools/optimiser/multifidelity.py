@@ -1,8 +1,8 @@
-"""Cost-aware multi-fidelity optimisation: a cheap source beside the experiment, and whether it pays.
+"""Cost-aware multi-fidelity optimisation: a cheap source beside the experiment.
 
 A spec with :attr:`~athanor.spec.CampaignSpec.fidelities` names the target (the lab's experiment,
-cost 1) and one cheap source (a simulator, cost < 1 of an experiment). The budget stays counted in
-experiments: a cheap evaluation spends its ``cost`` of one (:func:`budget_spent`).
+cost 1) and one cheap source (a simulator, cost < 1 of an experiment). What each evaluation costs,
+the budget spent and whether the cheap source pays are in :mod:`tools.budget` (no torch).
 
 Model. A BoTorch ``MultiTaskGP`` (ICM kernel) over (composition, source), the source as a task
 feature: with two discrete sources the task covariance learns their correlation directly, each
@@ -12,7 +12,7 @@ continuous fidelity parameter whose correlation with the target decays smoothly,
 source with its own bias. BoTorch's default prior on the task covariance was dropped: it pulls the
 correlation towards positive values, and on synthetic tests an unrelated source was fitted as 0.24-0.29
 correlated with it and 0.00 without it. Values are logged by the optimiser's rule
-(:data:`tools.optimise.LOG_SPAN`) applied to both sources together.
+(:func:`tools.modelling.log_sign`) applied to both sources together.
 
 Acquisition. For a candidate composition ``x`` and source ``s``::
 
@@ -34,21 +34,17 @@ source the budget can still pay for, the best points are refined locally (projec
 the feasible set, so the sum rule, bounds and linear constraints hold), and after each pick the
 model is conditioned on its own prediction there (kriging believer) so later picks go elsewhere.
 
-:func:`advise` checks the published guidance (Nat. Comput. Sci. best-practice study of
-multi-fidelity BO): a cheap source pays only when it costs under about 0.1 of the expensive one and
-predicts it well (R² above about 0.8). Both are measured on the compositions evaluated at both
-sources.
+With fewer than two usable evaluations of either source, or when the model fails numerically, every
+pick is at the target, from the single-fidelity optimiser the caller passes in (the router,
+:func:`tools.optimiser.propose_multifidelity`).
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
 import math
-import re
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from botorch.fit import fit_gpytorch_mll
@@ -61,46 +57,21 @@ from torch import Tensor
 
 from athanor.errors import SpecError
 from athanor.models import Observation
-from athanor.ports import SimulationResult
-from athanor.spec import CampaignSpec
+from athanor.spec import CampaignSpec, Fidelity
+from tools.budget import cheap_source, is_target, target_name, usable_evaluations
 from tools.design_space import DTYPE, DesignSpace, design_space
-from tools.optimise import DUPLICATE_DISTANCE, LOG_SPAN, propose
+from tools.modelling import log_sign, signed_logs
+from tools.optimiser.data import near_duplicates, pending_tensor
+from tools.optimiser.models import direction_of, one_thread
 
-__all__ = [
-    "COST_LIMIT",
-    "MIN_PAIRS",
-    "PAIR_TOLERANCE",
-    "R2_LIMIT",
-    "Advice",
-    "EntryPointSimulator",
-    "FidelitySuggestion",
-    "advise",
-    "budget_spent",
-    "check_fidelities",
-    "cost_of",
-    "is_target",
-    "load_simulator",
-    "paired_values",
-    "propose_multifidelity",
-    "simulate",
-]
+__all__ = ["FidelitySuggestion", "TargetOnly", "propose_by_cost"]
 
 _log = logging.getLogger(__name__)
 
-#: A cheap source pays only below this cost, as a fraction of one experiment (the published guidance).
-COST_LIMIT = 0.1
-#: ... and only when it explains more than this share of the experiment's variance.
-R2_LIMIT = 0.8
-#: Compositions measured at both sources needed before :func:`advise` judges the correlation.
-MIN_PAIRS = 5
-#: Two observations are of the same composition when no amount differs by more than this (unit
-#: fractions); pipette rounding moves a made composition by about 1e-3.
-PAIR_TOLERANCE = 0.01
-
-_ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _TARGET_TASK, _CHEAP_TASK = 0, 1
 _POOL = 512
 _REFINE_TOP, _REFINE_SAMPLES, _REFINE_STEP = 4, 48, 0.05
+#: Failures of the multi-task fit and scoring that send every pick to the target instead.
 _NUMERICAL_ERRORS = (RuntimeError, ValueError, ArithmeticError)
 #: L-BFGS iterations of the hyperparameter fit: the default (up to 200) took 4-8 s on 45 points, 60
 #: take 2-4 s and gave the same choice of sources on the synthetic tests.
@@ -134,277 +105,8 @@ class FidelitySuggestion(BaseModel):
     source: Literal["model", "initial"] = "model"
 
 
-class Advice(BaseModel):
-    """Whether the cheap source is worth using, by the published guidance.
-
-    Attributes:
-        fidelity: Name of the cheap source.
-        cost: Its cost as a fraction of one experiment.
-        pairs: Compositions evaluated at both the cheap source and the target.
-        r2: Share of the target's variance the cheap source explains on those pairs (squared Pearson
-            correlation, on the model's scale); None with fewer than :data:`MIN_PAIRS` pairs.
-        log_scale: Whether ``r2`` was computed on log values.
-        verdict: ``"pays"`` (cost < :data:`COST_LIMIT` and r2 > :data:`R2_LIMIT`), ``"does_not_pay"``
-            or ``"too_few_pairs"`` (cheap enough, but the correlation cannot be judged yet).
-        message: One sentence for the user.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    fidelity: str
-    cost: float
-    pairs: int
-    r2: float | None
-    log_scale: bool
-    verdict: Literal["pays", "does_not_pay", "too_few_pairs"]
-    message: str
-
-
-# ----------------------------------------------------------------------------------- sources and budget
-def _cheap(spec: CampaignSpec) -> Any:
-    """The spec's cheap source (its :class:`~athanor.spec.Fidelity`), or None."""
-    return next((f for f in spec.fidelities if f.cost < 1.0), None)
-
-
-def _target_name(spec: CampaignSpec) -> str | None:
-    return next((f.name for f in spec.fidelities if f.cost == 1.0), None)
-
-
-def is_target(spec: CampaignSpec, fidelity: str | None) -> bool:
-    """Whether an observation or proposal of ``fidelity`` is an experiment (None is the target)."""
-    return fidelity is None or fidelity == _target_name(spec)
-
-
-def cost_of(spec: CampaignSpec, fidelity: str | None) -> float:
-    """What one evaluation at ``fidelity`` spends, in experiments (1 for the target).
-
-    Raises:
-        SpecError: ``fidelity`` is not a source of the spec.
-    """
-    if is_target(spec, fidelity):
-        return 1.0
-    for source in spec.fidelities:
-        if source.name == fidelity:
-            return float(source.cost)
-    known = ", ".join(f.name for f in spec.fidelities) or "none"
-    raise SpecError(f"fidelity {fidelity!r} is not a source of this campaign; its sources are: {known}")
-
-
-def budget_spent(spec: CampaignSpec, observations: Sequence[Observation], running: int = 0) -> float:
-    """Experiments spent: each observation's cost, plus ``running`` experiments still on the instruments.
-
-    Without fidelities this is the number of observations plus ``running``.
-    """
-    return sum(cost_of(spec, o.fidelity) for o in observations) + running
-
-
-# ----------------------------------------------------------------------------------- simulators
-def load_simulator(entry_point: str) -> Callable[..., float]:
-    """Import the function ``"package.module:function"`` names.
-
-    Raises:
-        SpecError: The text is not of that form, the module cannot be imported, or the name is not a
-            callable in it.
-    """
-    if not _ENTRY_POINT.match(entry_point):
-        raise SpecError(
-            f"simulator {entry_point!r} is not an entry point; write it as 'package.module:function'"
-            " (e.g. 'instruments.virtual_world:screen')"
-        )
-    module_name, _, attribute = entry_point.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise SpecError(
-            f"simulator {entry_point!r}: module {module_name!r} cannot be imported ({error}); install the"
-            " package that provides it or fix the module path"
-        ) from None
-    function = getattr(module, attribute, None)
-    if not callable(function):
-        raise SpecError(
-            f"simulator {entry_point!r}: {module_name} has no function {attribute!r}; name a function"
-            " that takes a composition dict and returns the value"
-        )
-    return function
-
-
-def simulate(spec: CampaignSpec, fidelity: str, composition: dict[str, float]) -> float:
-    """Evaluate ``composition`` (spec unit) with the simulator of source ``fidelity``.
-
-    The simulator is called as ``function(composition)``, plus ``seed=spec.seed`` when it takes a
-    ``seed`` keyword (so a simulated landscape can match the virtual lab's).
-
-    Returns:
-        The simulated value of the primary objective, in its unit.
-
-    Raises:
-        SpecError: ``fidelity`` is not a simulated source, or the simulator cannot be loaded.
-        ValueError: The simulator returned something that is not a finite number.
-    """
-    source = next((f for f in spec.fidelities if f.name == fidelity and f.simulator), None)
-    if source is None:
-        raise SpecError(f"fidelity {fidelity!r} is not a simulated source of this campaign")
-    function = load_simulator(source.simulator)
-    try:
-        takes_seed = "seed" in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        takes_seed = False
-    value = function(dict(composition), seed=spec.seed) if takes_seed else function(dict(composition))
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"simulator {source.simulator} returned {value}, not a finite number")
-    return value
-
-
-class EntryPointSimulator:
-    """The :class:`~athanor.ports.SimulatorPort` of a live run: calls each source's entry point."""
-
-    def evaluate(self, spec: CampaignSpec, fidelity: str, composition: dict[str, float]) -> SimulationResult:
-        """Evaluate ``composition`` with :func:`simulate`; any failure comes back as ``error``."""
-        try:
-            return SimulationResult(value=simulate(spec, fidelity, composition))
-        except Exception as error:  # a user's simulator may raise anything; the campaign goes on
-            return SimulationResult(error=f"{type(error).__name__}: {error}")
-
-
-def check_fidelities(spec: CampaignSpec) -> list[str]:
-    """Plan-time check of the spec's sources: refuse what cannot run, warn about what may not pay.
-
-    Returns:
-        Warnings, one sentence each (empty without a cheap source).
-
-    Raises:
-        SpecError: A simulator cannot be imported or is not callable.
-    """
-    cheap = _cheap(spec)
-    if cheap is None:
-        return []
-    load_simulator(cheap.simulator)
-    warnings = []
-    if cheap.cost >= COST_LIMIT:
-        warnings.append(
-            f"fidelities: {cheap.name} costs {cheap.cost:g} of an experiment; multi-fidelity optimisation"
-            f" pays only below ~{COST_LIMIT:g} (Nat. Comput. Sci. best-practice study), so it may spend"
-            " budget for little; consider dropping it"
-        )
-    warnings.append(
-        f"fidelities: how well {cheap.name} predicts {spec.primary_objective.name} is not known yet; it is"
-        f" measured on the initial design (both sources) and reported once {MIN_PAIRS} compositions have"
-        " both"
-    )
-    return warnings
-
-
-# ----------------------------------------------------------------------------------- advice
-def _log_scale(values: Sequence[float]) -> bool:
-    """The optimiser's rule: log when all values share a sign and span more than :data:`LOG_SPAN`."""
-    if not values:
-        return False
-    if not (all(v > 0 for v in values) or all(v < 0 for v in values)):
-        return False
-    magnitudes = [abs(v) for v in values]
-    return max(magnitudes) / min(magnitudes) > LOG_SPAN
-
-
-def _scaled(values: Sequence[float], log: bool) -> list[float]:
-    return [math.copysign(math.log(abs(v)), v) for v in values] if log else list(values)
-
-
-def _usable(spec: CampaignSpec, observations: Sequence[Observation]) -> list[Observation]:
-    name = spec.primary_objective.name
-    return [
-        o
-        for o in observations
-        if o.status == "ok"
-        and math.isfinite(o.values.get(name, math.nan))
-        and all(math.isfinite(o.composition.get(c, math.nan)) for c in spec.component_names)
-    ]
-
-
-def paired_values(spec: CampaignSpec, observations: Sequence[Observation]) -> list[tuple[float, float]]:
-    """``(cheap value, target value)`` for each composition evaluated at both sources.
-
-    Two observations are of one composition when no amount differs by more than
-    :data:`PAIR_TOLERANCE` (fractions of the total); each cheap observation pairs at most once.
-    """
-    cheap = _cheap(spec)
-    if cheap is None:
-        return []
-    name = spec.primary_objective.name
-    usable = _usable(spec, observations)
-    targets = [o for o in usable if is_target(spec, o.fidelity)]
-    cheaps = [o for o in usable if o.fidelity == cheap.name]
-    scale = spec.unit_scale
-    pairs, taken = [], set()
-    for target in targets:
-        best, gap = None, PAIR_TOLERANCE
-        for i, other in enumerate(cheaps):
-            if i in taken:
-                continue
-            distance = max(
-                abs(target.composition[c] - other.composition[c]) / scale for c in spec.component_names
-            )
-            if distance <= gap:
-                best, gap = i, distance
-        if best is not None:
-            taken.add(best)
-            pairs.append((cheaps[best].values[name], target.values[name]))
-    return pairs
-
-
-def advise(spec: CampaignSpec, observations: Sequence[Observation]) -> Advice | None:
-    """Whether the cheap source pays, from its cost and its R² against the target on paired compositions.
-
-    Args:
-        spec: The campaign spec.
-        observations: Every observation so far (both sources).
-
-    Returns:
-        The advice, or None when the spec has no cheap source.
-    """
-    cheap = _cheap(spec)
-    if cheap is None:
-        return None
-    pairs = paired_values(spec, observations)
-    objective = spec.primary_objective.name
-    log = _log_scale([v for pair in pairs for v in pair])
-    r2 = None
-    if len(pairs) >= MIN_PAIRS:
-        x = torch.tensor(_scaled([p[0] for p in pairs], log), dtype=DTYPE)
-        y = torch.tensor(_scaled([p[1] for p in pairs], log), dtype=DTYPE)
-        sx, sy = float(x.std()), float(y.std())
-        r2 = 0.0 if sx == 0 or sy == 0 else float(torch.corrcoef(torch.stack([x, y]))[0, 1] ** 2)
-    guidance = (
-        f"multi-fidelity pays only below ~{COST_LIMIT:g} and above ~{R2_LIMIT:g} (Nat. Comput. Sci."
-        " best-practice study)"
-    )
-    lead = f"the {cheap.name} costs {cheap.cost:.2g} of an experiment"
-    if r2 is None:
-        verdict: Literal["pays", "does_not_pay", "too_few_pairs"] = (
-            "does_not_pay" if cheap.cost >= COST_LIMIT else "too_few_pairs"
-        )
-        message = (
-            f"{lead}; {len(pairs)} of the {MIN_PAIRS} compositions needed are measured at both sources, too"
-            f" few to judge how well it predicts {objective}; {guidance}"
-        )
-        if verdict == "does_not_pay":
-            message += "; at that cost consider dropping it"
-    else:
-        verdict = "pays" if cheap.cost < COST_LIMIT and r2 > R2_LIMIT else "does_not_pay"
-        scale = " (log values)" if log else ""
-        message = (
-            f"{lead} and explains {100 * r2:.0f} % of its variance{scale} on {len(pairs)} paired"
-            f" compositions; {guidance}; " + ("it pays here" if verdict == "pays" else "consider dropping it")
-        )
-    return Advice(
-        fidelity=cheap.name,
-        cost=float(cheap.cost),
-        pairs=len(pairs),
-        r2=r2,
-        log_scale=log,
-        verdict=verdict,
-        message=message,
-    )
+#: Every pick at the target, from the single-fidelity optimiser, given why (e.g. "the model failed").
+TargetOnly = Callable[[str], list[FidelitySuggestion]]
 
 
 # ----------------------------------------------------------------------------------- the model
@@ -433,7 +135,7 @@ class _Model:
         self.x, self.t = x, t
         self.stats = task_stats
         self.log_sign = log_sign
-        self.direction = 1.0 if space.spec.primary_objective.direction == "maximise" else -1.0
+        self.direction = direction_of(space.spec)
         self.gp = self._build(x, t)
         fit_gpytorch_mll(
             ExactMarginalLogLikelihood(self.gp.likelihood, self.gp),
@@ -514,9 +216,9 @@ def _training_data(
     spec: CampaignSpec, space: DesignSpace, observations: Sequence[Observation]
 ) -> tuple[Tensor, list[float], list[int]]:
     """Inputs (``n x d``), values and task index of every usable observation of either source."""
-    cheap = _cheap(spec)
+    cheap = cheap_source(spec)
     rows, values, tasks = [], [], []
-    for o in _usable(spec, observations):
+    for o in usable_evaluations(spec, observations):
         if is_target(spec, o.fidelity):
             task = _TARGET_TASK
         elif cheap is not None and o.fidelity == cheap.name:
@@ -532,10 +234,9 @@ def _training_data(
 
 def _fit(space: DesignSpace, x: Tensor, values: list[float], tasks: list[int]) -> _Model:
     """Per-source standardised, direction-signed (and possibly logged) targets, then the multi-task GP."""
-    log = _log_scale(values)
-    sign = 1.0 if values[0] > 0 else -1.0
-    direction = 1.0 if space.spec.primary_objective.direction == "maximise" else -1.0
-    raw = torch.tensor(_scaled(values, log), dtype=DTYPE) * direction
+    sign = log_sign(values)
+    direction = direction_of(space.spec)
+    raw = torch.tensor(signed_logs(values, bool(sign)), dtype=DTYPE) * direction
     task = torch.tensor(tasks)
     stats: dict[int, tuple[float, float]] = {}
     t = torch.empty_like(raw)
@@ -547,17 +248,10 @@ def _fit(space: DesignSpace, x: Tensor, values: list[float], tasks: list[int]) -
         stats[k] = (centre, scale)
         t[task == k] = (chosen - centre) / scale
     inputs = torch.cat([x, task.to(DTYPE).unsqueeze(-1)], dim=-1)
-    return _Model(space, inputs, t, stats, sign if log else 0.0)
+    return _Model(space, inputs, t, stats, sign)
 
 
 # ----------------------------------------------------------------------------------- proposing
-def _too_close(space: DesignSpace, points: Tensor, others: Tensor) -> Tensor:
-    if others.shape[0] == 0 or points.shape[0] == 0:
-        return torch.zeros(points.shape[0], dtype=torch.bool)
-    gap = torch.cdist(space.normalise(points), space.normalise(others), p=float("inf"))
-    return (gap < DUPLICATE_DISTANCE).any(dim=-1)
-
-
 def _score(model: _Model, x: Tensor, task: int, cost: float, best: float) -> tuple[Tensor, Tensor]:
     """``log a(x, task)`` (see the module docstring) and the variance share ``rho²`` at ``x``."""
     mean, var_t, cov, var_s = model.joint(x, task)
@@ -578,7 +272,7 @@ def _best_for(
     seed: int,
 ) -> tuple[Tensor, float, float] | None:
     """The best composition for source ``task`` from the pool, refined locally; None if all are taken."""
-    free = pool[~_too_close(space, pool, avoid)]
+    free = pool[~near_duplicates(space, pool, avoid)]
     if free.shape[0] == 0:
         return None
     values, _ = _score(model, free, task, cost, best)
@@ -587,45 +281,21 @@ def _best_for(
     width = (space.bounds[1] - space.bounds[0]) * _REFINE_STEP
     noise = torch.randn(top.shape[0], _REFINE_SAMPLES, space.dim, generator=generator, dtype=DTYPE) * width
     local = space.project((top.unsqueeze(1) + noise).reshape(-1, space.dim))
-    local = local[space.feasible(local) & ~_too_close(space, local, avoid)]
+    local = local[space.feasible(local) & ~near_duplicates(space, local, avoid)]
     candidates = torch.cat([top, local])
     values, shares = _score(model, candidates, task, cost, best)
     i = int(values.nan_to_num(nan=-math.inf).argmax())
     return candidates[i], float(values[i]), float(shares[i])
 
 
-def _target_only(
-    spec: CampaignSpec,
-    observations: Sequence[Observation],
-    n: int,
-    seed: int,
-    pending: Sequence[dict[str, float]],
-    why: str,
-) -> list[FidelitySuggestion]:
-    """Single-fidelity proposals from the target's observations alone, every one at the target."""
-    target = _target_name(spec) or "target"
-    own = [o for o in observations if is_target(spec, o.fidelity)]
-    return [
-        FidelitySuggestion(
-            composition=s.composition,
-            fidelity=target,
-            cost=1.0,
-            predicted_mean=s.predicted_mean,
-            predicted_std=s.predicted_std,
-            rationale=f"{target} ({why}): {s.rationale}",
-            source=s.source,
-        )
-        for s in propose(spec, own, n, seed, pending)
-    ]
-
-
-def propose_multifidelity(
+def propose_by_cost(
     spec: CampaignSpec,
     observations: Sequence[Observation],
     n: int,
     seed: int,
     pending: Sequence[dict[str, float]] = (),
     *,
+    target_only: TargetOnly,
     cheap_budget: float | None = None,
     min_target: int = 0,
 ) -> list[FidelitySuggestion]:
@@ -637,6 +307,7 @@ def propose_multifidelity(
         n: Number of pairs.
         seed: Seed of the candidate pool and the refinement; the same inputs give the same pairs.
         pending: Compositions (spec unit) on the instruments, at the target; picks avoid them.
+        target_only: The picks when there is no multi-fidelity model, given why.
         cheap_budget: Experiments the cheap picks may spend together (None: no limit); the caller
             limits the target picks through ``n``.
         min_target: At least this many picks are at the target (the last ones, when the
@@ -645,36 +316,32 @@ def propose_multifidelity(
     Returns:
         Up to ``n`` suggestions, each feasible, the cheap ones costing at most ``cheap_budget``
         together. With fewer than two usable observations of either source, or when the model fails
-        numerically, every pick is at the target, from the single-fidelity optimiser.
+        numerically, the picks of ``target_only``.
 
     Raises:
         SpecError: The spec has no cheap source, or a pending composition lacks a component.
     """
-    cheap = _cheap(spec)
+    cheap = cheap_source(spec)
     if cheap is None:
         raise SpecError("propose_multifidelity needs a spec with a cheap source in fidelities")
-    target = _target_name(spec) or "target"
+    target = target_name(spec) or "target"
     limit = math.inf if cheap_budget is None else float(cheap_budget)
     if n <= 0:
         return []
     space = design_space(spec)
     x, values, tasks = _training_data(spec, space, observations)
     count = {k: tasks.count(k) for k in (_TARGET_TASK, _CHEAP_TASK)}
-    pending_x = space.to_tensor(list(pending)) if pending else torch.zeros(0, space.dim, dtype=DTYPE)
+    pending_x = pending_tensor(space, pending)
     if space.dim == 0 or min(count.values()) < 2:
         why = "the spec allows a single composition" if space.dim == 0 else "too few evaluations of a source"
-        return _target_only(spec, observations, n, seed, pending, why)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+        return target_only(why)
     try:
-        with manual_seed(seed):
+        with manual_seed(seed), one_thread():
             model = _fit(space, x, values, tasks)
             return _greedy(spec, space, model, x, tasks, pending_x, n, seed, limit, min_target, cheap, target)
     except _NUMERICAL_ERRORS as exc:
         _log.warning("multi-fidelity proposal failed, proposing at the target only: %s", exc)
-        return _target_only(spec, observations, n, seed, pending, "the model failed")
-    finally:
-        torch.set_num_threads(previous)
+    return target_only("the model failed")
 
 
 def _greedy(
@@ -688,7 +355,7 @@ def _greedy(
     seed: int,
     limit: float,
     min_target: int,
-    cheap: Any,
+    cheap: Fidelity,
     target: str,
 ) -> list[FidelitySuggestion]:
     """Pick ``n`` pairs one by one, each conditioned on the model's belief at the earlier ones."""

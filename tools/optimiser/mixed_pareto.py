@@ -1,20 +1,20 @@
 """Several objectives and outcome constraints on the mixed design space (components present, choices, grid).
 
-:func:`propose_pareto_mixed` is what :func:`tools.multiobjective.propose_pareto` runs when a spec also
-sets ``max_active_components``, ``resolution`` or ``categories``. It combines the two optimisers:
+:func:`propose_pareto_mixed` is what :func:`tools.optimiser.propose_pareto` runs when a spec also
+sets ``max_active_components``, ``resolution`` or ``categories``. It combines the two:
 
 - Models: one GP per measured quantity (the objectives, then any other quantity an outcome
   constraint names) on the mixed model inputs of :mod:`tools.mixed_space` (unit fractions of the free
   components, then one integer code per categorical variable), fitted by
-  :func:`tools.mixed_optimise.fit_mixed` (``MixedSingleTaskGP`` with categorical inputs), each with
-  the direction and log-scale rule of :mod:`tools.multiobjective`.
+  :func:`tools.optimiser.models.fit_mixed` (``MixedSingleTaskGP`` with categorical inputs), each with
+  the direction and log-scale rule of :mod:`tools.optimiser.multioutput`.
 - Acquisition: qLogNEHVI with the outcome constraints (feasibility-weighted qLogNEI with one
   objective), reference point from the thresholds or the measured values, exactly as on the
-  continuous path.
-- Search: :func:`tools.mixed_optimise.greedy_cell_picks` screens every cell (a subset of present
-  components with one combination of choices) in one batched call, optimises the best cells with
-  their pinned zeros and choices held fixed, snaps to the grid (the sum stays exact in grid steps)
-  and picks greedily, each pick joining the pending points of the next acquisition.
+  continuous space (:func:`tools.optimiser.acquisitions.pareto_builder`).
+- Search: :func:`tools.optimiser.cell_search.greedy_cell_picks` screens every cell in one batched
+  call, optimises the best cells with their pinned zeros and choices held fixed, snaps to the grid
+  (the sum stays exact in grid steps) and picks greedily, each pick joining the pending points of the
+  next acquisition.
 
 When there are more cells than :data:`tools.mixed_space.MAX_CELLS`, the cells of the measured
 Pareto front are always among those searched. Without a usable model the points are the mixed
@@ -24,37 +24,29 @@ space-filling design, away from the measured and pending ones.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 
 import torch
 from botorch.utils.sampling import manual_seed
-from torch import Tensor
 
 from athanor.models import Observation
 from athanor.pareto import pareto_front
 from athanor.spec import CampaignSpec
-from tools.design_space import DTYPE
-from tools.mixed_optimise import CellPick, fit_mixed, greedy_cell_picks, mixed_suggestion, searched_cells
-from tools.mixed_space import (
-    MixedPoint,
-    MixedSpace,
-    mixed_initial_design,
-    mixed_space,
-    observed_points,
-    pending_mixed_points,
+from tools.mixed_space import MixedSpace, mixed_space, observed_points, pending_mixed_points
+from tools.optimiser.acquisitions import fused_kernel_build, pareto_builder
+from tools.optimiser.cell_search import CellPick, greedy_cell_picks
+from tools.optimiser.data import usable_mixed
+from tools.optimiser.models import NUMERICAL_ERRORS, failure_reason, fit_mixed, one_thread
+from tools.optimiser.multioutput import (
+    ModelledOutput,
+    OutcomeBound,
+    acquisition_phrase,
+    explain,
+    fit_outputs,
+    why_unfit,
 )
-from tools.multiobjective import (
-    _acquisition_factory,
-    _acquisition_phrase,
-    _Bound,
-    _explain,
-    _fit_outputs,
-    _kernel_build,
-    _Output,
-    _why_unfit,
-)
-from tools.optimise import _NUMERICAL_ERRORS, Suggestion, _one_thread
+from tools.optimiser.options import OptimiserOptions
+from tools.optimiser.suggestions import Suggestion, mixed_fallback, mixed_suggestion, searched_cells
 
 __all__ = ["propose_pareto_mixed"]
 
@@ -79,6 +71,7 @@ def propose_pareto_mixed(
     top_cells: int = 3,
     lazy: bool = True,
     fused_kernel: bool = False,
+    options: OptimiserOptions | None = None,
 ) -> list[Suggestion]:
     """Propose ``n`` points of the mixed space that best extend the feasible Pareto front, best first.
 
@@ -93,7 +86,7 @@ def propose_pareto_mixed(
         pending_choices: The choices of each pending composition, in the same order (required when
             the spec has categories).
         log_transform: Force (True) or forbid (False) modelling the log of each quantity; None
-            decides per quantity as :func:`tools.multiobjective.propose_pareto` does.
+            decides per quantity as on the continuous space.
         num_restarts: Starting points of the gradient optimisation per optimised cell.
         raw_samples: Scales the screening: ``16 * raw_samples`` samples shared among the cells.
         mc_samples: Quasi-Monte-Carlo samples of the acquisition function.
@@ -102,7 +95,9 @@ def propose_pareto_mixed(
             pick could still make them the best (expected hypervolume improvement only falls as
             pending points are added); False re-scores every sample for every pick.
         fused_kernel: Let BoTorch JIT-compile its fused qLogNEHVI kernel (see
-            :mod:`tools.multiobjective`).
+            :func:`tools.optimiser.acquisitions.fused_kernel_build`).
+        options: Only the BoTorch functions it holds apply here (the fit and the maximiser); the
+            model and acquisition options are refused.
 
     Returns:
         ``n`` suggestions, each meeting ``spec.violations(s.composition, choices=s.choices) == []``
@@ -114,23 +109,31 @@ def propose_pareto_mixed(
         constraints, the reference point, the cell chosen and the constraints the point sits on.
 
     Raises:
-        SpecError: A pending composition lacks a component, or its choices are missing or invalid.
+        SpecError: A pending composition lacks a component, its choices are missing or invalid, or
+            a model or acquisition option is given.
     """
     if n <= 0:
         return []
+    options = options or OptimiserOptions()
+    options.refuse_model_options("a spec with several objectives or outcome constraints")
     mixed = mixed_space(spec)
     pending_points = pending_mixed_points(spec, pending, pending_choices)
     names = spec.measured_names
-    with manual_seed(seed), _one_thread(), _kernel_build(fused_kernel):
+    fit_mll = options.fit_gpytorch_mll
+    with manual_seed(seed), one_thread(), fused_kernel_build(fused_kernel):
         pending_x = mixed.encode(pending_points)
-        x, y, usable = _usable(mixed, observations, names)
-        reason = _why_unfit(x, y, names) if mixed.input_dim else "the spec allows a single composition"
+        x, y, usable = usable_mixed(mixed, observations, names)
+        reason = why_unfit(x, y, names) if mixed.input_dim else "the spec allows a single composition"
         if reason is None:
             try:
-                outputs = _fit_outputs(
-                    spec, y, names, log_transform, lambda t, d, log: fit_mixed(mixed, x, t, log, direction=d)
+                outputs = fit_outputs(
+                    spec,
+                    y,
+                    names,
+                    log_transform,
+                    lambda t, d, log: fit_mixed(mixed, x, t, log, direction=d, fit_mll=fit_mll),
                 )
-                build, bounds, note = _acquisition_factory(spec, outputs, x, y, seed, mc_samples)
+                build, bounds, note = pareto_builder(spec, outputs, x, y, seed, mc_samples)
                 cells = mixed.cells(seed, _front_cells(mixed, usable))
                 picks = greedy_cell_picks(
                     mixed,
@@ -144,35 +147,14 @@ def propose_pareto_mixed(
                     raw_samples,
                     top_cells,
                     lazy=lazy,
+                    optimize=options.optimize_acqf,
                 )
                 return _describe(mixed, outputs, bounds, picks, note, len(cells))
-            except _NUMERICAL_ERRORS as exc:
+            except NUMERICAL_ERRORS as exc:
                 _log.warning("model-based Pareto proposal failed, using space-filling points: %s", exc)
-                reason = f"the model failed ({type(exc).__name__})"
+                reason = failure_reason(exc)
         avoid = observed_points(spec, observations) + pending_points
-        points = mixed_initial_design(spec, n, seed, avoid=avoid)
-        lead = "space-filling point far from measured ones" if len(x) else "space-filling initial design"
-        return [mixed_suggestion(mixed, p, f"{lead}: {reason}", source="initial") for p in points]
-
-
-def _usable(
-    mixed: MixedSpace, observations: Sequence[Observation], names: list[str]
-) -> tuple[Tensor, Tensor, list[Observation]]:
-    """Model inputs (``n x input_dim``), values (``n x k``, one column per name) and the observations used."""
-    points, values, usable = [], [], []
-    for obs in observations:
-        measured = [obs.values.get(name) for name in names]
-        if obs.status != "ok" or any(v is None or not math.isfinite(v) for v in measured):
-            continue
-        amounts = [obs.composition.get(n) for n in mixed.space.names]
-        if any(a is None or not math.isfinite(a) for a in amounts) or mixed.codes_of(obs.choices) is None:
-            continue
-        composition = {n: obs.composition.get(n, 0.0) for n in mixed.spec.component_names}
-        points.append(MixedPoint(composition=composition, choices=dict(obs.choices)))
-        values.append(measured)
-        usable.append(obs)
-    y = torch.tensor(values, dtype=DTYPE).reshape(len(values), len(names))
-    return mixed.encode(points), y, usable
+        return mixed_fallback(mixed, avoid, len(x), n, seed, reason)
 
 
 def _front_cells(
@@ -189,14 +171,14 @@ def _front_cells(
 
 def _describe(
     mixed: MixedSpace,
-    outputs: list[_Output],
-    bounds: list[_Bound],
+    outputs: list[ModelledOutput],
+    bounds: list[OutcomeBound],
     picks: list[CellPick],
     note: str,
     n_cells: int,
 ) -> list[Suggestion]:
     """Suggestions with every quantity's prediction, the feasibility probability, the cell and why."""
-    what = _acquisition_phrase(mixed.spec)
+    what = acquisition_phrase(mixed.spec)
     searched = searched_cells(mixed, n_cells)
     whys = []
     for rank, pick in enumerate(picks):
@@ -206,7 +188,7 @@ def _describe(
             whys.append(f"highest {what} over {searched}")
         else:
             whys.append(f"#{rank + 1} of {len(picks)} greedy picks by {what} over {searched}")
-    explained = _explain(outputs, bounds, torch.stack([p.x for p in picks]), whys, note)
+    explained = explain(outputs, bounds, torch.stack([p.x for p in picks]), whys, note)
     inputs = outputs[0].fitted.input_names(mixed.input_names)
     return [
         mixed_suggestion(

@@ -1,9 +1,9 @@
-"""A random-forest surrogate and its acquisitions (the forest option of the optimiser).
+"""A random-forest surrogate and its acquisitions (the forest part of the model layer).
 
 The forest is scikit-learn's ``RandomForestRegressor`` (seeded, :data:`N_TREES` trees, otherwise
 scikit-learn's defaults), fitted to the same targets as the Gaussian process of
-:mod:`tools.optimise`: ``direction * t``, larger is better, where ``t`` is the value or its log by
-the log-scale rule there, standardised to mean 0 and standard deviation 1. Its prediction at a point
+:mod:`tools.optimiser.models`: ``direction * t``, larger is better, where ``t`` is the value or its
+log by the log-scale rule there, standardised to mean 0 and standard deviation 1. Its prediction at a point
 is the mean across trees, and its uncertainty the standard deviation across trees, as Liang et al.
 (npj Comput. Mater. 7, 188, 2021) use it.
 
@@ -58,9 +58,9 @@ ForestAcquisition = Literal["ucb", "ei"]
 class FittedForest:
     """A fitted forest and how its targets relate to the objective's values.
 
-    The targets follow :class:`tools.optimise._Fitted`: ``direction * t`` with ``t = log_sign *
-    log(log_sign * y)`` on the log scale and ``t = y`` otherwise (``log_sign == 0``), then
-    standardised with :attr:`offset` and :attr:`scale`.
+    The targets follow :class:`tools.optimiser.models.FittedModel`: ``direction * t`` with
+    ``t = log_sign * log(log_sign * y)`` on the log scale and ``t = y`` otherwise (``log_sign == 0``),
+    then standardised with :attr:`offset` and :attr:`scale`.
 
     Attributes:
         x: ``n x d`` training inputs (the caller's units), believed points included.
@@ -154,7 +154,7 @@ def fit_forest(
     Args:
         x: ``n x d`` inputs, ``n >= 1``.
         targets: ``n`` or ``n x 1`` model targets ``direction * t`` (larger is better), as
-            :func:`tools.optimise._targets` makes them.
+            :func:`tools.optimiser.models.model_targets` makes them.
         bounds: ``2 x d`` lower and upper bounds of the inputs.
         direction: +1 to maximise, -1 to minimise.
         log_sign: +1 or -1 when ``t`` is a log, 0 when it is the value itself.
