@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from agents.llm.grammar import EXAMPLE_REQUEST, read_request
 from agents.llm.mock import MockLLM
 from agents.llm.offline import KNOWN_TASKS, OfflineLLM
+from agents.llm.reader import EXAMPLE_REQUEST, read_request
 from athanor.errors import LLMError
 from athanor.ports import LLMPort
 

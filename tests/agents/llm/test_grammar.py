@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.llm.grammar import EXAMPLE_REQUEST, read_request
+from agents.llm.reader import EXAMPLE_REQUEST, read_request
 from athanor.errors import RequestNotUnderstood
 from athanor.spec import CampaignSpec
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.llm.grammar import EXAMPLE_REQUEST, read_request
+from agents.llm.reader import EXAMPLE_REQUEST, read_request
 from athanor.errors import RequestNotUnderstood
 from athanor.spec import CampaignSpec
 

@@ -1,0 +1,375 @@
+"""From what the scanner found to the fields of a campaign spec, with every problem that stops it."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from agents.llm.reader.found import Amount, Found, ObjectivePhrase, QuantityBound, TargetPhrase
+from agents.llm.reader.patterns import VERB_WORDS
+from agents.llm.reader.scanner import Scanner
+from agents.llm.reader.words import PROPERTY_UNITS, property_name
+
+__all__ = ["and_list", "assemble"]
+
+
+def _single(items: list[tuple[int, str]], what: str, problems: list[str]) -> int | None:
+    values = {v for v, _ in items}
+    if len(values) > 1:
+        quoted = " and ".join(f'"{p}"' for _, p in items)
+        problems.append(f"{what} is given more than once ({quoted}); give it once")
+        return None
+    return items[0][0] if items else None
+
+
+def _resolve_objectives(found: Found, scanner: Scanner) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The objectives (with targets and thresholds) and the outcome constraints; empty on a problem."""
+    problems = scanner.problems
+    objectives: list[ObjectivePhrase] = []
+    for o in found.objectives:
+        if not any(o.name == k.name and o.direction == k.direction for k in objectives):
+            objectives.append(o)
+    leftover = VERB_WORDS.finditer(scanner.working.text)
+    leftover_verbs = {"maximise" if v.group("up") else "minimise" for v in leftover}
+    if not objectives:
+        problems.append(
+            'no objective: say what to optimise, e.g. "Maximise the conductivity" or "Minimise the band gap"'
+        )
+        return [], []
+    names = list(dict.fromkeys(o.name for o in objectives))
+    clash = [n for n in names if len({o.direction for o in objectives if o.name == n}) > 1]
+    stray = leftover_verbs and (len(names) > 1 or leftover_verbs != {objectives[0].direction})
+    if clash or stray:
+        phrases = " and ".join(f'"{o.phrase}"' for o in objectives)
+        what = f"{clash[0].replace('_', ' ')}" if clash else "its objective"
+        problems.append(
+            f"conflicting directions ({phrases}{' and another verb' if leftover_verbs else ''}): a campaign"
+            f" either maximises or minimises {what}; ask for one"
+        )
+        return [], []
+    targets = _targets_by_objective(found, objectives, problems)
+    out: dict[str, dict[str, Any]] = {}
+    for objective in objectives:
+        unit = objective.unit
+        target: float | None = None
+        mine = targets.get(objective.name, [])
+        if len(mine) > 1:
+            problems.append("more than one target (" + " and ".join(f'"{t.phrase}"' for t in mine) + ")")
+        elif mine:
+            t = mine[0]
+            target = t.value
+            if t.direction and t.direction != objective.direction:
+                problems.append(
+                    f'the target "{t.phrase}" points the other way from "{objective.phrase}"; use "reaches"'
+                )
+            if t.unit and unit and t.unit.replace(" ", "") != unit.replace(" ", ""):
+                problems.append(f"the target is in {t.unit} but the objective is in {unit}; use one unit")
+            unit = unit or t.unit
+        out[objective.name] = {"name": objective.name, "direction": objective.direction, "unit": unit}
+        out[objective.name]["target"] = target
+    outcomes = _resolve_quantity_bounds(found, objectives, out, problems)
+    for entry in out.values():
+        if entry["unit"] is None:
+            entry["unit"] = PROPERTY_UNITS.get(entry["name"], "")
+    return list(out.values()), outcomes
+
+
+def _targets_by_objective(
+    found: Found, objectives: list[ObjectivePhrase], problems: list[str]
+) -> dict[str, list[TargetPhrase]]:
+    """Each target under the objective it is for: the one it names, or the only one."""
+    names = {o.name for o in objectives}
+    out: dict[str, list[TargetPhrase]] = {}
+    for t in found.targets:
+        if len(names) == 1:
+            objective = objectives[0]
+            if t.prop and property_name(t.prop) != objective.name:
+                problems.append(
+                    f'the target "{t.phrase}" names {t.prop!r} but the objective is {objective.words!r};'
+                    ' name the same property, or say "until it reaches ..."'
+                )
+            out.setdefault(objective.name, []).append(t)
+        elif t.prop and property_name(t.prop) in names:
+            out.setdefault(property_name(t.prop), []).append(t)
+        else:
+            listed = ", ".join(o.words for o in objectives)
+            problems.append(
+                f'the target "{t.phrase}" does not name one of the objectives ({listed}); name it, e.g.'
+                f' "target {objectives[0].words} of ..." or "until {objectives[0].words} reaches ..."'
+            )
+    return out
+
+
+def _resolve_quantity_bounds(
+    found: Found, objectives: list[ObjectivePhrase], out: dict[str, dict[str, Any]], problems: list[str]
+) -> list[dict[str, Any]]:
+    """Bounds on measured quantities: thresholds of objectives (into ``out``) and outcome constraints.
+
+    With one objective there is no trade-off to bound, so a bound on it is an outcome constraint too.
+    """
+    by_name = {o.name: o for o in objectives}
+    outcomes: list[dict[str, Any]] = []
+    seen: dict[str, QuantityBound] = {}
+    for bound in found.quantity_bounds:
+        objective = by_name.get(bound.name)
+        entry = out.get(bound.name)
+        if entry is not None and bound.unit and entry["unit"]:
+            if bound.unit.replace(" ", "") != entry["unit"].replace(" ", ""):
+                problems.append(
+                    f'"{bound.phrase}" is in {bound.unit} but {bound.words} is in {entry["unit"]};'
+                    " use one unit"
+                )
+                continue
+        if objective is None or len(objectives) == 1:
+            unit = bound.unit or (entry["unit"] if entry else None) or PROPERTY_UNITS.get(bound.name, "")
+            outcomes.append(
+                {"name": bound.name, "operator": bound.operator, "value": bound.value, "unit": unit}
+            )
+            continue
+        worst_side = ">=" if objective.direction == "maximise" else "<="
+        if bound.operator != worst_side:
+            side = "at least" if worst_side == ">=" else "at most"
+            problems.append(
+                f'"{bound.phrase}" bounds {bound.words} in the direction it is {objective.direction}d in; a'
+                f' threshold is the worst acceptable value ("{bound.words} {side} ..."), and a value to stop'
+                " at is a target"
+            )
+            continue
+        if bound.name in seen and seen[bound.name].value != bound.value:
+            problems.append(
+                f'the threshold of {bound.words} is given twice ("{seen[bound.name].phrase}" and'
+                f' "{bound.phrase}"); give it once'
+            )
+            continue
+        seen[bound.name] = bound
+        out[bound.name]["threshold"] = bound.value
+        out[bound.name]["unit"] = out[bound.name]["unit"] or bound.unit
+    return outcomes
+
+
+def _resolve_components(found: Found, problems: list[str]) -> tuple[list[str], str]:
+    """Component names and a label of the system for the title."""
+    labels = [label for _, label in found.systems] or [label for label, _ in found.descriptions]
+    label = labels[0] if len(labels) == 1 else ""
+    # "of Cu, Ag and Zr, choose at most 2 of Cu, Ag and Zr" lists the same components twice: one list
+    distinct = list(dict.fromkeys(tuple(names) for names, _ in found.lists))
+    if len(distinct) == 1:
+        found.lists = found.lists[:1]
+    if len(found.lists) > 1:
+        quoted = " and ".join(f'"{p}"' for _, p in found.lists)
+        problems.append(f"components are listed more than once ({quoted}); list them once")
+        return [], label
+    if found.lists:
+        names = found.lists[0][0]
+    elif len(found.systems) == 1:
+        names = found.systems[0][0]
+    elif found.systems:
+        problems.append(
+            "more than one system is named (" + ", ".join(s for _, s in found.systems) + "); name one"
+        )
+        return [], label
+    elif found.descriptions:
+        for described, word in found.descriptions:
+            problems.append(
+                f'no components: "{described}" does not say what is in it ("{word}" is not a component);'
+                f' list the components, e.g. "a {described} of A, B and C"'
+            )
+        return [], label
+    else:
+        problems.append(
+            'no components: name at least two, e.g. "of a blend of P3HT, D1 and D2", "of a Cu-Ag-Zr alloy"'
+            ' or "components A, B and C"'
+        )
+        return [], label
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.append(f"component(s) {', '.join(dupes)} listed more than once; name each once")
+    if not label:
+        label = ", ".join(names[:-1]) + f" and {names[-1]}"
+    return list(dict.fromkeys(names)), label
+
+
+def _check_names(used: list[tuple[str, str]], names: list[str], problems: list[str]) -> bool:
+    ok = True
+    for name, phrase in used:
+        if name == "*" or name in names:
+            continue
+        ok = False
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        close = close or [n for n in names if n.lower() == name.lower()]
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append(
+            f'"{phrase}" bounds {name}, which is not a component{hint}; the components are {", ".join(names)}'
+        )
+    return ok
+
+
+def _resolve_unit(found: Found, amounts: list[Amount], problems: list[str]) -> tuple[float | None, str]:
+    """The sum-rule total (None: no sum rule) and the composition unit."""
+    rules = {(r.total, r.pct) for r in found.sum_rules}
+    kinds = {a.pct for a in amounts if a.pct} | {r.pct for r in found.sum_rules if r.pct}
+    specific = kinds - {"%"}
+    if len(specific) > 1:
+        problems.append(
+            f"amounts mix {' and '.join(sorted(specific))}, which cannot be converted into each other;"
+            " give every amount in one kind of percent"
+        )
+    if len({r.total for r in found.sum_rules}) > 1:
+        quoted = " and ".join(f'"{r.phrase}"' for r in found.sum_rules)
+        problems.append(f"the sum rule is given more than once and differs ({quoted}); give it once")
+        return 1.0, "fraction"
+    if rules:
+        rule = found.sum_rules[0]
+        if rule.total is None:
+            unit = "percent" if any(a.pct for a in amounts) else "fraction"
+            return None, unit
+        if rule.total not in (1.0, 100.0) or (rule.pct and rule.total != 100.0):
+            problems.append(f'"{rule.phrase}": amounts must sum to 1 (fractions) or to 100 % (percent)')
+            return 1.0, "fraction"
+        return rule.total, "fraction" if rule.total == 1.0 else "percent"
+    if any(a.pct for a in amounts):
+        if any(a.pct is None for a in amounts):
+            problems.append(
+                "some amounts are in percent and some have no unit; give every amount in percent, or"
+                ' state the sum rule ("fractions sum to 1" or "summing to 100 %")'
+            )
+        return 100.0, "percent"
+    return 1.0, "fraction"
+
+
+#: What a percent marker says the fractions are fractions of (``CampaignSpec.basis``).
+_BASIS_OF_MARKER = {"at.%": "mole", "mol.%": "mole", "wt.%": "mass", "vol.%": "volume"}
+
+
+def _basis_of(amounts: list[Amount], found: Found) -> str | None:
+    """The composition basis the amounts' markers name ("10 at.%": mole), or None when unstated.
+
+    Mixed markers are refused by :func:`_resolve_unit`, so at most one kind is left here.
+    """
+    markers = {a.pct for a in amounts if a.pct} | {r.pct for r in found.sum_rules if r.pct}
+    bases = {_BASIS_OF_MARKER[m] for m in markers if m in _BASIS_OF_MARKER}
+    return bases.pop() if len(bases) == 1 else None
+
+
+def _in_unit(amount: Amount, unit: str) -> float:
+    if amount.pct and unit == "fraction":
+        return amount.value / 100.0
+    return amount.value
+
+
+def assemble(scanner: Scanner) -> dict[str, Any]:
+    """The spec fields of a scanned request; empty when ``scanner.problems`` holds any problem.
+
+    Problems found on the way are added to ``scanner.problems``.
+    """
+    found, problems = scanner.found, scanner.problems
+    objectives, outcomes = _resolve_objectives(found, scanner)
+    names, label = _resolve_components(found, problems)
+
+    amounts = [a for b in found.bounds for a in (b.lower, b.upper) if a] + [c.rhs for c in found.constraints]
+    amounts += [a for a, _ in found.resolutions]
+    total, unit = _resolve_unit(found, amounts, problems)
+    scale = 1.0 if unit == "fraction" else 100.0
+    basis = _basis_of(amounts, found)
+
+    components: list[dict[str, Any]] = []
+    if names:
+        used = [(b.name, b.phrase) for b in found.bounds]
+        used += [(n, c.phrase) for c in found.constraints for n in c.coefficients]
+        _check_names(used, names, problems)
+        bounds: dict[str, dict[str, float]] = {n: {"lower": 0.0, "upper": scale} for n in names}
+        seen: dict[tuple[str, str], tuple[float, str]] = {}
+        # "each component ..." first, so that a bound on one component overrides it
+        for b in sorted(found.bounds, key=lambda b: b.name != "*"):
+            targets = names if b.name == "*" else [b.name] if b.name in bounds else []
+            for side, amount in (("lower", b.lower), ("upper", b.upper)):
+                if amount is None:
+                    continue
+                value = _in_unit(amount, unit)
+                key = (b.name, side)
+                if key in seen and seen[key][0] != value:
+                    problems.append(
+                        f'the {side} bound of {b.name} is given twice ("{seen[key][1]}" and "{b.phrase}");'
+                        " give it once"
+                    )
+                seen[key] = (value, b.phrase)
+                for name in targets:
+                    bounds[name][side] = value
+        for name in names:
+            entry: dict[str, Any] = {"name": name, **bounds[name]}
+            if total is None:
+                entry["unit"] = unit
+            components.append(entry)
+
+    constraints = [
+        {"coefficients": c.coefficients, "operator": c.operator, "rhs": _in_unit(c.rhs, unit)}
+        for c in found.constraints
+    ]
+    experiments = _single(found.budgets, "the budget", problems)
+    if experiments is None and not found.budgets:
+        problems.append(
+            'no budget: say how many experiments to run, e.g. "30 experiments" or "a budget of 20 runs"'
+        )
+    batch = _single(found.batches, "the batch size", problems)
+    initial = _single(found.initials, "the initial design", problems)
+    seed = _single(found.seeds, "the seed", problems)
+    most_present = _single(found.cardinalities, "how many components may be present", problems)
+    steps = {_in_unit(a, unit) for a, _ in found.resolutions}
+    if len(steps) > 1:
+        quoted = " and ".join(f'"{p}"' for _, p in found.resolutions)
+        problems.append(f"the grid step is given more than once ({quoted}); give it once")
+    categories = _resolve_categories(found, problems)
+
+    if problems:
+        return {}
+    assert objectives and experiments is not None
+    words = {o.name: o.words for o in reversed(found.objectives)}  # the first words of each
+    directions = {o["direction"] for o in objectives}
+    if len(directions) == 1:
+        title = f"{directions.pop()} {and_list([words[o['name']] for o in objectives])} of {label}"
+    else:
+        title = and_list([f"{o['direction']} {words[o['name']]}" for o in objectives]) + f" of {label}"
+    data: dict[str, Any] = {
+        "title": title if len(title) <= 80 else title[:77] + "...",
+        "request": scanner.text,
+        "components": components,
+        "sum_rule": None if total is None else {"total": total},
+        "constraints": constraints,
+        "objectives": objectives,
+        "budget": {"experiments": experiments, "batch_size": 1 if batch is None else batch},
+    }
+    if outcomes:
+        data["outcome_constraints"] = outcomes
+    if basis is not None:
+        data["basis"] = basis
+    if initial is not None:
+        data["budget"]["initial_experiments"] = initial
+    if seed is not None:
+        data["seed"] = seed
+    if most_present is not None:
+        data["max_active_components"] = most_present
+    if steps:
+        data["resolution"] = steps.pop()
+    if categories:
+        data["categories"] = categories
+    return data
+
+
+def and_list(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" and {items[-1]}"
+
+
+def _resolve_categories(found: Found, problems: list[str]) -> list[dict[str, Any]]:
+    """Categorical variables in the order the request names them, each named once."""
+    out: list[dict[str, Any]] = []
+    for _, name, choices, phrase in sorted(found.categories, key=lambda item: item[0]):
+        if any(c["name"] == name for c in out):
+            problems.append(
+                f'the choices of {name} are given more than once (again in "{phrase}"); give them once'
+            )
+            continue
+        out.append({"name": name, "choices": choices})
+    return out
+
+

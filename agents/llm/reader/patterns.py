@@ -1,0 +1,355 @@
+"""The phrase patterns of the request reader: one regular expression (or a few) per kind of phrase.
+
+Every pattern is compiled case-insensitive; component names keep their case. The patterns run on the
+working text of :mod:`agents.llm.reader.text`, in the order :class:`agents.llm.reader.scanner.Scanner`
+gives, and each match marks the characters it used.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agents.llm.reader.words import WORD_INT
+
+__all__ = [
+    "BATCH_PATTERNS",
+    "BOUND",
+    "BOUND_REVERSED",
+    "BUDGET_PATTERNS",
+    "CARDINALITY_PATTERNS",
+    "CATEGORY_PATTERNS",
+    "DOWN_RELATIONS",
+    "EACH",
+    "GROUP_BOUND",
+    "INITIAL_PATTERNS",
+    "LIST",
+    "NUM",
+    "OBJECTIVE",
+    "OBJECTIVE_MORE",
+    "PLUS_CONSTRAINT",
+    "QUANTITY_BOUND",
+    "RANGE_PATTERNS",
+    "RESOLUTION_PATTERNS",
+    "SEED",
+    "SPLIT_CHOICES",
+    "SPLIT_LIST",
+    "SUM_OF_CONSTRAINT",
+    "SUM_PATTERNS",
+    "SUPERLATIVE_UP",
+    "SYSTEM",
+    "TARGET_PATTERNS",
+    "UNIT_RE",
+    "UP_RE",
+    "UP_RELATIONS",
+    "UP_VERBS",
+    "VERB_WORDS",
+    "WORD",
+]
+
+_INT = rf"(?:(?<![\w.+-])\d+(?![\d.]*\d)(?![\w])|(?<![\w-]){WORD_INT})"
+NUM = r"(?<![\w.+-])(?:\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?(?![\w])"
+_SIGNED = r"(?<![\w.+-])[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?(?![\w])"  # targets may be negative
+_ONE_OR_HUNDRED = rf"(?:{NUM}|one|(?:a\s+|one\s+)?hundred)"
+
+
+def pct(group: str, optional: bool = True) -> str:
+    """A percent marker after a number (``10 at.%``), captured as ``group``."""
+    return (
+        rf"(?P<{group}>\s*(?:(?:at|wt|mol|vol|mass|atomic|weight|molar|volume)\.?\s*(?:%|percent)"
+        rf"|%|percent|per\s*cent|pct)(?![\w])){'?' if optional else ''}"
+    )
+
+
+# Words that never start a component name (any case), and short ones that do not when lowercase
+# (so that the elements In, As, At, No, Be can still be named with a capital).
+_RESERVED_ANY_CASE = (
+    "the|and|with|from|for|into|onto|blend|mixture|mix|alloy|composite|system|components?|ingredients?"
+    "|fractions?|percent|percentages?|sum|sums|summing|total|experiments?|runs?|samples?|measurements?"
+    "|trials?|batch(?:es)?|size|seed|budget|least|most|more|less|than|not|each|every|all|both|together"
+    "|combined|jointly|target|until|once|when|maximi[sz]e|minimi[sz]e|between|per|time|please|content"
+    "|amount|share|proportion|concentration|loading|max|min|maximum|minimum|below|above|under|over|upper"
+    "|lower|bound|exactly|using|containing|mixing|made|then|where|while|keeping|that|this|its|are|one"
+    "|two|three|four|five|six|seven|eight|nine|ten|twenty|thirty|forty|fifty|hundred|twelve|fifteen"
+)
+_RESERVED_LOWER = "a|an|as|at|be|by|in|is|it|no|of|on|or|to|up|we|i"
+_NOT_RESERVED = rf"(?!(?:{_RESERVED_ANY_CASE})(?![\w:-]))(?!(?-i:{_RESERVED_LOWER})(?![\w:-]))"
+#: A component name in a list or a bound: letters, digits, '_', '-' and ':' (``PEDOT:PSS``).
+_NAME = rf"(?<![\w:.-]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?:[-:][A-Za-z0-9_]+)*(?![\w])"
+#: A component name inside a hyphen/slash-joined system name such as Cu-Ag-Zr.
+_PART = rf"(?<![\w:.]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?::[A-Za-z0-9_]+)*(?![\w])"
+_AND = r"(?:and|&)"
+_NAME_LIST = rf"{_NAME}(?:\s*,\s*{_NAME})*\s*,?\s*{_AND}\s+{_NAME}"
+_OPEN_LIST = rf"{_NAME}(?:\s*,\s*{_NAME})*(?:\s*,?\s*{_AND}\s+{_NAME})?"
+EACH = r"(?:(?:each|every|any)\s+(?:component|ingredient)|all\s+(?:components|ingredients)|each(?:\s+one)?)"
+_NOUN = r"(?:experiments?|runs?|samples?|measurements?|trials?|compositions?|evaluations?)"
+_SYSTEM_NOUN = (
+    r"(?:blend|alloy|mixture|mix|composite|system|formulation|film|thin\s+film|solution|ink|glass|ceramic"
+    r"|compound|coating|electrolyte|catalyst|dispersion)(?:es|s)?"
+)
+_COPULA = r"(?:(?:is|are|be|should\s+be|must\s+be|stays?|kept|remains?)\s+)?"
+
+_UP_WORDS = [
+    r"at\s+most",
+    r"no\s+more\s+than",
+    r"not\s+more\s+than",
+    r"no\s+higher\s+than",
+    r"no\s+greater\s+than",
+    r"not\s+above",
+    r"not\s+exceeding",
+    r"up\s+to",
+    r"less\s+than",
+    r"lower\s+than",
+    r"below",
+    r"under",
+    r"max(?:imum)?(?:\s+of)?",
+    r"upper\s+bound(?:\s+of)?",
+    r"capped\s+at",
+    r"limited\s+to",
+]
+_LOW_WORDS = [
+    r"at\s+least",
+    r"no\s+less\s+than",
+    r"not\s+less\s+than",
+    r"no\s+lower\s+than",
+    r"not\s+below",
+    r"more\s+than",
+    r"greater\s+than",
+    r"higher\s+than",
+    r"above",
+    r"over",
+    r"min(?:imum)?(?:\s+of)?",
+    r"lower\s+bound(?:\s+of)?",
+]
+_UP_SYMBOLS = ["<=", "=<", "≤", "<"]
+_LOW_SYMBOLS = [">=", "=>", "≥", ">"]
+_CMP = (
+    rf"(?P<cmp>{'|'.join(map(re.escape, _UP_SYMBOLS + _LOW_SYMBOLS))}"
+    rf"|(?:{'|'.join(_UP_WORDS + _LOW_WORDS)})(?![\w]))"
+)
+UP_RE = re.compile(rf"(?:{'|'.join(map(re.escape, _UP_SYMBOLS))}|{'|'.join(_UP_WORDS)})", re.I)
+
+# Units are case-sensitive; a slash unit is built from known unit symbols so that "P3HT/CNT" is not one.
+_UNIT_ATOM = (
+    r"(?:[pnµumkMG]?(?:S|W|V|A|g|J|eV|Ohm|Ω|Pa|N|C|F|K|m|mol|L|Wh|Ah|s|h|cd)|cm|mm|nm|sq)(?:\^?-?\d)?"
+)
+_UNIT = (
+    rf"(?-i:(?:{_UNIT_ATOM}(?:[·*]{_UNIT_ATOM})*(?:/\(?{_UNIT_ATOM}(?:[·*\s]{_UNIT_ATOM})*\)?)+"
+    r"|eV|meV|HV|GPa|MPa|kPa|°C|nm|µm|ppm|mV|mA|dB|a\.u\.|Ohm\s+cm|Ω\s*cm|Ohm|Ω|%|percent|K)(?![\w/]))"
+)
+
+UP_VERBS = r"maximi[sz]e|increase|raise|boost|enhance"
+_DOWN_VERBS = r"minimi[sz]e|reduce|decrease|lower"
+SUPERLATIVE_UP = r"highest|largest|greatest|maximum|max"
+_SUPERLATIVE_DOWN = r"lowest|smallest|least|minimum|min"
+_FIND = (
+    r"find\s+(?:the\s+)?(?:(?:composition|blend|mixture|alloy|formulation|recipe|sample)\s+"
+    r"(?:with|that\s+gives|giving|that\s+has|of)\s+(?:the\s+)?)?"
+    rf"(?:{SUPERLATIVE_UP}|{_SUPERLATIVE_DOWN})"
+)
+_PROP_STOP = (
+    r"of|for|in|until|target|with|by|at|on|using|while|from|across|over|within|and|or|to|when|once|as"
+    r"|subject|where|given|keeping|seed|budget|through|via|among|between|per|the|a|an|is|varying|mixing"
+    r"|please|experiments?|runs?|samples?|batch(?:es)?|then|so|stop|whilst|bounds?|limits?|it|its|them"
+)
+_PROP_WORD = rf"(?!(?:{_PROP_STOP})(?![\w-]))[A-Za-z]+(?:-[A-Za-z]+)*(?![\w])"
+_PROP = rf"{_PROP_WORD}(?:\s+{_PROP_WORD}){{0,3}}"
+
+WORD = re.compile(r"[^\s\x00,;:.!?()\[\]{}\"'“”‘’/\-–—]+")
+
+
+
+def rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+# --- budget, batch size, initial design, seed -------------------------------------------------------
+BATCH_PATTERNS = [
+    rx(rf"(?<!\w)(?:(?:in|with)\s+)?(?:batch(?:es)?|rounds?)\s+of\s+(?P<n>{_INT})(?:\s+(?:{_NOUN}|each))?"),
+    rx(rf"(?<!\w)(?:(?:a|the|with)\s+)?batch[\s-]*size\s*(?:of|is|:|=)?\s*(?P<n>{_INT})"),
+    rx(
+        rf"(?P<n>{_INT})\s+(?:{_NOUN}\s+)?(?:at\s+a\s+time|at\s+once|in\s+parallel"
+        r"|(?:per|in\s+each|each)\s+(?:batch|round|iteration|cycle))(?![\w])"
+    ),
+    rx(r"(?<!\w)(?:one\s+by\s+one|one\s+after\s+(?:the\s+)?(?:other|another)|sequentially)(?![\w])"),
+]
+INITIAL_PATTERNS = [
+    rx(
+        rf"(?<!\w)(?:(?:starting|start|beginning|begin)\s+with\s+)?(?:(?:an?|the)\s+)?"
+        rf"(?:initial|random|space-filling)\s+design\s+of\s+(?P<n>{_INT})(?:\s+{_NOUN})?"
+    ),
+    rx(
+        rf"(?<!\w)(?:(?:starting|start|beginning|begin)\s+with\s+)?(?P<n>{_INT})\s+"
+        rf"(?:initial|random|space-filling)\s+{_NOUN}(?![\w])"
+    ),
+]
+BUDGET_PATTERNS = [
+    rx(
+        rf"(?<!\w)(?:(?:a|an|the)\s+)?(?:(?:total\s+)?budget\s+(?:of\s+|is\s+)?|(?:total\s+)?budget\s*[:=]\s*"
+        rf"|(?:at\s+most|up\s+to|no\s+more\s+than|a\s+maximum\s+of|max(?:imum)?(?:\s+of)?)\s+)?"
+        rf"(?P<n>{_INT})\s+{_NOUN}(?![\w])(?:\s+(?:in\s+total|total|overall|altogether|max(?:imum)?)(?![\w]))?"
+    ),
+    rx(rf"(?<!\w)(?:(?:a|an|the)\s+)?(?:total\s+)?budget\s*(?:of|is|:|=)?\s*(?P<n>{_INT})"),
+]
+SEED = rx(
+    r"(?<!\w)(?:(?:with|using)\s+)?(?:(?:a|the)\s+)?(?:random\s+)?seed\s*(?:of|is|=|:)?\s*"
+    r"(?P<n>(?<![\w.])\d+(?![\d.]*\d)(?![\w]))"
+)
+
+# --- sum rule -----------------------------------------------------------------------------------------
+_SUM_SUBJECT = (
+    r"(?:(?:the\s+)?(?:(?:mole|molar|mass|weight|volume|atomic)\s+)?"
+    r"(?:fractions?|amounts?|proportions?|percentages?|compositions?|components?|concentrations?|shares?)"
+    r"\s+(?:must\s+|should\s+|will\s+|that\s+|which\s+)?)"
+)
+SUM_PATTERNS = [
+    rx(
+        rf"(?<!\w){_SUM_SUBJECT}?(?:sum(?:s|ming)?(?:\s+up)?\s+to|add(?:s|ing)?\s+up\s+to"
+        rf"|total(?:s|ling|ing)?(?:\s+to)?)\s+(?P<total>{_ONE_OR_HUNDRED}){pct('pct')}"
+    ),
+    rx(
+        r"(?<!\w)(?:(?:amounts?|compositions?|concentrations?|proportions?)\s+(?:are\s+|given\s+)?)?"
+        r"(?:as|in)\s+(?:(?:mole|molar|mass|weight|volume)\s+)?fractions(?:\s+of\s+(?:one|1))?(?![\w])"
+    ),
+    rx(
+        r"(?<!\w)(?:amounts?|compositions?|concentrations?|proportions?)\s+(?:are\s+|given\s+)?(?:in|as)"
+        rf"{pct('pct', optional=False)}(?:ages?)?"
+    ),
+    rx(
+        r"(?<!\w)(?:no\s+sum\s+rule|independent\s+amounts|(?:the\s+)?(?:amounts?|components?)\s+(?:are\s+)?"
+        r"independent|(?:the\s+)?(?:amounts?|fractions)\s+need\s+not\s+sum\s+to\s+(?:one|1|100\s*%?))(?![\w])"
+    ),
+]
+
+# --- objective and target -------------------------------------------------------------------------------
+OBJECTIVE = rx(
+    rf"(?<!\w)(?P<verb>{UP_VERBS}|{_DOWN_VERBS}|{_FIND})(?![\w])\s+(?:the\s+)?(?P<prop>{_PROP})"
+    rf"(?:\s*\(\s*(?P<u1>{_UNIT})\s*\)|\s+(?:in|measured\s+in)\s+(?P<u2>{_UNIT}))?"
+)
+UP_RELATIONS = (
+    r"exceeds|passes|tops|rises\s+(?:above|over)|goes\s+(?:above|over)|gets\s+(?:above|over)"
+    r"|is\s+(?:above|over|at\s+least|greater\s+than|higher\s+than|more\s+than)|>=|≥|>"
+)
+DOWN_RELATIONS = (
+    r"drops\s+(?:below|under)|falls\s+(?:below|under)|goes\s+(?:below|under)|gets\s+(?:below|under)"
+    r"|is\s+(?:below|under|at\s+most|less\s+than|lower\s+than)|<=|≤|<"
+)
+_NEUTRAL_RELATIONS = r"reaches|hits|gets\s+to|rises\s+to|drops\s+to|falls\s+to"
+TARGET_PATTERNS = [
+    rx(
+        rf"(?<!\w)(?:(?:with|and)\s+)?(?:(?:a|an|the)\s+)?target(?:\s+value)?(?:\s+(?P<prop>{_PROP}))?"
+        rf"(?:\s+(?:of|is|at)|\s*[:=])?\s*(?P<v>{_SIGNED})(?:\s*(?P<u>{_UNIT}))?"
+    ),
+    rx(
+        rf"(?<!\w)(?:(?:and\s+)?stop\s+)?(?:until|once|when|as\s+soon\s+as)\s+(?:it|(?:the\s+)?(?P<prop>{_PROP}))"
+        rf"\s+(?P<rel>{UP_RELATIONS}|{DOWN_RELATIONS}|{_NEUTRAL_RELATIONS})\s*(?P<v>{_SIGNED})"
+        rf"(?:\s*(?P<u>{_UNIT}))?"
+    ),
+    rx(
+        rf"(?<!\w)(?:(?:and\s+)?stop\s+)?(?:until|once|when)\s+(?:we|you)\s+(?:reach|hit|get\s+to)\s+"
+        rf"(?P<v>{_SIGNED})(?:\s*(?P<u>{_UNIT}))?"
+    ),
+]
+
+# --- more objectives after "and", thresholds and outcome constraints ---------------------------------
+#: "..., (the) yield and (the) transmittance": another objective with the verb of the one it follows.
+OBJECTIVE_MORE = rx(
+    rf"(?:\s*,\s*(?:(?:and|&)\s+)?|\s+(?:and|&)\s+)(?P<the>the\s+)?(?P<prop>{_NOT_RESERVED}{_PROP})"
+    rf"(?:\s*\(\s*(?P<u1>{_UNIT})\s*\)|\s+(?:in|measured\s+in)\s+(?P<u2>{_UNIT}))?"
+)
+_PROP_SHORTEST = rf"{_PROP_WORD}(?:\s+{_PROP_WORD}){{0,3}}?"
+#: "conductivity at least 500 S/cm": a threshold of an objective, or an outcome constraint.
+QUANTITY_BOUND = rx(
+    rf"(?<!\w)(?:(?:the|a|an)\s+)?(?P<prop>{_PROP_SHORTEST})\s*{_COPULA}{_CMP}\s*(?P<v>{_SIGNED})"
+    rf"(?:\s*(?P<u>{_UNIT}))?"
+)
+# --- constraints and bounds --------------------------------------------------------------------------------
+_TERM = rf"(?:{NUM}\s*\*?\s*)?{_NAME}"
+PLUS_CONSTRAINT = rx(
+    rf"(?P<lhs>{_TERM}(?:\s*\+\s*{_TERM})+)\s*(?:(?:together|combined|in\s+total)\s+)?{_COPULA}"
+    rf"{_CMP}\s*(?P<v>{NUM}){pct('pct')}"
+)
+SUM_OF_CONSTRAINT = rx(
+    rf"(?<!\w)(?:the\s+)?(?:sum|total)\s+of\s+(?P<names>{_NAME_LIST})\s*{_COPULA}{_CMP}\s*(?P<v>{NUM})"
+    rf"{pct('pct')}"
+)
+GROUP_BOUND = rx(
+    rf"(?P<names>{_NAME_LIST})\s+(?P<mode>(?:each|both|all|together|combined|jointly|in\s+total)\s+)?"
+    rf"{_COPULA}{_CMP}\s*(?P<v>{NUM}){pct('pct')}(?P<mode2>\s+(?:each|apiece|together|combined|in\s+total))?"
+    r"(?![\w])"
+)
+_SUBJECT_PREFIX = (
+    r"(?:(?:the\s+)?(?:fraction|amount|content|share|proportion|concentration|loading)\s+of\s+)?"
+)
+_SUBJECT_SUFFIX = r"(?:\s+(?:content|fraction|amount|share|loading|concentration))?"
+_SUBJECT = rf"{_SUBJECT_PREFIX}(?P<name>{EACH}|{_NAME}){_SUBJECT_SUFFIX}"
+_LE = r"(?:<=|=<|≤|<)"
+RANGE_PATTERNS = [
+    rx(rf"(?P<a>{NUM}){pct('pa')}\s*{_LE}\s*(?P<name>{_NAME})\s*{_LE}\s*(?P<b>{NUM}){pct('pb')}"),
+    rx(
+        rf"{_SUBJECT}\s*{_COPULA}(?:between|within)\s+(?P<a>{NUM}){pct('pa')}\s+and\s+(?P<b>{NUM})"
+        rf"{pct('pb')}"
+    ),
+    rx(rf"{_SUBJECT}\s*{_COPULA}from\s+(?P<a>{NUM}){pct('pa')}\s+to\s+(?P<b>{NUM}){pct('pb')}"),
+    rx(rf"{_SUBJECT}\s*{_COPULA}in\s*\[\s*(?P<a>{NUM})\s*,\s*(?P<b>{NUM})\s*\]{pct('pb')}"),
+]
+BOUND = rx(rf"{_SUBJECT}\s*{_COPULA}{_CMP}\s*(?P<v>{NUM}){pct('pct')}")
+BOUND_REVERSED = rx(rf"(?<!\w){_CMP}\s*(?P<v>{NUM}){pct('pct')}\s+(?:of\s+)?(?P<name>{_NAME})")
+
+# --- how many components may be present, grid step, categorical choices -----------------------------
+_CHOOSE_VERB = r"(?:choose|choosing|pick|picking|select|selecting|use|using)"
+_AT_MOST = r"(?:at\s+most|up\s+to|no\s+more\s+than|not\s+more\s+than|a\s+maximum\s+of|max(?:imum)?(?:\s+of)?)"
+_PRESENT_NOUN = r"(?:elements?|components?|ingredients?|constituents?)"
+CARDINALITY_PATTERNS = [
+    # "choose at most 3 of Cu, Ag, Zr, Ni and Co": the list is also the component list
+    rx(
+        rf"(?<!\w)(?:and\s+)?{_CHOOSE_VERB}\s+{_AT_MOST}\s+(?P<n>{_INT})\s+(?:{_PRESENT_NOUN}\s+)?"
+        rf"(?:of|from|among)\s+(?:the\s+)?(?P<list>{_NAME_LIST})"
+    ),
+    # "at most 3 elements at once", "using at most 2 of them", "with at most 3 non-zero components"
+    rx(
+        rf"(?<!\w)(?:(?:{_CHOOSE_VERB}|with)\s+)?{_AT_MOST}\s+(?P<n>{_INT})\s+(?:(?:non-?zero|active|present)\s+)?"
+        rf"(?:{_PRESENT_NOUN}|of\s+them)(?:\s+(?:at\s+(?:a\s+time|once)|present|non-?zero|active"
+        r"|per\s+(?:sample|composition|experiment)|in\s+(?:each|any|one)\s+(?:sample|composition|experiment)))?"
+        r"(?![\w])"
+    ),
+]
+RESOLUTION_PATTERNS = [
+    rx(
+        rf"(?<!\w)(?:(?:in|with|on|using)\s+)?(?:(?:a|the)\s+)?(?:grid\s+)?steps?(?:\s+size)?\s*(?:of|is|:|=)?\s*"
+        rf"(?P<v>{NUM}){pct('pct')}"
+    ),
+    rx(rf"(?<!\w)(?:rounded\s+)?to\s+the\s+nearest\s+(?P<v>{NUM}){pct('pct')}"),
+    rx(
+        rf"(?<!\w)(?:(?:with|at|on)\s+)?(?:(?:a|the)\s+)?(?:grid\s+)?resolution\s*(?:of|is|:|=)?\s*"
+        rf"(?P<v>{NUM}){pct('pct')}"
+    ),
+    rx(rf"(?<!\w)(?:on\s+)?(?:an?\s+)?(?P<v>{NUM}){pct('pct')}\s+grid(?![\w])"),
+]
+_VARIABLE = rf"(?<![\w:.-]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*(?![\w])"
+_CHOICE = r"(?<![\w°.+-])(?!(?:or|and)(?![\w°+-]))[A-Za-z0-9°][\w°.+-]*(?<![.+-])(?![\w°])"
+CATEGORY_PATTERNS = [
+    # "annealing one of none, 150C and 200C", "solvent: toluene, xylene", "atmosphere either N2 or air";
+    # a colon between two letters is inside a name (PEDOT:PSS), not before choices
+    rx(
+        rf"(?P<var>{_VARIABLE})(?:(?!:\w)\s*:\s*|\s+(?:(?:is|are)\s+)?(?:one\s+of|either|(?:chosen\s+)?from|among)\s+)"
+        rf"(?P<choices>{_CHOICE}(?:(?:\s*,\s*|\s*,?\s*(?:or|and)\s+){_CHOICE})+)"
+    ),
+    # "annealing none, 150C or 200C": without a marker the last choice follows "or"
+    rx(rf"(?P<var>{_VARIABLE})\s+(?P<choices>{_CHOICE}(?:\s*,\s*{_CHOICE})*\s*,?\s*or\s+{_CHOICE})"),
+]
+SPLIT_CHOICES = re.compile(r"\s*,?\s*(?:or|and)\s+|\s*,\s*", re.IGNORECASE)
+
+# --- components -----------------------------------------------------------------------------------
+SYSTEM = rx(
+    r"(?<!\w)(?P<prefix>(?:(?:of|for|in|on)\s+)?(?:(?:a|an|the)\s+)?)"
+    r"(?:(?:binary|ternary|quaternary|quinary|multi-?component|high-entropy)\s+)?"
+    rf"(?P<names>{_PART}(?:\s*[-/]\s*{_PART})+)(?:\s+(?P<noun>{_SYSTEM_NOUN})(?![\w]))?"
+)
+LIST = rx(
+    rf"(?<!\w)(?P<prefix>of|from|for|mixing|containing|components?|ingredients?|{_SYSTEM_NOUN}\s+with)\s*:?\s+"
+    r"(?:(?:the\s+)?(?:components?|ingredients?)\s*:?\s*)?"
+    rf"(?P<list>{_OPEN_LIST})"
+)
+UNIT_RE = re.compile(_UNIT)
+SPLIT_LIST = re.compile(rf"\s*,\s*{_AND}\s+|\s*,\s*|\s+{_AND}\s+", re.IGNORECASE)
+VERB_WORDS = re.compile(rf"(?<!\w)(?:(?P<up>{UP_VERBS})|(?P<down>{_DOWN_VERBS}))(?![\w])", re.IGNORECASE)
