@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.llm.reader.assemble import assemble
+from agents.llm.reader.assemble import BATCH_QUESTION, assemble
 from agents.llm.reader.refusal import EXAMPLE_REQUEST, message, summary
 from agents.llm.reader.scanner import Scanner
 from agents.llm.reader.words import PROPERTY_UNITS
+from athanor.asking import Question
 from athanor.errors import RequestNotUnderstood
 
-__all__ = ["EXAMPLE_REQUEST", "PROPERTY_UNITS", "read_request"]
+__all__ = ["EXAMPLE_REQUEST", "PROPERTY_UNITS", "open_questions", "read_request"]
 
 
 def read_request(text: str) -> dict[str, Any]:
@@ -58,5 +59,30 @@ def read_request(text: str) -> dict[str, Any]:
     data = assemble(scanner)
     problems = [f'could not read "{u}"' for u in unread] + scanner.problems
     if problems:
-        raise RequestNotUnderstood(message(problems, summary(scanner.found)))
+        questions = scanner.questions if scanner.only_questions else []
+        raise RequestNotUnderstood(message(problems, summary(scanner.found)), questions)
     return data
+
+
+def open_questions(text: str) -> list[Question]:
+    """What a terminal may ask before ``text`` is read, so that nothing is guessed.
+
+    Returns:
+        The questions that settle all the request lacks (its budget, whether its amounts add up to
+        1 or to 100) and, when it states no batch size, the batch size (without an answer: one at a
+        time). Empty when the request has a problem no question settles: it is refused as it
+        stands, and asking would not help.
+    """
+    if not text or not text.strip():
+        return []
+    scanner = Scanner(text)
+    scanner.run()
+    assemble(scanner)
+    if scanner.problems and not scanner.only_questions:
+        return []
+    if scanner.unread():
+        return []
+    questions = list(scanner.questions)
+    if not scanner.found.batches:
+        questions.append(BATCH_QUESTION)
+    return questions

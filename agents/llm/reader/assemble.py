@@ -8,9 +8,31 @@ from typing import Any
 from agents.llm.reader.found import Amount, Found, ObjectivePhrase, QuantityBound, TargetPhrase
 from agents.llm.reader.patterns import VERB_WORDS
 from agents.llm.reader.scanner import Scanner
-from agents.llm.reader.words import PROPERTY_UNITS, property_name
+from agents.llm.reader.words import PROPERTY_UNITS, fmt, property_name
+from athanor.asking import Question
 
-__all__ = ["and_list", "assemble"]
+#: Asked when a request states no budget; the answer joins the request as "N experiments".
+BUDGET_QUESTION = Question(
+    field="budget.experiments",
+    text="How many experiments may the campaign run in all?",
+    words="{answer} experiments",
+)
+#: Asked when plain amounts are too large to be fractions and no sum rule says what they are.
+SUM_QUESTION = Question(
+    field="sum_rule.total",
+    text="Do the amounts add up to 1 (fractions) or to 100 (percent)?",
+    choices=("1", "100"),
+    phrases={"1": "fractions sum to 1", "100": "summing to 100 %"},
+)
+#: Asked on a terminal when a request states no batch size (without one, one at a time).
+BATCH_QUESTION = Question(
+    field="budget.batch_size",
+    text="How many experiments at a time?",
+    words="{answer} at a time",
+    default="1",
+)
+
+__all__ = ["BATCH_QUESTION", "BUDGET_QUESTION", "SUM_QUESTION", "and_list", "assemble"]
 
 
 def _single(items: list[tuple[int, str]], what: str, problems: list[str]) -> int | None:
@@ -204,8 +226,9 @@ def _check_names(used: list[tuple[str, str]], names: list[str], problems: list[s
     return ok
 
 
-def _resolve_unit(found: Found, amounts: list[Amount], problems: list[str]) -> tuple[float | None, str]:
+def _resolve_unit(scanner: Scanner, amounts: list[Amount]) -> tuple[float | None, str]:
     """The sum-rule total (None: no sum rule) and the composition unit."""
+    found, problems = scanner.found, scanner.problems
     rules = {(r.total, r.pct) for r in found.sum_rules}
     kinds = {a.pct for a in amounts if a.pct} | {r.pct for r in found.sum_rules if r.pct}
     specific = kinds - {"%"}
@@ -234,27 +257,127 @@ def _resolve_unit(found: Found, amounts: list[Amount], problems: list[str]) -> t
                 ' state the sum rule ("fractions sum to 1" or "summing to 100 %")'
             )
         return 100.0, "percent"
+    _ask_total_if_unclear(scanner)
     return 1.0, "fraction"
+
+
+def _ask_total_if_unclear(scanner: Scanner) -> None:
+    """Ask whether the amounts add up to 1 or 100 when a plain amount is too large to be a fraction.
+
+    With no sum rule and no percent sign, "Al at most 15" may mean 15 % or a typo; the reader does
+    not pick one.
+    """
+    found = scanner.found
+    plain = [(a, b.phrase) for b in found.bounds for a in (b.lower, b.upper) if a is not None]
+    plain += [(a, phrase) for a, phrase in found.resolutions]
+    plain += [(c.rhs, c.phrase) for c in found.constraints if set(c.coefficients.values()) == {1.0}]
+    large = [(a, phrase) for a, phrase in plain if a.pct is None and a.value > 1.0]
+    if not large:
+        return
+    amount, phrase = large[0]
+    scanner.ask(
+        SUM_QUESTION,
+        f"{fmt(amount.value)} in \"{phrase}\" has no unit and is more than 1: do the amounts add up to 1"
+        ' (fractions) or to 100 (percent)? Say "fractions sum to 1" or "summing to 100 %"',
+    )
 
 
 #: What a percent marker says the fractions are fractions of (``CampaignSpec.basis``).
 _BASIS_OF_MARKER = {"at.%": "mole", "mol.%": "mole", "wt.%": "mass", "vol.%": "volume"}
 
 
-def _basis_of(amounts: list[Amount], found: Found) -> str | None:
-    """The composition basis the amounts' markers name ("10 at.%": mole), or None when unstated.
+def _basis_of(amounts: list[Amount], found: Found, problems: list[str]) -> str | None:
+    """The composition basis the markers and words name ("10 at.%": mole, "by mass"), or None.
 
-    Mixed markers are refused by :func:`_resolve_unit`, so at most one kind is left here.
+    Mixed markers are refused by :func:`_resolve_unit`; a basis word that contradicts a marker is
+    refused here.
     """
     markers = {a.pct for a in amounts if a.pct} | {r.pct for r in found.sum_rules if r.pct}
-    bases = {_BASIS_OF_MARKER[m] for m in markers if m in _BASIS_OF_MARKER}
-    return bases.pop() if len(bases) == 1 else None
+    named = {_BASIS_OF_MARKER[m]: f"{m} amounts" for m in markers if m in _BASIS_OF_MARKER}
+    for basis, phrase in found.bases:
+        named.setdefault(basis, f'"{phrase}"')
+    if len(named) > 1:
+        said = " and ".join(f"{where} ({basis})" for basis, where in named.items())
+        problems.append(f"the fractions are of one thing only, but the request names {said}; name one")
+        return None
+    return next(iter(named), None)
 
 
 def _in_unit(amount: Amount, unit: str) -> float:
     if amount.pct and unit == "fraction":
         return amount.value / 100.0
     return amount.value
+
+
+def _component_bounds(
+    found: Found, names: list[str], total: float | None, unit: str, problems: list[str], *, unit_unclear: bool
+) -> list[dict[str, Any]]:
+    """Each component with its bounds in the spec's unit; a bound that cannot hold is a problem.
+
+    A bound is never moved to fit: a number above the total, or a lower end above the upper end,
+    is refused quoting its words. With ``unit_unclear`` (the user is asked whether the amounts add up
+    to 1 or 100) a number above the total is left to the answer.
+    """
+    scale = 1.0 if unit == "fraction" else 100.0
+    bounds: dict[str, dict[str, float]] = {n: {"lower": 0.0, "upper": scale} for n in names}
+    seen: dict[tuple[str, str], tuple[float, str]] = {}
+    # "each component ..." first, so that a bound on one component overrides it
+    for b in sorted(found.bounds, key=lambda b: b.name != "*"):
+        targets = names if b.name == "*" else [b.name] if b.name in bounds else []
+        if b.lower is not None and b.upper is not None and b.lower.value > b.upper.value:
+            problems.append(
+                f'"{b.phrase}": the lower end ({fmt(b.lower.value)}) is above the upper end'
+                f" ({fmt(b.upper.value)}); give the smaller number first"
+            )
+        for side, amount in (("lower", b.lower), ("upper", b.upper)):
+            if amount is None:
+                continue
+            value = _in_unit(amount, unit)
+            if total is not None and value > total + 1e-9 and not unit_unclear:
+                problems.append(
+                    f'"{b.phrase}": {fmt(value)} is more than the total of {fmt(total)} the amounts add up'
+                    " to; no component can have more than all of it"
+                )
+            key = (b.name, side)
+            if key in seen and seen[key][0] != value:
+                problems.append(
+                    f'the {side} bound of {b.name} is given twice ("{seen[key][1]}" and "{b.phrase}");'
+                    " give it once"
+                )
+            seen[key] = (value, b.phrase)
+            for name in targets:
+                bounds[name][side] = value
+    for name in names:
+        low, high = bounds[name]["lower"], bounds[name]["upper"]
+        said = {side: seen.get((name, side)) or seen.get(("*", side)) for side in ("lower", "upper")}
+        if low > high and said["lower"] and said["upper"]:
+            problems.append(
+                f'"{said["lower"][1]}" and "{said["upper"][1]}" leave {name} no room: at least {fmt(low)}'
+                f" and at most {fmt(high)}; one of them is not what you mean"
+            )
+    components = []
+    for name in names:
+        entry: dict[str, Any] = {"name": name, **bounds[name]}
+        if total is None:
+            entry["unit"] = unit
+        components.append(entry)
+    return components
+
+
+def _check_balance(found: Found, names: list[str], total: float | None, problems: list[str]) -> None:
+    """A balance ("Ti the balance"): one component, named in the system, in a request whose amounts add up."""
+    balanced = list(dict.fromkeys(name for name, _ in found.balances))
+    if len(balanced) > 1:
+        quoted = " and ".join(f'"{phrase}"' for _, phrase in found.balances)
+        problems.append(f"only one component can be the balance ({quoted}); name one")
+    for name, phrase in found.balances:
+        if names and name not in names:
+            problems.append(f'"{phrase}": {name} is not a component; the components are {", ".join(names)}')
+        if total is None:
+            problems.append(
+                f'"{phrase}" means the amounts add up to a total, but the request says they do not'
+                ' ("no sum rule"); drop one of them'
+            )
 
 
 def assemble(scanner: Scanner) -> dict[str, Any]:
@@ -268,38 +391,17 @@ def assemble(scanner: Scanner) -> dict[str, Any]:
 
     amounts = [a for b in found.bounds for a in (b.lower, b.upper) if a] + [c.rhs for c in found.constraints]
     amounts += [a for a, _ in found.resolutions]
-    total, unit = _resolve_unit(found, amounts, problems)
-    scale = 1.0 if unit == "fraction" else 100.0
-    basis = _basis_of(amounts, found)
+    total, unit = _resolve_unit(scanner, amounts)
+    basis = _basis_of(amounts, found, problems)
 
     components: list[dict[str, Any]] = []
     if names:
         used = [(b.name, b.phrase) for b in found.bounds]
         used += [(n, c.phrase) for c in found.constraints for n in c.coefficients]
         _check_names(used, names, problems)
-        bounds: dict[str, dict[str, float]] = {n: {"lower": 0.0, "upper": scale} for n in names}
-        seen: dict[tuple[str, str], tuple[float, str]] = {}
-        # "each component ..." first, so that a bound on one component overrides it
-        for b in sorted(found.bounds, key=lambda b: b.name != "*"):
-            targets = names if b.name == "*" else [b.name] if b.name in bounds else []
-            for side, amount in (("lower", b.lower), ("upper", b.upper)):
-                if amount is None:
-                    continue
-                value = _in_unit(amount, unit)
-                key = (b.name, side)
-                if key in seen and seen[key][0] != value:
-                    problems.append(
-                        f'the {side} bound of {b.name} is given twice ("{seen[key][1]}" and "{b.phrase}");'
-                        " give it once"
-                    )
-                seen[key] = (value, b.phrase)
-                for name in targets:
-                    bounds[name][side] = value
-        for name in names:
-            entry: dict[str, Any] = {"name": name, **bounds[name]}
-            if total is None:
-                entry["unit"] = unit
-            components.append(entry)
+        unclear = SUM_QUESTION in scanner.questions
+        components = _component_bounds(found, names, total, unit, problems, unit_unclear=unclear)
+    _check_balance(found, names, total, problems)
 
     constraints = [
         {"coefficients": c.coefficients, "operator": c.operator, "rhs": _in_unit(c.rhs, unit)}
@@ -307,8 +409,10 @@ def assemble(scanner: Scanner) -> dict[str, Any]:
     ]
     experiments = _single(found.budgets, "the budget", problems)
     if experiments is None and not found.budgets:
-        problems.append(
-            'no budget: say how many experiments to run, e.g. "30 experiments" or "a budget of 20 runs"'
+        scanner.ask(
+            BUDGET_QUESTION,
+            'no budget: how many experiments may the campaign run in all? Say e.g. "30 experiments" or'
+            ' "a budget of 20 runs"',
         )
     batch = _single(found.batches, "the batch size", problems)
     initial = _single(found.initials, "the initial design", problems)

@@ -11,6 +11,7 @@ __all__ = [
     "Found",
     "ObjectivePhrase",
     "QuantityBound",
+    "Reading",
     "SumRulePhrase",
     "TargetPhrase",
 ]
@@ -105,6 +106,23 @@ class SumRulePhrase:
 
 
 @dataclass
+class Reading:
+    """Which words of the request became which field, for ``athanor plan --explain``.
+
+    Attributes:
+        start: Where the words start in the request (characters).
+        end: Where they end.
+        field: What they became, e.g. ``"budget"``, ``"bound"``, ``"objective"``.
+        value: What they say, e.g. ``"30 experiments"``, ``"Al <= 15 at.%"``.
+    """
+
+    start: int
+    end: int
+    field: str
+    value: str
+
+
+@dataclass
 class Found:
     """Every phrase the scanner read, by kind; counts are ``(value, phrase)``."""
 
@@ -124,3 +142,6 @@ class Found:
     cardinalities: list[tuple[int, str]] = field(default_factory=list)
     resolutions: list[tuple[Amount, str]] = field(default_factory=list)
     categories: list[tuple[int, str, list[str], str]] = field(default_factory=list)  # start, name, choices
+    balances: list[tuple[str, str]] = field(default_factory=list)  # the component, phrase
+    bases: list[tuple[str, str]] = field(default_factory=list)  # "mass", "mole" or "volume", phrase
+    readings: list[Reading] = field(default_factory=list)

@@ -12,22 +12,32 @@ import re
 from agents.llm.reader.words import WORD_INT
 
 __all__ = [
+    "AS_MUCH_AS_POSSIBLE",
+    "AS_POSSIBLE_OBJECTIVE",
+    "BALANCE_PATTERNS",
+    "BASIS",
     "BATCH_PATTERNS",
     "BOUND",
     "BOUND_REVERSED",
     "BUDGET_PATTERNS",
     "CARDINALITY_PATTERNS",
     "CATEGORY_PATTERNS",
+    "DOPED",
     "DOWN_RELATIONS",
     "EACH",
+    "FIND_OBJECTIVE",
     "GROUP_BOUND",
     "INITIAL_PATTERNS",
     "LIST",
+    "MAKE_OBJECTIVE",
     "NUM",
     "OBJECTIVE",
     "OBJECTIVE_MORE",
+    "OBJECTIVE_PATTERNS",
+    "OF_OBJECTIVE",
     "PLUS_CONSTRAINT",
     "QUANTITY_BOUND",
+    "QUESTION_OBJECTIVE",
     "RANGE_PATTERNS",
     "RESOLUTION_PATTERNS",
     "SEED",
@@ -35,6 +45,7 @@ __all__ = [
     "SPLIT_LIST",
     "SUM_OF_CONSTRAINT",
     "SUM_PATTERNS",
+    "SUPERLATIVE_OBJECTIVE",
     "SUPERLATIVE_UP",
     "SYSTEM",
     "TARGET_PATTERNS",
@@ -43,6 +54,7 @@ __all__ = [
     "UP_RELATIONS",
     "UP_VERBS",
     "VERB_WORDS",
+    "WHICH_OBJECTIVE",
     "WORD",
 ]
 
@@ -56,7 +68,8 @@ def pct(group: str, optional: bool = True) -> str:
     """A percent marker after a number (``10 at.%``), captured as ``group``."""
     return (
         rf"(?P<{group}>\s*(?:(?:at|wt|mol|vol|mass|atomic|weight|molar|volume)\.?\s*(?:%|percent)"
-        rf"|%|percent|per\s*cent|pct)(?![\w])){'?' if optional else ''}"
+        rf"|%|percent|per\s*cent|pct)(?:\s+by\s+(?:mass|weight|volume|moles?|atoms?))?(?![\w]))"
+        rf"{'?' if optional else ''}"
     )
 
 
@@ -80,7 +93,8 @@ _PART = rf"(?<![\w:.]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?::[A-Za-z0-9_]+)*(?!
 _AND = r"(?:and|&)"
 _NAME_LIST = rf"{_NAME}(?:\s*,\s*{_NAME})*\s*,?\s*{_AND}\s+{_NAME}"
 _OPEN_LIST = rf"{_NAME}(?:\s*,\s*{_NAME})*(?:\s*,?\s*{_AND}\s+{_NAME})?"
-EACH = r"(?:(?:each|every|any)\s+(?:component|ingredient)|all\s+(?:components|ingredients)|each(?:\s+one)?)"
+_MEMBER = r"(?:component|ingredient|element|constituent|metal|species)"
+EACH = rf"(?:(?:each|every|any)\s+{_MEMBER}|all\s+{_MEMBER}s|each(?:\s+one)?)"
 _NOUN = r"(?:experiments?|runs?|samples?|measurements?|trials?|compositions?|evaluations?)"
 _SYSTEM_NOUN = (
     r"(?:blend|alloy|mixture|mix|composite|system|formulation|film|thin\s+film|solution|ink|glass|ceramic"
@@ -139,20 +153,35 @@ _UNIT = (
 
 UP_VERBS = r"maximi[sz]e|increase|raise|boost|enhance"
 _DOWN_VERBS = r"minimi[sz]e|reduce|decrease|lower"
-SUPERLATIVE_UP = r"highest|largest|greatest|maximum|max"
-_SUPERLATIVE_DOWN = r"lowest|smallest|least|minimum|min"
-_FIND = (
-    r"find\s+(?:the\s+)?(?:(?:composition|blend|mixture|alloy|formulation|recipe|sample)\s+"
-    r"(?:with|that\s+gives|giving|that\s+has|of)\s+(?:the\s+)?)?"
-    rf"(?:{SUPERLATIVE_UP}|{_SUPERLATIVE_DOWN})"
+SUPERLATIVE_UP = r"highest|largest|greatest|maximum|max|fastest|most"
+_SUPERLATIVE_DOWN = r"lowest|smallest|least|minimum|min|slowest"
+#: Superlatives that stand for a direction on their own ("the highest yield", "for maximum strength").
+_SUPERLATIVE = (
+    r"(?:highest|largest|greatest|biggest|fastest|lowest|smallest|slowest|best|most|least"
+    r"|maximum|minimum|max|min|maximal|minimal)"
+)
+#: Nouns a request may use for what it looks for: "the composition with the highest ...".
+_SOUGHT = (
+    r"(?:compositions?|blends?|mixtures?|mix|alloys?|formulations?|recipes?|samples?|ratios?|proportions?"
+    r"|combinations?|materials?|catalysts?|films?)"
 )
 _PROP_STOP = (
     r"of|for|in|until|target|with|by|at|on|using|while|from|across|over|within|and|or|to|when|once|as"
     r"|subject|where|given|keeping|seed|budget|through|via|among|between|per|the|a|an|is|varying|mixing"
     r"|please|experiments?|runs?|samples?|batch(?:es)?|then|so|stop|whilst|bounds?|limits?|it|its|them"
+    r"|find|make|get|gives?|has|have|having|giving|shows?|yields|produces|that|which|what|possible|we|i"
+    r"|highest|lowest|largest|smallest|greatest|best|most|least|fastest|slowest|maximum|minimum|tuning"
+    r"|tune|mix|doped|each|every|all|both|together"
 )
 _PROP_WORD = rf"(?!(?:{_PROP_STOP})(?![\w-]))[A-Za-z]+(?:-[A-Za-z]+)*(?![\w])"
 _PROP = rf"{_PROP_WORD}(?:\s+{_PROP_WORD}){{0,3}}"
+_OBJECTIVE_UNIT = rf"(?:\s*\(\s*(?P<u1>{_UNIT})\s*\)|\s+(?:in|measured\s+in)\s+(?P<u2>{_UNIT}))?"
+#: A system named in one word: joined by '-' or '/' (Cu-Ag-Zr, P3HT/CNT) or an element string (CoCrFeMnNi).
+_SYSTEM_WORDS = rf"(?:{_PART}(?:\s*[-/]\s*{_PART})+|(?-i:[A-Z][a-z]?(?:[A-Z][a-z]?)+)(?![\w]))"
+_GIVING = (
+    r"with|that\s+(?:gives|has|shows|yields|reaches|achieves)|giving|having|showing|yielding|gives|has|shows"
+    r"|yields|produces|leads\s+to|results\s+in|achieves|reaches"
+)
 
 WORD = re.compile(r"[^\s\x00,;:.!?()\[\]{}\"'“”‘’/\-–—]+")
 
@@ -222,9 +251,63 @@ SUM_PATTERNS = [
 
 # --- objective and target -------------------------------------------------------------------------------
 OBJECTIVE = rx(
-    rf"(?<!\w)(?P<verb>{UP_VERBS}|{_DOWN_VERBS}|{_FIND})(?![\w])\s+(?:the\s+)?(?P<prop>{_PROP})"
-    rf"(?:\s*\(\s*(?P<u1>{_UNIT})\s*\)|\s+(?:in|measured\s+in)\s+(?P<u2>{_UNIT}))?"
+    rf"(?<!\w)(?P<verb>{UP_VERBS}|{_DOWN_VERBS})(?![\w])\s+(?:the\s+)?(?P<prop>{_PROP}){_OBJECTIVE_UNIT}"
 )
+#: "Find the (CoCrFeMnNi) composition with the highest yield strength", "find the lowest density".
+FIND_OBJECTIVE = rx(
+    rf"(?<!\w)(?:find|identify|search\s+for|look\s+for|get|locate|discover)\s+(?:the\s+|an?\s+)?"
+    rf"(?:(?P<system>{_SYSTEM_WORDS})\s+)?(?:(?P<sought>{_SOUGHT})\s+(?:{_GIVING})\s+(?:the\s+)?)?"
+    rf"(?P<sup>{_SUPERLATIVE})\s+(?P<prop>{_PROP}){_OBJECTIVE_UNIT}"
+)
+#: "What ratio of Cu, Ag and Au gives the best selectivity", "which CoCrFeMnNi alloy has the lowest density".
+QUESTION_OBJECTIVE = rx(
+    rf"(?<!\w)(?:what|which)\s+(?:(?P<system>{_SYSTEM_WORDS})\s+)?(?P<sought>{_SOUGHT})\s+"
+    rf"(?:of\s+(?:the\s+)?(?P<list>{_OPEN_LIST})\s+)?(?:{_GIVING})\s+(?:the\s+)?(?P<sup>{_SUPERLATIVE})\s+"
+    rf"(?P<prop>{_PROP}){_OBJECTIVE_UNIT}"
+)
+#: "the highest transmittance", "for maximum efficiency", "with the lowest sheet resistance".
+SUPERLATIVE_OBJECTIVE = rx(
+    rf"(?<![\w-])(?P<for>(?:for|with|giving|having|of)\s+)?(?P<the>the\s+)?(?P<sup>{_SUPERLATIVE})\s+(?P<prop>{_PROP})"
+    rf"{_OBJECTIVE_UNIT}"
+)
+#: "make the yield as high as possible", "as much hardness as possible".
+AS_POSSIBLE_OBJECTIVE = [
+    rx(
+        rf"(?<!\w)(?:(?:make|get|keep|push|bring)\s+)?(?:the\s+)?(?P<prop>{_PROP})\s+as\s+"
+        r"(?P<way>high|large|big|great|low|small|fast|slow)\s+as\s+possible(?![\w])"
+    ),
+    rx(rf"(?<!\w)(?:get\s+)?as\s+(?P<way>much|little)\s+(?P<prop>{_PROP})\s+as\s+possible(?![\w])"),
+]
+# Chinese word order, after the rewrites of agents.llm.reader.chinese: the property follows 的.
+_OWNER = (
+    rf"(?P<names>{_SYSTEM_WORDS}|{_OPEN_LIST})"
+    rf"(?:\s+(?P<noun>{_SYSTEM_NOUN}|compositions?|high-entropy\s+alloys?)(?![\w]))?"
+)
+#: "maximise CoCrFeMnNi alloy 的 hardness" (最大化 CoCrFeMnNi 合金的硬度).
+OF_OBJECTIVE = rx(
+    rf"(?<!\w)(?P<verb>{UP_VERBS}|{_DOWN_VERBS})\s+(?:the\s+)?{_OWNER}\s*的\s*(?P<prop>{_PROP}){_OBJECTIVE_UNIT}"
+)
+#: "make Cu, Ag, Au 的 selectivity highest" (使 Cu、Ag、Au 的选择性最高), "... as high as possible".
+MAKE_OBJECTIVE = rx(
+    rf"(?<!\w)(?:make\s+)?{_OWNER}\s*的\s*(?P<prop>{_PROP})\s+(?:(?P<sup>{_SUPERLATIVE})"
+    r"|as\s+(?P<way>high|large|low|small)\s+as\s+possible)(?![\w])"
+)
+#: "find conductivity highest 的 P3HT, CNT and PEDOT ratio" (找到电导率最高的 P3HT、CNT 和 PEDOT 配比).
+WHICH_OBJECTIVE = rx(
+    rf"(?:(?<!\w)find\s+|(?:^|(?<=[,;:.(]))\s*)(?:the\s+)?(?P<prop>{_PROP})\s+(?P<sup>{_SUPERLATIVE})\s*的\s*"
+    rf"(?:{_OWNER}\s+)?(?P<sought>{_SOUGHT})(?![\w])"
+)
+#: Objective phrases that hold their direction in a verb, a question or a "find ..." (in this order).
+OBJECTIVE_PATTERNS = [
+    OF_OBJECTIVE,
+    MAKE_OBJECTIVE,
+    WHICH_OBJECTIVE,
+    FIND_OBJECTIVE,
+    QUESTION_OBJECTIVE,
+    OBJECTIVE,
+]
+#: "... as much as possible" after an objective with a verb: no more than the verb says.
+AS_MUCH_AS_POSSIBLE = rx(r"(?<!\w)as\s+(?:much|far)\s+as\s+possible(?![\w])")
 UP_RELATIONS = (
     r"exceeds|passes|tops|rises\s+(?:above|over)|goes\s+(?:above|over)|gets\s+(?:above|over)"
     r"|is\s+(?:above|over|at\s+least|greater\s+than|higher\s+than|more\s+than)|>=|≥|>"
@@ -280,20 +363,28 @@ GROUP_BOUND = rx(
 _SUBJECT_PREFIX = (
     r"(?:(?:the\s+)?(?:fraction|amount|content|share|proportion|concentration|loading)\s+of\s+)?"
 )
-_SUBJECT_SUFFIX = r"(?:\s+(?:content|fraction|amount|share|loading|concentration))?"
+_SUBJECT_SUFFIX = (
+    r"(?:\s+(?P<bw>(?:mass|mole|molar|weight|volume|atomic)\s+)?"
+    r"(?:content|fractions?|amount|share|loading|concentration))?"
+)
 _SUBJECT = rf"{_SUBJECT_PREFIX}(?P<name>{EACH}|{_NAME}){_SUBJECT_SUFFIX}"
 _LE = r"(?:<=|=<|≤|<)"
 RANGE_PATTERNS = [
     rx(rf"(?P<a>{NUM}){pct('pa')}\s*{_LE}\s*(?P<name>{_NAME})\s*{_LE}\s*(?P<b>{NUM}){pct('pb')}"),
     rx(
-        rf"{_SUBJECT}\s*{_COPULA}(?:between|within)\s+(?P<a>{NUM}){pct('pa')}\s+and\s+(?P<b>{NUM})"
+        rf"{_SUBJECT}\s*{_COPULA}(?:between|within)\s+(?P<a>{NUM}){pct('pa')}\s+(?:and|to)\s+(?P<b>{NUM})"
         rf"{pct('pb')}"
     ),
     rx(rf"{_SUBJECT}\s*{_COPULA}from\s+(?P<a>{NUM}){pct('pa')}\s+to\s+(?P<b>{NUM}){pct('pb')}"),
+    # "Al 0-15 at.%", "Cr: 10 to 25 wt.%"
+    rx(
+        rf"{_SUBJECT}\s*:?\s+(?P<a>{NUM}){pct('pa')}\s*(?:-|~|to)\s*(?P<b>(?:\d+(?:\.\d+)?|\.\d+))(?![\w.])"
+        rf"{pct('pb')}"
+    ),
     rx(rf"{_SUBJECT}\s*{_COPULA}in\s*\[\s*(?P<a>{NUM})\s*,\s*(?P<b>{NUM})\s*\]{pct('pb')}"),
 ]
 BOUND = rx(rf"{_SUBJECT}\s*{_COPULA}{_CMP}\s*(?P<v>{NUM}){pct('pct')}")
-BOUND_REVERSED = rx(rf"(?<!\w){_CMP}\s*(?P<v>{NUM}){pct('pct')}\s+(?:of\s+)?(?P<name>{_NAME})")
+BOUND_REVERSED = rx(rf"(?<!\w){_CMP}\s*(?P<v>{NUM}){pct('pct')}\s+(?:of\s+|的\s*)?(?P<name>{_NAME})")
 
 # --- how many components may be present, grid step, categorical choices -----------------------------
 _CHOOSE_VERB = r"(?:choose|choosing|pick|picking|select|selecting|use|using)"
@@ -342,13 +433,35 @@ SPLIT_CHOICES = re.compile(r"\s*,?\s*(?:or|and)\s+|\s*,\s*", re.IGNORECASE)
 # --- components -----------------------------------------------------------------------------------
 SYSTEM = rx(
     r"(?<!\w)(?P<prefix>(?:(?:of|for|in|on)\s+)?(?:(?:a|an|the)\s+)?)"
-    r"(?:(?:binary|ternary|quaternary|quinary|multi-?component|high-entropy)\s+)?"
-    rf"(?P<names>{_PART}(?:\s*[-/]\s*{_PART})+)(?:\s+(?P<noun>{_SYSTEM_NOUN})(?![\w]))?"
+    r"(?:(?:binary|ternary|quaternary|quinary|multi-?component|high-entropy|equiatomic)\s+)?"
+    rf"(?P<names>{_SYSTEM_WORDS})(?:\s+(?P<noun>{_SYSTEM_NOUN}|compositions?|HEAs?|high-entropy\s+alloys?)(?![\w]))?"
+)
+_LIST_VERB = (
+    r"(?:by\s+)?(?:tun(?:e|ing)|var(?:y|ying)|adjust(?:ing)?|chang(?:e|ing)|optimi[sz]ing|blend(?:ing)?"
+    r"|combin(?:e|ing)|mix|among)"
+    r"(?:\s+the\s+(?:ratios?|proportions?|amounts?|fractions?|composition|contents?)\s+of)?"
 )
 LIST = rx(
-    rf"(?<!\w)(?P<prefix>of|from|for|mixing|containing|components?|ingredients?|{_SYSTEM_NOUN}\s+with)\s*:?\s+"
-    r"(?:(?:the\s+)?(?:components?|ingredients?)\s*:?\s*)?"
+    rf"(?<!\w)(?P<prefix>of|from|for|with|using|mixing|containing|components?|ingredients?|{_SYSTEM_NOUN}\s+with"
+    rf"|{_LIST_VERB}|(?:made|composed|consisting)\s+of)\s*:?\s+"
+    r"(?:(?:the\s+)?(?:components?|ingredients?|elements?)\s*:?\s*)?"
     rf"(?P<list>{_OPEN_LIST})"
+)
+#: "TiO2 doped with Nb and Ta": the host and its dopants are the components.
+DOPED = rx(rf"(?P<host>{_NAME})\s+(?:co-?)?doped\s+with\s+(?P<list>{_OPEN_LIST})")
+#: "Ti the balance", "the balance Ti", "Fe (bal.)": the component that takes what the others leave.
+BALANCE_PATTERNS = [
+    rx(
+        rf"(?P<name>{_NAME})\s+(?:(?:is|as|makes\s+up|forms?|being)\s+)?(?:the\s+)?"
+        r"(?:balance|remainder|rest|bal\.)(?![\w])"
+    ),
+    rx(rf"(?<!\w)(?:the\s+)?(?:balance|remainder|rest)\s+(?:is\s+|being\s+|of\s+)?(?P<name>{_NAME})"),
+    rx(rf"(?P<name>{_NAME})\s*\(\s*(?:balance|bal\.?|remainder)\s*\)"),
+]
+#: "by mass", "in mass fractions": what the fractions are fractions of.
+BASIS = rx(
+    r"(?<!\w)(?:(?:all\s+)?(?:amounts|fractions|percentages|compositions?|ratios?)\s+(?:are\s+)?)?"
+    r"by\s+(?P<basis>mass|weight|volume|moles?|atoms?)(?![\w])"
 )
 UNIT_RE = re.compile(_UNIT)
 SPLIT_LIST = re.compile(rf"\s*,\s*{_AND}\s+|\s*,\s*|\s+{_AND}\s+", re.IGNORECASE)

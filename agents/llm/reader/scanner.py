@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from agents.llm.reader.chinese import CHINESE_REWRITES, HAS_CJK
 from agents.llm.reader.found import (
     Amount,
     BoundPhrase,
@@ -16,24 +17,30 @@ from agents.llm.reader.found import (
     Found,
     ObjectivePhrase,
     QuantityBound,
+    Reading,
     SumRulePhrase,
     TargetPhrase,
 )
 from agents.llm.reader.patterns import (
+    AS_MUCH_AS_POSSIBLE,
+    AS_POSSIBLE_OBJECTIVE,
+    BALANCE_PATTERNS,
+    BASIS,
     BATCH_PATTERNS,
     BOUND,
     BOUND_REVERSED,
     BUDGET_PATTERNS,
     CARDINALITY_PATTERNS,
     CATEGORY_PATTERNS,
+    DOPED,
     DOWN_RELATIONS,
     EACH,
     GROUP_BOUND,
     INITIAL_PATTERNS,
     LIST,
     NUM,
-    OBJECTIVE,
     OBJECTIVE_MORE,
+    OBJECTIVE_PATTERNS,
     PLUS_CONSTRAINT,
     QUANTITY_BOUND,
     RANGE_PATTERNS,
@@ -43,7 +50,7 @@ from agents.llm.reader.patterns import (
     SPLIT_LIST,
     SUM_OF_CONSTRAINT,
     SUM_PATTERNS,
-    SUPERLATIVE_UP,
+    SUPERLATIVE_OBJECTIVE,
     SYSTEM,
     TARGET_PATTERNS,
     UNIT_RE,
@@ -56,7 +63,11 @@ from agents.llm.reader.text import USED, WorkingText
 from agents.llm.reader.words import (
     FILLER,
     QUANTITIES,
+    basis_of_words,
+    best_direction,
     clean,
+    element_string,
+    fmt,
     is_modifier,
     pct_kind,
     property_name,
@@ -64,8 +75,34 @@ from agents.llm.reader.words import (
     to_number,
     unit_text,
 )
+from athanor.asking import Question
+from athanor.spec import formula_elements
 
 __all__ = ["Scanner", "names_of"]
+
+# Superlatives that are read as an objective only after "the" or "for" ("at most 0.3" is a bound).
+_NEEDS_THE = frozenset({"most", "least", "max", "min", "maximum", "minimum", "maximal", "minimal"})
+_UP_WORDS = frozenset(
+    "highest largest greatest biggest fastest most maximum max maximal high large big great fast much".split()
+)
+_ELEMENT = re.compile(r"[A-Z][a-z]?")
+#: Endings of words that describe rather than name a property ("the most stable").
+ADJECTIVE = re.compile(r"(?:ble|ive|ous|ful|ic|al|ant|ent)$")
+
+
+def _direction(groups: dict[str, str | None], words: str) -> str | None:
+    """The direction an objective phrase asks for; None for "best" of a property of unknown sense."""
+    verb = (groups.get("verb") or "").lower()
+    if verb:
+        return "maximise" if re.fullmatch(UP_VERBS, verb, re.I) else "minimise"
+    way = (groups.get("sup") or groups.get("way") or "").lower()
+    if way == "best":
+        return best_direction(words)
+    return "maximise" if way in _UP_WORDS else "minimise"
+
+
+def _amount_text(amount: Amount) -> str:
+    return fmt(amount.value) + (f" {amount.pct}" if amount.pct else "")
 
 
 def names_of(text: str) -> list[str]:
@@ -85,10 +122,21 @@ class Scanner:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.working = WorkingText(text)
+        self.working = WorkingText(text, CHINESE_REWRITES if HAS_CJK.search(text) else ())
         self.found = Found()
         self.problems: list[str] = []
+        self.questions: list[Question] = []
         self._objective_ends: dict[int, ObjectivePhrase] = {}
+
+    def ask(self, question: Question, problem: str) -> None:
+        """A problem that ``question`` settles: the request lacks something a user can be asked."""
+        self.problems.append(problem)
+        self.questions.append(question)
+
+    @property
+    def only_questions(self) -> bool:
+        """Whether every problem is one a question settles (nothing else stops the request)."""
+        return bool(self.questions) and len(self.questions) == len(self.problems) and not self.unread()
 
     # -- scanning -------------------------------------------------------------------------------------
     def scan(self, pattern: re.Pattern[str], handler: Callable[[re.Match[str]], bool]) -> None:
@@ -101,6 +149,11 @@ class Scanner:
         """The request's own words for a match, as messages quote them."""
         return clean(self.working.source(*match.span()))
 
+    def note(self, match: re.Match[str], field: str, value: str) -> None:
+        """Record that the words of ``match`` became ``field`` with ``value`` (for ``--explain``)."""
+        start, end = self.working.source_span(*match.span())
+        self.found.readings.append(Reading(start, end, field, value))
+
     def run(self) -> None:
         """Run every phrase pattern, in an order where the more specific phrases come first."""
         # before budgets and bounds: "choose at most 3 of Cu, ..." is neither a bound nor a budget
@@ -109,26 +162,27 @@ class Scanner:
         for pattern in BATCH_PATTERNS:
             self.scan(pattern, self._batch)
         for pattern in INITIAL_PATTERNS:
-            self.scan(pattern, lambda m: self._count(m, self.found.initials))
+            self.scan(pattern, lambda m: self._count(m, self.found.initials, "initial design"))
         for pattern in BUDGET_PATTERNS:
-            self.scan(pattern, lambda m: self._count(m, self.found.budgets))
-        self.scan(SEED, lambda m: self._count(m, self.found.seeds))
+            self.scan(pattern, lambda m: self._count(m, self.found.budgets, "budget"))
+        self.scan(SEED, lambda m: self._count(m, self.found.seeds, "seed"))
         for pattern in RESOLUTION_PATTERNS:
             self.scan(pattern, self._resolution)
-        for pattern in CATEGORY_PATTERNS:
-            self.scan(pattern, self._category)
         for pattern in SUM_PATTERNS:
             self.scan(pattern, self._sum_rule)
         for pattern in TARGET_PATTERNS:
             self.scan(pattern, self._target)
-        self.scan(OBJECTIVE, self._objective)
-        found = -1
-        while len(self.found.objectives) > found:  # "maximise A, B and C": each "and" may add one
-            found = len(self.found.objectives)
-            self.scan(OBJECTIVE_MORE, self._objective_more)
+        # before choices: in "the Seebeck coefficient from A, B and C" "coefficient" is no variable
+        self._objectives()
+        for pattern in CATEGORY_PATTERNS:
+            self.scan(pattern, self._category)
         self.scan(QUANTITY_BOUND, self._quantity_bound)
         self.scan(PLUS_CONSTRAINT, self._plus_constraint)
         self.scan(SUM_OF_CONSTRAINT, self._sum_of_constraint)
+        for pattern in BALANCE_PATTERNS:
+            self.scan(pattern, self._balance)
+        self.scan(BASIS, self._basis)
+        self.scan(DOPED, self._doped)
         # the component list before group bounds: in "of A, B and C, A and B each ..." it ends at C
         self.scan(LIST, self._list)
         self.scan(GROUP_BOUND, self._group_bound)
@@ -138,29 +192,52 @@ class Scanner:
         self.scan(BOUND_REVERSED, self._bound)
         self.scan(SYSTEM, self._system)
 
+    def _objectives(self) -> None:
+        for pattern in OBJECTIVE_PATTERNS:
+            self.scan(pattern, self._objective)
+        found = -1
+        while len(self.found.objectives) > found:  # "maximise A, B and C": each "and" may add one
+            found = len(self.found.objectives)
+            self.scan(OBJECTIVE_MORE, self._objective_more)
+        self.scan(AS_MUCH_AS_POSSIBLE, lambda m: bool(self.found.objectives))
+        for pattern in AS_POSSIBLE_OBJECTIVE:
+            self.scan(pattern, self._objective)
+        self.scan(SUPERLATIVE_OBJECTIVE, self._objective)
+
     # -- handlers -------------------------------------------------------------------------------------
     def _batch(self, m: re.Match[str]) -> bool:
         n = to_int(m.group("n")) if m.groupdict().get("n") else 1
         self.found.batches.append((n, self.phrase(m)))
+        self.note(m, "batch size", f"{n} at a time")
         return True
 
-    def _count(self, m: re.Match[str], sink: list[tuple[int, str]]) -> bool:
-        sink.append((to_int(m.group("n")), self.phrase(m)))
+    def _count(self, m: re.Match[str], sink: list[tuple[int, str]], field: str) -> bool:
+        n = to_int(m.group("n"))
+        sink.append((n, self.phrase(m)))
+        self.note(m, field, f"{n} experiments" if field != "seed" else str(n))
         return True
 
     def _cardinality(self, m: re.Match[str]) -> bool:
-        self.found.cardinalities.append((to_int(m.group("n")), self.phrase(m)))
+        n = to_int(m.group("n"))
+        self.found.cardinalities.append((n, self.phrase(m)))
+        value = f"at most {n} components present"
         if m.groupdict().get("list"):
-            self.found.lists.append((names_of(m.group("list")), self.phrase(m)))
+            names = names_of(m.group("list"))
+            self.found.lists.append((names, self.phrase(m)))
+            value += "; components " + ", ".join(names)
+        self.note(m, "components present", value)
         return True
 
     def _resolution(self, m: re.Match[str]) -> bool:
-        self.found.resolutions.append((self._amount(m, "v", "pct"), self.phrase(m)))
+        amount = self._amount(m, "v", "pct")
+        self.found.resolutions.append((amount, self.phrase(m)))
+        self.note(m, "grid step", _amount_text(amount))
         return True
 
     def _category(self, m: re.Match[str]) -> bool:
         choices = [c for c in SPLIT_CHOICES.split(m.group("choices").strip()) if c]
         self.found.categories.append((m.start(), m.group("var"), choices, self.phrase(m)))
+        self.note(m, "choice", f"{m.group('var')}: one of {', '.join(choices)}")
         return True
 
     def _sum_rule(self, m: re.Match[str]) -> bool:
@@ -177,6 +254,11 @@ class Scanner:
             total = 100.0
             pct = pct or "%"
         self.found.sum_rules.append(SumRulePhrase(total=total, pct=pct, phrase=self.phrase(m)))
+        basis = basis_of_words(text)
+        if basis is not None:
+            self.found.bases.append((basis, self.phrase(m)))
+        rule = "none: the amounts are independent" if total is None else f"the amounts add up to {fmt(total)}"
+        self.note(m, "sum rule", rule)
         return True
 
     def _target(self, m: re.Match[str]) -> bool:
@@ -187,31 +269,65 @@ class Scanner:
             direction = "maximise"
         elif relation and re.fullmatch(DOWN_RELATIONS, relation, re.I):
             direction = "minimise"
-        self.found.targets.append(
-            TargetPhrase(
-                value=float(groups["v"]),
-                unit=unit_text(groups.get("u")),
-                prop=groups.get("prop"),
-                direction=direction,
-                phrase=self.phrase(m),
-            )
+        target = TargetPhrase(
+            value=float(groups["v"]),
+            unit=unit_text(groups.get("u")),
+            prop=groups.get("prop"),
+            direction=direction,
+            phrase=self.phrase(m),
         )
+        self.found.targets.append(target)
+        self.note(m, "target", f"stop at {fmt(target.value)}" + (f" {target.unit}" if target.unit else ""))
         return True
 
     def _objective(self, m: re.Match[str]) -> bool:
-        verb = m.group("verb").lower()
-        up = re.match(UP_VERBS, verb, re.I) or re.search(rf"(?:{SUPERLATIVE_UP})$", verb, re.I)
+        """Any objective phrase: with a verb, a superlative, a question or "as high as possible"."""
+        groups = m.groupdict()
         words = re.sub(r"\s+", " ", m.group("prop")).lower()
+        phrase = self.phrase(m)
+        sup = (groups.get("sup") or "").lower()
+        if sup in _NEEDS_THE and not (groups.get("the") or groups.get("for") or groups.get("sought")):
+            return False  # "at most 0.3", "max 5": a bound, not an objective
+        if any(_ELEMENT.fullmatch(word) and formula_elements(word) for word in m.group("prop").split()):
+            return False  # "Zr hardness": an element symbol is a component, not part of a property
+        if groups.get("system") and self._system_words(groups["system"], groups.get("sought")) is None:
+            return False
+        if groups.get("names") and not self._owner(groups["names"], groups.get("noun"), phrase):
+            return False
+        if groups.get("list"):
+            self.found.lists.append((names_of(groups["list"]), phrase))
+        direction = _direction(groups, words)
+        if direction is None:
+            self.problems.append(
+                f'"{phrase}": "best" does not say whether the {words} should be high or low; write'
+                f' "the highest {words}" or "the lowest {words}"'
+            )
+            direction = "maximise"
+        elif sup in ("most", "least") and ADJECTIVE.search(words.split()[0]):
+            self.problems.append(
+                f'"{phrase}": "{words.split()[0]}" describes, it does not name a property to measure;'
+                f' name the property, e.g. "the highest {words.split()[0]}ness" or "maximise the ..."'
+            )
         objective = ObjectivePhrase(
             name=property_name(words),
             words=words,
-            direction="maximise" if up else "minimise",
-            unit=unit_text(m.group("u1") or m.group("u2")),
-            phrase=self.phrase(m),
+            direction=direction,
+            unit=unit_text(groups.get("u1") or groups.get("u2")),
+            phrase=phrase,
         )
         self.found.objectives.append(objective)
         self._objective_ends[m.end()] = objective
+        unit = f" in {objective.unit}" if objective.unit else ""
+        self.note(m, "objective", f"{direction} {objective.name}{unit}")
         return True
+
+    def _owner(self, words: str, noun: str | None, phrase: str) -> bool:
+        """Record the components of "X 的 property": a list, or a system in one word; False if none."""
+        names = names_of(words)
+        if len(names) > 1:
+            self.found.lists.append((names, phrase))
+            return True
+        return self._system_words(words, noun) is not None
 
     def _objective_more(self, m: re.Match[str]) -> bool:
         before = self._objective_ends.get(m.start())
@@ -229,6 +345,7 @@ class Scanner:
         )
         self.found.objectives.append(objective)
         self._objective_ends[m.end()] = objective
+        self.note(m, "objective", f"{objective.direction} {objective.name}")
         return True
 
     def _quantity_bound(self, m: re.Match[str]) -> bool:
@@ -237,9 +354,11 @@ class Scanner:
         if name not in QUANTITIES and all(o.name != name for o in self.found.objectives):
             return False  # "P3HT at least 0.3" bounds a component
         operator = "<=" if UP_RE.fullmatch(m.group("cmp").strip()) else ">="
-        self.found.quantity_bounds.append(
-            QuantityBound(name, words, operator, float(m.group("v")), unit_text(m.group("u")), self.phrase(m))
-        )
+        value, unit_words = float(m.group("v")), unit_text(m.group("u"))
+        bound = QuantityBound(name, words, operator, value, unit_words, self.phrase(m))
+        self.found.quantity_bounds.append(bound)
+        unit = f" {bound.unit}" if bound.unit else ""
+        self.note(m, "threshold or outcome constraint", f"{name} {operator} {fmt(bound.value)}{unit}")
         return True
 
     def _amount(self, m: re.Match[str], number: str, pct: str) -> Amount:
@@ -261,9 +380,10 @@ class Scanner:
 
     def _add_constraint(self, m: re.Match[str], coefficients: dict[str, float]) -> None:
         operator = "<=" if UP_RE.fullmatch(m.group("cmp").strip()) else ">="
-        self.found.constraints.append(
-            ConstraintPhrase(coefficients, operator, self._amount(m, "v", "pct"), self.phrase(m))
-        )
+        rhs = self._amount(m, "v", "pct")
+        self.found.constraints.append(ConstraintPhrase(coefficients, operator, rhs, self.phrase(m)))
+        lhs = " + ".join(name if c == 1 else f"{fmt(c)}*{name}" for name, c in coefficients.items())
+        self.note(m, "constraint", f"{lhs} {operator} {_amount_text(rhs)}")
 
     def _group_bound(self, m: re.Match[str]) -> bool:
         mode = " ".join((m.group("mode") or m.group("mode2") or "").split()).lower()
@@ -272,7 +392,7 @@ class Scanner:
             self._add_constraint(m, dict.fromkeys(names, 1.0))
         elif mode:
             for name in names:
-                self._add_bound(name, m.group("cmp"), self._amount(m, "v", "pct"), self.phrase(m))
+                self._add_bound(m, name, m.group("cmp"), self._amount(m, "v", "pct"))
         else:
             phrase = self.phrase(m)
             self.problems.append(
@@ -281,10 +401,20 @@ class Scanner:
             )
         return True
 
-    def _add_bound(self, name: str, cmp: str, amount: Amount, phrase: str) -> None:
+    def _subject_basis(self, m: re.Match[str]) -> None:
+        """The basis a bound's subject names ("the mass fraction of Ag"), if it names one."""
+        words = m.groupdict().get("bw")
+        basis = basis_of_words(words) if words else None
+        if basis is not None:
+            self.found.bases.append((basis, self.phrase(m)))
+
+    def _add_bound(self, m: re.Match[str], name: str, cmp: str, amount: Amount) -> None:
+        self._subject_basis(m)
         upper = bool(UP_RE.fullmatch(cmp.strip()))
         lower = None if upper else amount
-        self.found.bounds.append(BoundPhrase(name, lower, amount if upper else None, phrase))
+        self.found.bounds.append(BoundPhrase(name, lower, amount if upper else None, self.phrase(m)))
+        who = "every component" if name == "*" else name
+        self.note(m, "bound", f"{who} {'<=' if upper else '>='} {_amount_text(amount)}")
 
     def _subject(self, m: re.Match[str]) -> str:
         name = m.group("name")
@@ -294,38 +424,89 @@ class Scanner:
         low, high = self._amount(m, "a", "pa"), self._amount(m, "b", "pb")
         if low.pct is None:
             low.pct = high.pct  # "between 0 and 30 %": the marker applies to both numbers
-        self.found.bounds.append(BoundPhrase(self._subject(m), low, high, self.phrase(m)))
+        name = self._subject(m)
+        self._subject_basis(m)
+        self.found.bounds.append(BoundPhrase(name, low, high, self.phrase(m)))
+        who = "every component" if name == "*" else name
+        self.note(m, "bound", f"{who} in [{fmt(low.value)}, {_amount_text(high)}]")
         return True
 
     def _bound(self, m: re.Match[str]) -> bool:
-        self._add_bound(self._subject(m), m.group("cmp"), self._amount(m, "v", "pct"), self.phrase(m))
+        self._add_bound(m, self._subject(m), m.group("cmp"), self._amount(m, "v", "pct"))
         return True
 
-    def _system(self, m: re.Match[str]) -> bool:
-        raw = m.group("names")
-        if not m.group("noun") and ("-" in raw or not m.group("prefix").strip() or UNIT_RE.fullmatch(raw)):
-            return False  # "Cu-Ag" alone may be one hyphenated name, "mg/mL" a unit; a noun settles it
+    def _balance(self, m: re.Match[str]) -> bool:
+        name = m.group("name")
+        self.found.balances.append((name, self.phrase(m)))
+        self.note(m, "balance", f"{name} takes what the others leave (the amounts add up to the total)")
+        return True
+
+    def _basis(self, m: re.Match[str]) -> bool:
+        basis = basis_of_words(m.group("basis"))
+        assert basis is not None
+        self.found.bases.append((basis, self.phrase(m)))
+        self.note(m, "basis", f"fractions of {basis}")
+        return True
+
+    def _doped(self, m: re.Match[str]) -> bool:
+        names = [m.group("host"), *names_of(m.group("list"))]
+        self.found.lists.append((names, self.phrase(m)))
+        self.note(m, "components", ", ".join(names))
+        return True
+
+    def _system_words(self, raw: str, noun: str | None, prefix: str = "of") -> str | None:
+        """Record the system one word names (Cu-Ag-Zr, P3HT/CNT, CoCrFeMnNi).
+
+        Returns:
+            ``"system"``, ``"description"`` (a Fe-based alloy: no components), or None when the
+            word names no system.
+
+        A hyphen-joined word counts only with a noun after it (alloy, blend, ...) or when every part
+        is an element or a formula; a slash-joined one after "of", "for" or "in", or with a noun.
+        """
+        label = re.sub(r"\s*([-/])\s*", r"\1", raw) + (" " + " ".join(noun.lower().split()) if noun else "")
+        if "-" not in raw and "/" not in raw:
+            elements = element_string(raw)
+            if elements is None or not (noun or prefix):
+                return None
+            self.found.systems.append((elements, label))
+            return "system"
         names = re.split(r"\s*[-/]\s*", raw)
-        label = re.sub(r"\s*([-/])\s*", r"\1", raw)
-        if m.group("noun"):
-            label += " " + " ".join(m.group("noun").lower().split())
+        if not noun and not prefix:
+            return None
+        elements_only = all(formula_elements(n) for n in names)
+        if not noun and (UNIT_RE.fullmatch(raw) or ("-" in raw and not elements_only)):
+            return None  # "o-IDTBR" alone may be one hyphenated name, "mg/mL" a unit; a noun settles it
         modifiers = [n for n in names if is_modifier(n)]
         if modifiers:  # "a Fe-based alloy" says what the alloy is like, not what is in it
             self.found.descriptions.append((label, modifiers[0]))
-        else:
-            self.found.systems.append((names, label))
-        return True
+            return "description"
+        self.found.systems.append((names, label))
+        return "system"
+
+    def _system(self, m: re.Match[str]) -> bool:
+        kind = self._system_words(m.group("names"), m.group("noun"), m.group("prefix").strip())
+        if kind == "description":
+            self.note(m, "description", f"{self.found.descriptions[-1][0]} (names no components)")
+        elif kind == "system":
+            self.note(m, "components", ", ".join(self.found.systems[-1][0]))
+        return kind is not None
 
     def _list(self, m: re.Match[str]) -> bool:
         names = names_of(m.group("list"))
         if len(names) < 2:
             return False
         self.found.lists.append((names, self.phrase(m)))
+        self.note(m, "components", ", ".join(names))
         return True
 
     # -- leftovers --------------------------------------------------------------------------------------
     def unread(self) -> list[str]:
-        """Quoted stretches of the request that no rule used and that are not filler."""
+        """Quoted stretches of the request that no rule used and that are not filler.
+
+        A Chinese word is quoted whole: the Chinese characters next to an unread one are quoted with
+        it unless a phrase used them.
+        """
         fragments = []
         work = self.working.text
         for segment in re.finditer(rf"[^{USED}]+", work):
@@ -335,7 +516,26 @@ class Scanner:
                 end = segment.start() + bad[-1].end()
                 while start > 0 and work[start - 1] in "+-":
                     start -= 1
-                fragments.append(self.working.source(start, end).strip())
+                begin, finish = self._whole_chinese_words(*self.working.source_span(start, end))
+                fragments.append(self.text[begin:finish].strip())
         return fragments
 
+    def _whole_chinese_words(self, begin: int, finish: int) -> tuple[int, int]:
+        """The request span ``[begin, finish)`` widened over the unused Chinese characters around it."""
+        used = self._used_in_request()
+        text = self.text
+        while begin > 0 and HAS_CJK.match(text[begin - 1]) and not used[begin - 1]:
+            begin -= 1
+        while finish < len(text) and HAS_CJK.match(text[finish]) and not used[finish]:
+            finish += 1
+        return begin, finish
 
+    def _used_in_request(self) -> list[bool]:
+        """For each character of the request, whether a phrase used it."""
+        used = [False] * len(self.text)
+        for index, char in enumerate(self.working.text):
+            if char == USED:
+                begin, finish = self.working.source_span(index, index + 1)
+                for at in range(begin, finish):
+                    used[at] = True
+        return used

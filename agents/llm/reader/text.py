@@ -9,15 +9,15 @@ from, so that a refusal quotes the user's own words, whatever the patterns match
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = ["USED", "Rewrite", "WorkingText"]
 
 #: What a character of the working text becomes once a phrase has used it.
 USED = "\x00"
 
-#: A rewrite rule: every match of the pattern is replaced by the text.
-Rewrite = tuple[re.Pattern[str], str]
+#: A rewrite rule: every match of the pattern is replaced by the text (or by what the function returns).
+Rewrite = tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
 
 # One character for one, so that the working text keeps the request's offsets.
 _SAME_LENGTH = str.maketrans({"–": "-", "—": "-", "−": "-", "’": "'", "\u00a0": " ", "\t": " ", "\n": " "})
@@ -46,7 +46,7 @@ class WorkingText:
         for pattern, replacement in rewrites:
             self._rewrite(pattern, replacement)
 
-    def _rewrite(self, pattern: re.Pattern[str], replacement: str) -> None:
+    def _rewrite(self, pattern: re.Pattern[str], replacement: str | Callable[[re.Match[str]], str]) -> None:
         text, starts, ends = [], [], []
         at = 0
         for match in pattern.finditer(self.text):
@@ -57,9 +57,10 @@ class WorkingText:
             starts += self._starts[at:start]
             ends += self._ends[at:start]
             origin = (self._starts[start], self._ends[end - 1])
-            text.append(replacement)
-            starts += [origin[0]] * len(replacement)
-            ends += [origin[1]] * len(replacement)
+            words = replacement if isinstance(replacement, str) else replacement(match)
+            text.append(words)
+            starts += [origin[0]] * len(words)
+            ends += [origin[1]] * len(words)
             at = end
         text.append(self.text[at:])
         starts += self._starts[at:]

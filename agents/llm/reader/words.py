@@ -18,7 +18,10 @@ __all__ = [
     "MODIFIER_WORDS",
     "PROPERTY_UNITS",
     "QUANTITIES",
+    "WORD_INT",
     "WORD_VALUES",
+    "basis_of_words",
+    "best_direction",
     "clean",
     "element_string",
     "fmt",
@@ -102,7 +105,7 @@ FILLER = frozenset(
     to in on by using i we you want would like let's lets let us me could can campaign run do then also so
     that our my ternary binary quaternary where while such subject constraint constraints bound bounds
     is are be should must keep keeping try plan optimisation optimization here following objective goal
-    aim""".split()
+    aim need""".split()
 )
 
 #: English words that, joined by '-' to a name, say what a system is like, not what is in it: a
@@ -205,6 +208,30 @@ def element_string(name: str) -> list[str] | None:
     if "".join(symbols) != name or len(set(symbols)) != len(symbols):
         return None
     return symbols if all(Element(s).is_metal for s in symbols) else None
+
+
+def best_direction(words: str) -> str | None:
+    """Which way "the best ``words``" points: by the property's last word, or None when unknown."""
+    last = words.split()[-1].lower() if words.split() else ""
+    if last in HIGHER_IS_BETTER:
+        return "maximise"
+    if last in LOWER_IS_BETTER:
+        return "minimise"
+    return None
+
+
+#: What a basis word says the fractions are fractions of (``CampaignSpec.basis``).
+_BASIS_WORDS = {"mass": "mass", "weight": "mass", "mole": "mole", "molar": "mole", "atom": "mole"}
+_BASIS_WORDS |= {"atomic": "mole", "volume": "volume"}
+
+
+def basis_of_words(text: str) -> str | None:
+    """The basis words name ("by mass", "mole fractions"): ``mass``, ``mole`` or ``volume``, or None."""
+    for word in re.findall(r"[a-z]+", text.lower()):
+        basis = _BASIS_WORDS.get(word) or _BASIS_WORDS.get(word.removesuffix("s"))
+        if basis is not None:
+            return basis
+    return None
 
 
 def clean(text: str) -> str:
