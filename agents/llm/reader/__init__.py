@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.llm.reader.assemble import BATCH_QUESTION, assemble
-from agents.llm.reader.refusal import EXAMPLE_REQUEST, message, summary
+from agents.llm.reader.refusal import EXAMPLE_REQUEST, message, suggestion, summary
 from agents.llm.reader.scanner import Scanner
 from agents.llm.reader.words import PROPERTY_UNITS
 from athanor.asking import Question
@@ -60,7 +60,8 @@ def read_request(text: str) -> dict[str, Any]:
     problems = [f'could not read "{u}"' for u in unread] + scanner.problems
     if problems:
         questions = scanner.questions if scanner.only_questions else []
-        raise RequestNotUnderstood(message(problems, summary(scanner.found)), questions)
+        works = suggestion(scanner)
+        raise RequestNotUnderstood(message(problems, summary(scanner.found), works), questions)
     return data
 
 

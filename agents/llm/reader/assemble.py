@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
-from agents.llm.reader.found import Amount, Found, ObjectivePhrase, QuantityBound, TargetPhrase
+from agents.llm.reader.found import Amount, BoundPhrase, Found, ObjectivePhrase, QuantityBound, TargetPhrase
 from agents.llm.reader.patterns import VERB_WORDS
-from agents.llm.reader.scanner import Scanner
+from agents.llm.reader.scanner import Scanner, and_names
 from agents.llm.reader.words import PROPERTY_UNITS, fmt, property_name
 from athanor.asking import Question
 
@@ -32,14 +33,18 @@ BATCH_QUESTION = Question(
     default="1",
 )
 
-__all__ = ["BATCH_QUESTION", "BUDGET_QUESTION", "SUM_QUESTION", "and_list", "assemble"]
+__all__ = ["BATCH_QUESTION", "BUDGET_QUESTION", "SUM_QUESTION", "assemble"]
 
 
-def _single(items: list[tuple[int, str]], what: str, problems: list[str]) -> int | None:
+def _single(items: list[tuple[int, str]], what: str, found: Found, problems: list[str]) -> int | None:
+    """The one value ``items`` give, or None with a problem when they give several."""
     values = {v for v, _ in items}
     if len(values) > 1:
         quoted = " and ".join(f'"{p}"' for _, p in items)
         problems.append(f"{what} is given more than once ({quoted}); give it once")
+        for value, phrase in items:
+            if value != items[0][0]:
+                found.fixes[phrase] = None
         return None
     return items[0][0] if items else None
 
@@ -68,6 +73,9 @@ def _resolve_objectives(found: Found, scanner: Scanner) -> tuple[list[dict[str, 
             f"conflicting directions ({phrases}{' and another verb' if leftover_verbs else ''}): a campaign"
             f" either maximises or minimises {what}; ask for one"
         )
+        for o in objectives[1:]:
+            if o.name in clash:
+                found.fixes[o.phrase] = None
         return [], []
     targets = _targets_by_objective(found, objectives, problems)
     out: dict[str, dict[str, Any]] = {}
@@ -77,6 +85,8 @@ def _resolve_objectives(found: Found, scanner: Scanner) -> tuple[list[dict[str, 
         mine = targets.get(objective.name, [])
         if len(mine) > 1:
             problems.append("more than one target (" + " and ".join(f'"{t.phrase}"' for t in mine) + ")")
+            for t in mine[1:]:
+                found.fixes[t.phrase] = None
         elif mine:
             t = mine[0]
             target = t.value
@@ -84,6 +94,7 @@ def _resolve_objectives(found: Found, scanner: Scanner) -> tuple[list[dict[str, 
                 problems.append(
                     f'the target "{t.phrase}" points the other way from "{objective.phrase}"; use "reaches"'
                 )
+                found.fixes[t.phrase] = None
             if t.unit and unit and t.unit.replace(" ", "") != unit.replace(" ", ""):
                 problems.append(f"the target is in {t.unit} but the objective is in {unit}; use one unit")
             unit = unit or t.unit
@@ -110,6 +121,7 @@ def _targets_by_objective(
                     f'the target "{t.phrase}" names {t.prop!r} but the objective is {objective.words!r};'
                     ' name the same property, or say "until it reaches ..."'
                 )
+                found.fixes[t.phrase] = None
             out.setdefault(objective.name, []).append(t)
         elif t.prop and property_name(t.prop) in names:
             out.setdefault(property_name(t.prop), []).append(t)
@@ -119,6 +131,7 @@ def _targets_by_objective(
                 f'the target "{t.phrase}" does not name one of the objectives ({listed}); name it, e.g.'
                 f' "target {objectives[0].words} of ..." or "until {objectives[0].words} reaches ..."'
             )
+            found.fixes[t.phrase] = None
     return out
 
 
@@ -156,6 +169,7 @@ def _resolve_quantity_bounds(
                 f' threshold is the worst acceptable value ("{bound.words} {side} ..."), and a value to stop'
                 " at is a target"
             )
+            found.fixes[bound.phrase] = None
             continue
         if bound.name in seen and seen[bound.name].value != bound.value:
             problems.append(
@@ -180,6 +194,10 @@ def _resolve_components(found: Found, problems: list[str]) -> tuple[list[str], s
     if len(found.lists) > 1:
         quoted = " and ".join(f'"{p}"' for _, p in found.lists)
         problems.append(f"components are listed more than once ({quoted}); list them once")
+        objective_phrases = {o.phrase for o in found.objectives}
+        for _, phrase in found.lists[1:]:
+            if phrase not in objective_phrases:
+                found.fixes[phrase] = None
         return [], label
     if found.lists:
         names = found.lists[0][0]
@@ -211,7 +229,8 @@ def _resolve_components(found: Found, problems: list[str]) -> tuple[list[str], s
     return list(dict.fromkeys(names)), label
 
 
-def _check_names(used: list[tuple[str, str]], names: list[str], problems: list[str]) -> bool:
+def _check_names(used: list[tuple[str, str]], names: list[str], found: Found, problems: list[str]) -> bool:
+    """Whether every name a bound or constraint uses is a component; each one that is not is a problem."""
     ok = True
     for name, phrase in used:
         if name == "*" or name in names:
@@ -220,6 +239,11 @@ def _check_names(used: list[tuple[str, str]], names: list[str], problems: list[s
         close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
         close = close or [n for n in names if n.lower() == name.lower()]
         hint = f" (did you mean {close[0]}?)" if close else ""
+        fixed = found.fixes.get(phrase, phrase)
+        if close and fixed:  # the suggestion names the close component instead
+            found.fixes[phrase] = re.sub(rf"(?<![\w:-]){re.escape(name)}(?![\w:-])", close[0], fixed)
+        else:
+            found.fixes[phrase] = None
         problems.append(
             f'"{phrase}" bounds {name}, which is not a component{hint}; the components are {", ".join(names)}'
         )
@@ -240,6 +264,8 @@ def _resolve_unit(scanner: Scanner, amounts: list[Amount]) -> tuple[float | None
     if len({r.total for r in found.sum_rules}) > 1:
         quoted = " and ".join(f'"{r.phrase}"' for r in found.sum_rules)
         problems.append(f"the sum rule is given more than once and differs ({quoted}); give it once")
+        for rule in found.sum_rules[1:]:
+            found.fixes[rule.phrase] = None
         return 1.0, "fraction"
     if rules:
         rule = found.sum_rules[0]
@@ -248,6 +274,7 @@ def _resolve_unit(scanner: Scanner, amounts: list[Amount]) -> tuple[float | None
             return None, unit
         if rule.total not in (1.0, 100.0) or (rule.pct and rule.total != 100.0):
             problems.append(f'"{rule.phrase}": amounts must sum to 1 (fractions) or to 100 % (percent)')
+            found.fixes[rule.phrase] = None
             return 1.0, "fraction"
         return rule.total, "fraction" if rule.total == 1.0 else "percent"
     if any(a.pct for a in amounts):
@@ -299,6 +326,8 @@ def _basis_of(amounts: list[Amount], found: Found, problems: list[str]) -> str |
     if len(named) > 1:
         said = " and ".join(f"{where} ({basis})" for basis, where in named.items())
         problems.append(f"the fractions are of one thing only, but the request names {said}; name one")
+        for _, phrase in found.bases:
+            found.fixes[phrase] = None
         return None
     return next(iter(named), None)
 
@@ -329,6 +358,7 @@ def _component_bounds(
                 f'"{b.phrase}": the lower end ({fmt(b.lower.value)}) is above the upper end'
                 f" ({fmt(b.upper.value)}); give the smaller number first"
             )
+            found.fixes[b.phrase] = _swapped(b)
         for side, amount in (("lower", b.lower), ("upper", b.upper)):
             if amount is None:
                 continue
@@ -338,23 +368,26 @@ def _component_bounds(
                     f'"{b.phrase}": {fmt(value)} is more than the total of {fmt(total)} the amounts add up'
                     " to; no component can have more than all of it"
                 )
+                found.fixes[b.phrase] = None
             key = (b.name, side)
             if key in seen and seen[key][0] != value:
                 problems.append(
                     f'the {side} bound of {b.name} is given twice ("{seen[key][1]}" and "{b.phrase}");'
                     " give it once"
                 )
+                found.fixes[b.phrase] = None
             seen[key] = (value, b.phrase)
             for name in targets:
                 bounds[name][side] = value
     for name in names:
         low, high = bounds[name]["lower"], bounds[name]["upper"]
         said = {side: seen.get((name, side)) or seen.get(("*", side)) for side in ("lower", "upper")}
-        if low > high and said["lower"] and said["upper"]:
+        if low > high and said["lower"] and said["upper"] and said["lower"][1] != said["upper"][1]:
             problems.append(
                 f'"{said["lower"][1]}" and "{said["upper"][1]}" leave {name} no room: at least {fmt(low)}'
                 f" and at most {fmt(high)}; one of them is not what you mean"
             )
+            found.fixes[said["upper"][1]] = None
     components = []
     for name in names:
         entry: dict[str, Any] = {"name": name, **bounds[name]}
@@ -364,20 +397,36 @@ def _component_bounds(
     return components
 
 
+def _swapped(bound: BoundPhrase) -> str:
+    """A range with its ends in order: "Ag between 0.5 and 0.2" becomes "Ag between 0.2 and 0.5"."""
+    assert bound.lower is not None and bound.upper is not None
+    low, high = bound.upper, bound.lower
+    name = "each component" if bound.name == "*" else bound.name
+    return f"{name} between {fmt(low.value)}{_marker(low)} and {fmt(high.value)}{_marker(high)}"
+
+
+def _marker(amount: Amount) -> str:
+    return f" {amount.pct}" if amount.pct else ""
+
+
 def _check_balance(found: Found, names: list[str], total: float | None, problems: list[str]) -> None:
     """A balance ("Ti the balance"): one component, named in the system, in a request whose amounts add up."""
     balanced = list(dict.fromkeys(name for name, _ in found.balances))
     if len(balanced) > 1:
         quoted = " and ".join(f'"{phrase}"' for _, phrase in found.balances)
         problems.append(f"only one component can be the balance ({quoted}); name one")
+        for _, phrase in found.balances[1:]:
+            found.fixes[phrase] = None
     for name, phrase in found.balances:
         if names and name not in names:
             problems.append(f'"{phrase}": {name} is not a component; the components are {", ".join(names)}')
+            found.fixes[phrase] = None
         if total is None:
             problems.append(
                 f'"{phrase}" means the amounts add up to a total, but the request says they do not'
                 ' ("no sum rule"); drop one of them'
             )
+            found.fixes[phrase] = None
 
 
 def assemble(scanner: Scanner) -> dict[str, Any]:
@@ -398,7 +447,7 @@ def assemble(scanner: Scanner) -> dict[str, Any]:
     if names:
         used = [(b.name, b.phrase) for b in found.bounds]
         used += [(n, c.phrase) for c in found.constraints for n in c.coefficients]
-        _check_names(used, names, problems)
+        _check_names(used, names, found, problems)
         unclear = SUM_QUESTION in scanner.questions
         components = _component_bounds(found, names, total, unit, problems, unit_unclear=unclear)
     _check_balance(found, names, total, problems)
@@ -407,21 +456,23 @@ def assemble(scanner: Scanner) -> dict[str, Any]:
         {"coefficients": c.coefficients, "operator": c.operator, "rhs": _in_unit(c.rhs, unit)}
         for c in found.constraints
     ]
-    experiments = _single(found.budgets, "the budget", problems)
+    experiments = _single(found.budgets, "the budget", found, problems)
     if experiments is None and not found.budgets:
         scanner.ask(
             BUDGET_QUESTION,
             'no budget: how many experiments may the campaign run in all? Say e.g. "30 experiments" or'
             ' "a budget of 20 runs"',
         )
-    batch = _single(found.batches, "the batch size", problems)
-    initial = _single(found.initials, "the initial design", problems)
-    seed = _single(found.seeds, "the seed", problems)
-    most_present = _single(found.cardinalities, "how many components may be present", problems)
+    batch = _single(found.batches, "the batch size", found, problems)
+    initial = _single(found.initials, "the initial design", found, problems)
+    seed = _single(found.seeds, "the seed", found, problems)
+    most_present = _single(found.cardinalities, "how many components may be present", found, problems)
     steps = {_in_unit(a, unit) for a, _ in found.resolutions}
     if len(steps) > 1:
         quoted = " and ".join(f'"{p}"' for _, p in found.resolutions)
         problems.append(f"the grid step is given more than once ({quoted}); give it once")
+        for _, phrase in found.resolutions[1:]:
+            found.fixes[phrase] = None
     categories = _resolve_categories(found, problems)
 
     if problems:
@@ -430,9 +481,9 @@ def assemble(scanner: Scanner) -> dict[str, Any]:
     words = {o.name: o.words for o in reversed(found.objectives)}  # the first words of each
     directions = {o["direction"] for o in objectives}
     if len(directions) == 1:
-        title = f"{directions.pop()} {and_list([words[o['name']] for o in objectives])} of {label}"
+        title = f"{directions.pop()} {and_names([words[o['name']] for o in objectives])} of {label}"
     else:
-        title = and_list([f"{o['direction']} {words[o['name']]}" for o in objectives]) + f" of {label}"
+        title = and_names([f"{o['direction']} {words[o['name']]}" for o in objectives]) + f" of {label}"
     data: dict[str, Any] = {
         "title": title if len(title) <= 80 else title[:77] + "...",
         "request": scanner.text,
@@ -457,11 +508,6 @@ def assemble(scanner: Scanner) -> dict[str, Any]:
     if categories:
         data["categories"] = categories
     return data
-
-
-def and_list(items: list[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" and {items[-1]}"
 
 
 def _resolve_categories(found: Found, problems: list[str]) -> list[dict[str, Any]]:

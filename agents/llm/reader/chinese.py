@@ -14,10 +14,12 @@ import re
 
 from agents.llm.reader.text import Rewrite
 
-__all__ = ["CHINESE_REWRITES", "HAS_CJK", "chinese_number"]
+__all__ = ["CHINESE_REWRITES", "CJK_WORD", "HAS_CJK", "chinese_number"]
 
 #: Finds a Chinese character or full-width punctuation: only such requests are rewritten.
 HAS_CJK = re.compile("[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+#: A character of a Chinese word (not punctuation).
+CJK_WORD = re.compile("[\u3400-\u9fff]")
 
 _DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 

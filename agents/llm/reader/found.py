@@ -145,3 +145,7 @@ class Found:
     balances: list[tuple[str, str]] = field(default_factory=list)  # the component, phrase
     bases: list[tuple[str, str]] = field(default_factory=list)  # "mass", "mole" or "volume", phrase
     readings: list[Reading] = field(default_factory=list)
+    #: How a refusal's suggestion changes a phrase that caused a problem: new words, or None to drop it.
+    fixes: dict[str, str | None] = field(default_factory=dict)
+    #: Names that stood alone where a list was expected ("of P3HT"), for the suggestion.
+    lone_names: list[str] = field(default_factory=list)

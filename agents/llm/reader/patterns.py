@@ -50,6 +50,7 @@ __all__ = [
     "SYSTEM",
     "TARGET_PATTERNS",
     "UNIT_RE",
+    "UNKNOWN_PROPERTY",
     "UP_RE",
     "UP_RELATIONS",
     "UP_VERBS",
@@ -255,7 +256,7 @@ OBJECTIVE = rx(
 )
 #: "Find the (CoCrFeMnNi) composition with the highest yield strength", "find the lowest density".
 FIND_OBJECTIVE = rx(
-    rf"(?<!\w)(?:find|identify|search\s+for|look\s+for|get|locate|discover)\s+(?:the\s+|an?\s+)?"
+    rf"(?<!\w)(?P<find>find|identify|search\s+for|look\s+for|get|locate|discover)\s+(?:the\s+|an?\s+)?"
     rf"(?:(?P<system>{_SYSTEM_WORDS})\s+)?(?:(?P<sought>{_SOUGHT})\s+(?:{_GIVING})\s+(?:the\s+)?)?"
     rf"(?P<sup>{_SUPERLATIVE})\s+(?P<prop>{_PROP}){_OBJECTIVE_UNIT}"
 )
@@ -296,6 +297,10 @@ MAKE_OBJECTIVE = rx(
 WHICH_OBJECTIVE = rx(
     rf"(?:(?<!\w)find\s+|(?:^|(?<=[,;:.(]))\s*)(?:the\s+)?(?P<prop>{_PROP})\s+(?P<sup>{_SUPERLATIVE})\s*的\s*"
     rf"(?:{_OWNER}\s+)?(?P<sought>{_SOUGHT})(?![\w])"
+)
+#: "maximise Cu, Ag and Zr 的 <a Chinese word no rewrite knows>": a property the reader does not know.
+UNKNOWN_PROPERTY = rx(
+    rf"(?<!\w)(?P<verb>{UP_VERBS}|{_DOWN_VERBS})\s+(?:the\s+)?{_OWNER}\s*的\s*(?P<unknown>[\u3400-\u9fff]+)"
 )
 #: Objective phrases that hold their direction in a verb, a question or a "find ..." (in this order).
 OBJECTIVE_PATTERNS = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from agents.llm.reader.chinese import CHINESE_REWRITES, HAS_CJK
+from agents.llm.reader.chinese import CHINESE_REWRITES, CJK_WORD, HAS_CJK
 from agents.llm.reader.found import (
     Amount,
     BoundPhrase,
@@ -54,6 +54,7 @@ from agents.llm.reader.patterns import (
     SYSTEM,
     TARGET_PATTERNS,
     UNIT_RE,
+    UNKNOWN_PROPERTY,
     UP_RE,
     UP_RELATIONS,
     UP_VERBS,
@@ -62,6 +63,8 @@ from agents.llm.reader.patterns import (
 from agents.llm.reader.text import USED, WorkingText
 from agents.llm.reader.words import (
     FILLER,
+    HIGHEST_OR_LOWEST,
+    PROPERTY,
     QUANTITIES,
     basis_of_words,
     best_direction,
@@ -78,7 +81,7 @@ from agents.llm.reader.words import (
 from athanor.asking import Question
 from athanor.spec import formula_elements
 
-__all__ = ["Scanner", "names_of"]
+__all__ = ["Scanner", "and_names", "names_of"]
 
 # Superlatives that are read as an objective only after "the" or "for" ("at most 0.3" is a bound).
 _NEEDS_THE = frozenset({"most", "least", "max", "min", "maximum", "minimum", "maximal", "minimal"})
@@ -103,6 +106,15 @@ def _direction(groups: dict[str, str | None], words: str) -> str | None:
 
 def _amount_text(amount: Amount) -> str:
     return fmt(amount.value) + (f" {amount.pct}" if amount.pct else "")
+
+
+_DESCRIBED = re.compile(r"(?:the\s+)?(?:most|least)\s+\w+", re.IGNORECASE)
+_BEST = re.compile(r"(?<![A-Za-z])best(?![A-Za-z])|最好|最佳|最优", re.IGNORECASE)
+
+
+def and_names(names: list[str]) -> str:
+    """``A``, ``A and B``, ``A, B and C``."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
 
 def names_of(text: str) -> list[str]:
@@ -174,6 +186,7 @@ class Scanner:
             self.scan(pattern, self._target)
         # before choices: in "the Seebeck coefficient from A, B and C" "coefficient" is no variable
         self._objectives()
+        self.scan(UNKNOWN_PROPERTY, self._unknown_property)
         for pattern in CATEGORY_PATTERNS:
             self.scan(pattern, self._category)
         self.scan(QUANTITY_BOUND, self._quantity_bound)
@@ -286,7 +299,8 @@ class Scanner:
         words = re.sub(r"\s+", " ", m.group("prop")).lower()
         phrase = self.phrase(m)
         sup = (groups.get("sup") or "").lower()
-        if sup in _NEEDS_THE and not (groups.get("the") or groups.get("for") or groups.get("sought")):
+        said_the = groups.get("the") or groups.get("for") or groups.get("sought") or groups.get("find")
+        if sup in _NEEDS_THE and not said_the:
             return False  # "at most 0.3", "max 5": a bound, not an objective
         if any(_ELEMENT.fullmatch(word) and formula_elements(word) for word in m.group("prop").split()):
             return False  # "Zr hardness": an element symbol is a component, not part of a property
@@ -302,12 +316,14 @@ class Scanner:
                 f'"{phrase}": "best" does not say whether the {words} should be high or low; write'
                 f' "the highest {words}" or "the lowest {words}"'
             )
+            self.found.fixes[phrase] = _BEST.sub(HIGHEST_OR_LOWEST, phrase)
             direction = "maximise"
         elif sup in ("most", "least") and ADJECTIVE.search(words.split()[0]):
             self.problems.append(
                 f'"{phrase}": "{words.split()[0]}" describes, it does not name a property to measure;'
-                f' name the property, e.g. "the highest {words.split()[0]}ness" or "maximise the ..."'
+                ' name the property, e.g. "the highest stability" or "maximise the yield"'
             )
+            self.found.fixes[phrase] = _DESCRIBED.sub(f"the highest {PROPERTY}", phrase, count=1)
         objective = ObjectivePhrase(
             name=property_name(words),
             words=words,
@@ -319,6 +335,20 @@ class Scanner:
         self._objective_ends[m.end()] = objective
         unit = f" in {objective.unit}" if objective.unit else ""
         self.note(m, "objective", f"{direction} {objective.name}{unit}")
+        return True
+
+    def _unknown_property(self, m: re.Match[str]) -> bool:
+        """"maximise Cu, Ag and Zr 的 <Chinese word>": the components are read, the property is not."""
+        phrase = self.phrase(m)
+        if not self._owner(m.group("names"), m.group("noun"), phrase):
+            return False
+        unknown = self.working.source(*m.span("unknown"))
+        self.problems.append(
+            f'"{unknown}" is not a property the reader knows in Chinese; name it in English after 的'
+            f' (e.g. "{self.working.source(m.start(), m.start("unknown"))}{PROPERTY}")'
+        )
+        self.found.fixes[phrase] = phrase.replace(unknown, PROPERTY)
+        self.note(m, "not read", f'the property "{unknown}"')
         return True
 
     def _owner(self, words: str, noun: str | None, phrase: str) -> bool:
@@ -399,6 +429,9 @@ class Scanner:
                 f'"{phrase}" is ambiguous: write "{names[0]} and {names[1]} each ..." to bound each one,'
                 f' or "{names[0]} and {names[1]} together ..." to bound their sum'
             )
+            amount = _amount_text(self._amount(m, "v", "pct"))
+            self.found.fixes[phrase] = f"{and_names(names)} each {' '.join(m.group('cmp').split())} {amount}"
+            self.note(m, "not read", "each, or together?")
         return True
 
     def _subject_basis(self, m: re.Match[str]) -> None:
@@ -495,6 +528,7 @@ class Scanner:
     def _list(self, m: re.Match[str]) -> bool:
         names = names_of(m.group("list"))
         if len(names) < 2:
+            self.found.lone_names += names
             return False
         self.found.lists.append((names, self.phrase(m)))
         self.note(m, "components", ", ".join(names))
@@ -524,9 +558,9 @@ class Scanner:
         """The request span ``[begin, finish)`` widened over the unused Chinese characters around it."""
         used = self._used_in_request()
         text = self.text
-        while begin > 0 and HAS_CJK.match(text[begin - 1]) and not used[begin - 1]:
+        while begin > 0 and CJK_WORD.match(text[begin - 1]) and not used[begin - 1]:
             begin -= 1
-        while finish < len(text) and HAS_CJK.match(text[finish]) and not used[finish]:
+        while finish < len(text) and CJK_WORD.match(text[finish]) and not used[finish]:
             finish += 1
         return begin, finish
 

@@ -12,12 +12,18 @@ from athanor.lab import MEASURES
 from athanor.spec import formula_elements
 
 __all__ = [
+    "ANOTHER",
     "FILLER",
     "HIGHER_IS_BETTER",
+    "HIGHEST_OR_LOWEST",
+    "HOW_MANY",
     "LOWER_IS_BETTER",
     "MODIFIER_WORDS",
+    "PROPERTY",
     "PROPERTY_UNITS",
     "QUANTITIES",
+    "STANDINS",
+    "SUM_TOTAL",
     "WORD_INT",
     "WORD_VALUES",
     "basis_of_words",
@@ -116,6 +122,24 @@ MODIFIER_WORDS = frozenset(
 )
 
 _USED = "\x00"
+
+#: Stand-ins a refusal's suggestion uses for what the request does not say, each with the words
+#: that replace it when the suggestion is checked by reading it.
+PROPERTY = "<property>"
+HIGHEST_OR_LOWEST = "<highest or lowest>"
+HOW_MANY = "<how many>"
+ANOTHER = "<another component>"
+SUM_TOTAL = "<fractions sum to 1, or summing to 100 %>"
+STANDINS: dict[str, str] = {
+    PROPERTY: "yield",
+    HIGHEST_OR_LOWEST: "highest",
+    HOW_MANY: "20",
+    ANOTHER: "Other1",
+    "<A>": "A",
+    "<B>": "B",
+    "<C>": "C",
+    SUM_TOTAL: "summing to 100 %",
+}
 
 
 def to_int(text: str) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agents.llm.reader import EXAMPLE_REQUEST, read_request
-from athanor.errors import RequestNotUnderstood
 from athanor.spec import CampaignSpec
+from tests.support.refusals import refusal
 
 DEMO = (
     "Maximise the conductivity of a P3HT/CNT blend of P3HT, D1, D2, D6 and D8 (fractions sum to 1, P3HT at"
@@ -187,12 +187,6 @@ def test_keywords_are_case_insensitive_and_element_names_keep_case():
     assert (spec.budget.experiments, spec.budget.batch_size) == (10, 2)
 
 
-def refusal(request: str) -> str:
-    with pytest.raises(RequestNotUnderstood) as info:
-        read_request(request)
-    message = str(info.value)
-    assert EXAMPLE_REQUEST in message, "a refusal must show a phrasing that works"
-    return message
 
 
 def test_refuses_unread_words_and_quotes_them():

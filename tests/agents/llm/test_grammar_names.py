@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agents.llm.reader import read_request
-from athanor.errors import RequestNotUnderstood
 from athanor.spec import CampaignSpec
-
-
-def refusal(request: str) -> str:
-    with pytest.raises(RequestNotUnderstood) as info:
-        read_request(request)
-    return str(info.value)
+from tests.support.refusals import refusal
 
 
 @pytest.mark.parametrize(
