@@ -24,13 +24,14 @@ from __future__ import annotations
 from typing import Any
 
 from agents.llm.reader.assemble import BATCH_QUESTION, assemble
+from agents.llm.reader.explain import Explanation, explain
 from agents.llm.reader.refusal import EXAMPLE_REQUEST, message, suggestion, summary
 from agents.llm.reader.scanner import Scanner
 from agents.llm.reader.words import PROPERTY_UNITS
 from athanor.asking import Question
 from athanor.errors import RequestNotUnderstood
 
-__all__ = ["EXAMPLE_REQUEST", "PROPERTY_UNITS", "open_questions", "read_request"]
+__all__ = ["EXAMPLE_REQUEST", "PROPERTY_UNITS", "Explanation", "explain", "open_questions", "read_request"]
 
 
 def read_request(text: str) -> dict[str, Any]:

@@ -304,6 +304,7 @@ class Scanner:
             return False  # "at most 0.3", "max 5": a bound, not an objective
         if any(_ELEMENT.fullmatch(word) and formula_elements(word) for word in m.group("prop").split()):
             return False  # "Zr hardness": an element symbol is a component, not part of a property
+        lists, systems = len(self.found.lists), len(self.found.systems)
         if groups.get("system") and self._system_words(groups["system"], groups.get("sought")) is None:
             return False
         if groups.get("names") and not self._owner(groups["names"], groups.get("noun"), phrase):
@@ -334,7 +335,9 @@ class Scanner:
         self.found.objectives.append(objective)
         self._objective_ends[m.end()] = objective
         unit = f" in {objective.unit}" if objective.unit else ""
-        self.note(m, "objective", f"{direction} {objective.name}{unit}")
+        named = self.found.lists[lists:] + self.found.systems[systems:]
+        components = "".join(f"; components {', '.join(names)}" for names, _ in named)
+        self.note(m, "objective", f"{direction} {objective.name}{unit}{components}")
         return True
 
     def _unknown_property(self, m: re.Match[str]) -> bool:
@@ -536,12 +539,16 @@ class Scanner:
 
     # -- leftovers --------------------------------------------------------------------------------------
     def unread(self) -> list[str]:
-        """Quoted stretches of the request that no rule used and that are not filler.
+        """Quoted stretches of the request that no rule used and that are not filler."""
+        return [self.text[begin:finish].strip() for begin, finish in self.unread_spans()]
+
+    def unread_spans(self) -> list[tuple[int, int]]:
+        """Where in the request the stretches no rule used and that are not filler are (characters).
 
         A Chinese word is quoted whole: the Chinese characters next to an unread one are quoted with
         it unless a phrase used them.
         """
-        fragments = []
+        spans = []
         work = self.working.text
         for segment in re.finditer(rf"[^{USED}]+", work):
             bad = [w for w in WORD.finditer(segment.group(0)) if w.group(0).lower() not in FILLER]
@@ -550,9 +557,8 @@ class Scanner:
                 end = segment.start() + bad[-1].end()
                 while start > 0 and work[start - 1] in "+-":
                     start -= 1
-                begin, finish = self._whole_chinese_words(*self.working.source_span(start, end))
-                fragments.append(self.text[begin:finish].strip())
-        return fragments
+                spans.append(self._whole_chinese_words(*self.working.source_span(start, end)))
+        return spans
 
     def _whole_chinese_words(self, begin: int, finish: int) -> tuple[int, int]:
         """The request span ``[begin, finish)`` widened over the unused Chinese characters around it."""
