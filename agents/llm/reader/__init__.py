@@ -25,7 +25,7 @@ from typing import Any
 
 from agents.llm.reader.assemble import BATCH_QUESTION, assemble
 from agents.llm.reader.explain import Explanation, explain
-from agents.llm.reader.refusal import EXAMPLE_REQUEST, message, suggestion, summary
+from agents.llm.reader.refusal import EXAMPLE_REQUEST, message, suggestion, summary, unread_problem
 from agents.llm.reader.scanner import Scanner
 from agents.llm.reader.words import PROPERTY_UNITS
 from athanor.asking import Question
@@ -58,7 +58,7 @@ def read_request(text: str) -> dict[str, Any]:
     scanner.run()
     unread = scanner.unread()
     data = assemble(scanner)
-    problems = [f'could not read "{u}"' for u in unread] + scanner.problems
+    problems = [unread_problem(u) for u in unread] + scanner.problems
     if problems:
         questions = scanner.questions if scanner.only_questions else []
         works = suggestion(scanner)

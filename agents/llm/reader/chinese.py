@@ -85,6 +85,8 @@ _WORDS: list[tuple[str, str]] = [
     ("磁化强度", "magnetization"),
     ("吸光度", "absorbance"),
     ("介电常数", "dielectric constant"),
+    ("粗糙度", "roughness"),
+    ("光电流", "photocurrent"),
     # what to optimise
     ("最大化", "maximise"),
     ("最小化", "minimise"),
@@ -134,6 +136,7 @@ _WORDS: list[tuple[str, str]] = [
     ("高熵合金", "high-entropy alloy"),
     ("合金", "alloy"),
     ("薄膜", "film"),
+    ("涂层", "coating"),
     ("共混物", "blend"),
     ("混合物", "mixture"),
     ("复合材料", "composite"),

@@ -7,6 +7,7 @@ from typing import Any
 
 from agents.llm.reader.assemble import assemble
 from agents.llm.reader.found import Reading
+from agents.llm.reader.refusal import unread_problem
 from agents.llm.reader.scanner import Scanner
 from agents.llm.reader.words import PROPERTY_UNITS, clean
 
@@ -43,7 +44,7 @@ def explain(text: str) -> Explanation:
     readings += [Reading(begin, finish, "not read", "no phrase reads these words") for begin, finish in spans]
     ordered = sorted(readings, key=lambda r: (r.start, r.end))
     rows = [(clean(text[r.start : r.end]), r.field, r.value) for r in ordered]
-    problems = [f'could not read "{text[b:f].strip()}"' for b, f in spans] + scanner.problems
+    problems = [unread_problem(text[b:f].strip()) for b, f in spans] + scanner.problems
     spec = data if not problems else None
     return Explanation(text, rows, _defaults(scanner, spec) if spec else [], problems, spec)
 

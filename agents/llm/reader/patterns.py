@@ -178,7 +178,10 @@ _PROP_WORD = rf"(?!(?:{_PROP_STOP})(?![\w-]))[A-Za-z]+(?:-[A-Za-z]+)*(?![\w])"
 _PROP = rf"{_PROP_WORD}(?:\s+{_PROP_WORD}){{0,3}}"
 _OBJECTIVE_UNIT = rf"(?:\s*\(\s*(?P<u1>{_UNIT})\s*\)|\s+(?:in|measured\s+in)\s+(?P<u2>{_UNIT}))?"
 #: A system named in one word: joined by '-' or '/' (Cu-Ag-Zr, P3HT/CNT) or an element string (CoCrFeMnNi).
-_SYSTEM_WORDS = rf"(?:{_PART}(?:\s*[-/]\s*{_PART})+|(?-i:[A-Z][a-z]?(?:[A-Z][a-z]?)+)(?![\w]))"
+_SYSTEM_WORDS = (
+    rf"(?:{_PART}(?:\s*[-/]\s*{_PART})+|(?-i:[A-Z][a-z]?(?:[A-Z][a-z]?)+)(?![\w])"
+    r"|(?-i:[A-Z][A-Za-z0-9]*(?::[A-Z][A-Za-z0-9]*)+)(?![\w:]))"
+)
 _GIVING = (
     r"with|that\s+(?:gives|has|shows|yields|reaches|achieves)|giving|having|showing|yielding|gives|has|shows"
     r"|yields|produces|leads\s+to|results\s+in|achieves|reaches"
@@ -257,7 +260,8 @@ OBJECTIVE = rx(
 #: "Find the (CoCrFeMnNi) composition with the highest yield strength", "find the lowest density".
 FIND_OBJECTIVE = rx(
     rf"(?<!\w)(?P<find>find|identify|search\s+for|look\s+for|get|locate|discover)\s+(?:the\s+|an?\s+)?"
-    rf"(?:(?P<system>{_SYSTEM_WORDS})\s+)?(?:(?P<sought>{_SOUGHT})\s+(?:{_GIVING})\s+(?:the\s+)?)?"
+    rf"(?:(?P<system>{_SYSTEM_WORDS})\s+)?(?:(?P<sought>{_SOUGHT})\s+"
+    rf"(?:of\s+(?:the\s+)?(?P<list>{_OPEN_LIST})\s+)?(?:{_GIVING})\s+(?:the\s+)?)?"
     rf"(?P<sup>{_SUPERLATIVE})\s+(?P<prop>{_PROP}){_OBJECTIVE_UNIT}"
 )
 #: "What ratio of Cu, Ag and Au gives the best selectivity", "which CoCrFeMnNi alloy has the lowest density".
@@ -370,7 +374,7 @@ _SUBJECT_PREFIX = (
 )
 _SUBJECT_SUFFIX = (
     r"(?:\s+(?P<bw>(?:mass|mole|molar|weight|volume|atomic)\s+)?"
-    r"(?:content|fractions?|amount|share|loading|concentration))?"
+    r"(?:content|fractions?|amount|share|loading|concentration)|\s+by\s+(?P<by>mass|weight|volume|moles?))?"
 )
 _SUBJECT = rf"{_SUBJECT_PREFIX}(?P<name>{EACH}|{_NAME}){_SUBJECT_SUFFIX}"
 _LE = r"(?:<=|=<|≤|<)"

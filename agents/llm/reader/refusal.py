@@ -20,7 +20,7 @@ from agents.llm.reader.scanner import Scanner, and_names
 from agents.llm.reader.words import ANOTHER, HOW_MANY, PROPERTY, STANDINS, SUM_TOTAL, clean, fmt
 from athanor.spec import CampaignSpec, formula_elements
 
-__all__ = ["DOCS", "EXAMPLE_REQUEST", "filled", "message", "reads", "suggestion", "summary"]
+__all__ = ["DOCS", "EXAMPLE_REQUEST", "filled", "message", "reads", "suggestion", "summary", "unread_problem"]
 
 #: A request the reader reads; refusals show it as a phrasing that works.
 EXAMPLE_REQUEST = (
@@ -78,6 +78,16 @@ def _shorten(text: str) -> str:
     if len(text) <= _ECHO_CHARS + 40:  # a few characters over are kept rather than cut
         return text
     return f"{text[:_ECHO_CHARS]}… ({len(text)} characters)"
+
+
+_NEGATIVE = re.compile(r"(?<![\w.])-\s*(?:\d+(?:\.\d+)?|\.\d+)")
+
+
+def unread_problem(words: str) -> str:
+    """The problem of words no phrase read, saying why when they hold a negative number."""
+    negative = _NEGATIVE.search(words)
+    why = f" ({negative.group(0)} is negative: no amount, count or step can be)" if negative else ""
+    return f'could not read "{words}"{why}'
 
 
 def message(problems: list[str], read: str, works: str = EXAMPLE_REQUEST) -> str:

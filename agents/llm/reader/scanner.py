@@ -90,7 +90,7 @@ _UP_WORDS = frozenset(
 )
 _ELEMENT = re.compile(r"[A-Z][a-z]?")
 #: Endings of words that describe rather than name a property ("the most stable").
-ADJECTIVE = re.compile(r"(?:ble|ive|ous|ful|ic|al|ant|ent)$")
+ADJECTIVE = re.compile(r"(?:able|ible|ive|ous|ful|ic|al)$")
 
 
 def _direction(groups: dict[str, str | None], words: str) -> str | None:
@@ -194,15 +194,16 @@ class Scanner:
         self.scan(SUM_OF_CONSTRAINT, self._sum_of_constraint)
         for pattern in BALANCE_PATTERNS:
             self.scan(pattern, self._balance)
-        self.scan(BASIS, self._basis)
         self.scan(DOPED, self._doped)
+        # ranges before the list: in "of NiMnGa, Ni from 0.45 to 0.55" Ni is bounded, not listed
+        for pattern in RANGE_PATTERNS:
+            self.scan(pattern, self._range)
         # the component list before group bounds: in "of A, B and C, A and B each ..." it ends at C
         self.scan(LIST, self._list)
         self.scan(GROUP_BOUND, self._group_bound)
-        for pattern in RANGE_PATTERNS:
-            self.scan(pattern, self._range)
         self.scan(BOUND, self._bound)
         self.scan(BOUND_REVERSED, self._bound)
+        self.scan(BASIS, self._basis)
         self.scan(SYSTEM, self._system)
 
     def _objectives(self) -> None:
@@ -312,6 +313,16 @@ class Scanner:
         if groups.get("list"):
             self.found.lists.append((names_of(groups["list"]), phrase))
         direction = _direction(groups, words)
+        purpose = (groups.get("for") or "").strip().lower() == "for"
+        if purpose and any(o.name != property_name(words) for o in self.found.objectives):
+            first = self.found.objectives[0].phrase
+            self.problems.append(
+                f'"{phrase}" after "{first}": is {words} a second objective? Write "and {direction} the'
+                f' {words}" to optimise both, or leave it out'
+            )
+            self.found.fixes[phrase] = None
+            self.note(m, "not read", "a second objective, or why?")
+            return True
         if direction is None:
             self.problems.append(
                 f'"{phrase}": "best" does not say whether the {words} should be high or low; write'
@@ -439,7 +450,7 @@ class Scanner:
 
     def _subject_basis(self, m: re.Match[str]) -> None:
         """The basis a bound's subject names ("the mass fraction of Ag"), if it names one."""
-        words = m.groupdict().get("bw")
+        words = m.groupdict().get("bw") or m.groupdict().get("by")
         basis = basis_of_words(words) if words else None
         if basis is not None:
             self.found.bases.append((basis, self.phrase(m)))
@@ -501,6 +512,12 @@ class Scanner:
         is an element or a formula; a slash-joined one after "of", "for" or "in", or with a noun.
         """
         label = re.sub(r"\s*([-/])\s*", r"\1", raw) + (" " + " ".join(noun.lower().split()) if noun else "")
+        if ":" in raw and "-" not in raw and "/" not in raw:  # "the Cu:Ag:Au ratio"; PEDOT:PSS is one name
+            parts = raw.split(":")
+            if not (noun or prefix) or not all(formula_elements(p) for p in parts):
+                return None
+            self.found.systems.append((parts, label))
+            return "system"
         if "-" not in raw and "/" not in raw:
             elements = element_string(raw)
             if elements is None or not (noun or prefix):
