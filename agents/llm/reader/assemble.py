@@ -59,9 +59,11 @@ def _resolve_objectives(found: Found, scanner: Scanner) -> tuple[list[dict[str, 
     leftover = VERB_WORDS.finditer(scanner.working.text)
     leftover_verbs = {"maximise" if v.group("up") else "minimise" for v in leftover}
     if not objectives:
-        problems.append(
-            'no objective: say what to optimise, e.g. "Maximise the conductivity" or "Minimise the band gap"'
-        )
+        if not found.unknown_properties:  # an unknown property is a problem of its own
+            problems.append(
+                'no objective: say what to optimise, e.g. "Maximise the conductivity" or "Minimise the band'
+                ' gap"'
+            )
         return [], []
     names = list(dict.fromkeys(o.name for o in objectives))
     clash = [n for n in names if len({o.direction for o in objectives if o.name == n}) > 1]
@@ -216,10 +218,11 @@ def _resolve_components(found: Found, problems: list[str]) -> tuple[list[str], s
             )
         return [], label
     else:
-        problems.append(
-            'no components: name at least two, e.g. "of a blend of P3HT, D1 and D2", "of a Cu-Ag-Zr alloy"'
-            ' or "components A, B and C"'
-        )
+        if not found.designations:  # a designation is a problem of its own
+            problems.append(
+                'no components: name at least two, e.g. "of a blend of P3HT, D1 and D2", "of a Cu-Ag-Zr'
+                ' alloy" or "components A, B and C"'
+            )
         return [], label
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -147,5 +147,9 @@ class Found:
     readings: list[Reading] = field(default_factory=list)
     #: How a refusal's suggestion changes a phrase that caused a problem: new words, or None to drop it.
     fixes: dict[str, str | None] = field(default_factory=dict)
+    #: Chinese words where a property was expected that no rewrite knows.
+    unknown_properties: list[str] = field(default_factory=list)
+    #: Alloy designations (Ti-6Al-4V) where components were expected.
+    designations: list[str] = field(default_factory=list)
     #: Names that stood alone where a list was expected ("of P3HT"), for the suggestion.
     lone_names: list[str] = field(default_factory=list)

@@ -17,11 +17,13 @@ __all__ = [
     "BALANCE_PATTERNS",
     "BASIS",
     "BATCH_PATTERNS",
+    "BETTER_VERBS",
     "BOUND",
     "BOUND_REVERSED",
     "BUDGET_PATTERNS",
     "CARDINALITY_PATTERNS",
     "CATEGORY_PATTERNS",
+    "DESIGNATION",
     "DOPED",
     "DOWN_RELATIONS",
     "EACH",
@@ -88,7 +90,7 @@ _RESERVED_ANY_CASE = (
 _RESERVED_LOWER = "a|an|as|at|be|by|in|is|it|no|of|on|or|to|up|we|i"
 _NOT_RESERVED = rf"(?!(?:{_RESERVED_ANY_CASE})(?![\w:-]))(?!(?-i:{_RESERVED_LOWER})(?![\w:-]))"
 #: A component name in a list or a bound: letters, digits, '_', '-' and ':' (``PEDOT:PSS``).
-_NAME = rf"(?<![\w:.-]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?:[-:][A-Za-z0-9_]+)*(?![\w])"
+_NAME = rf"(?<![\w:.-]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?:[-:][A-Za-z0-9_]+)*(?![\w])(?!\.\d)"
 #: A component name inside a hyphen/slash-joined system name such as Cu-Ag-Zr.
 _PART = rf"(?<![\w:.]){_NOT_RESERVED}[A-Za-z][A-Za-z0-9_]*(?::[A-Za-z0-9_]+)*(?![\w])"
 _AND = r"(?:and|&)"
@@ -154,6 +156,8 @@ _UNIT = (
 
 UP_VERBS = r"maximi[sz]e|increase|raise|boost|enhance"
 _DOWN_VERBS = r"minimi[sz]e|reduce|decrease|lower"
+#: Verbs that say "make it better": the property's sense gives the direction, as with "the best".
+BETTER_VERBS = r"optimi[sz]e|improve"
 SUPERLATIVE_UP = r"highest|largest|greatest|maximum|max|fastest|most"
 _SUPERLATIVE_DOWN = r"lowest|smallest|least|minimum|min|slowest"
 #: Superlatives that stand for a direction on their own ("the highest yield", "for maximum strength").
@@ -255,7 +259,7 @@ SUM_PATTERNS = [
 
 # --- objective and target -------------------------------------------------------------------------------
 OBJECTIVE = rx(
-    rf"(?<!\w)(?P<verb>{UP_VERBS}|{_DOWN_VERBS})(?![\w])\s+(?:the\s+)?(?P<prop>{_PROP}){_OBJECTIVE_UNIT}"
+    rf"(?<!\w)(?P<verb>{UP_VERBS}|{_DOWN_VERBS}|{BETTER_VERBS})(?![\w])\s+(?:the\s+)?(?P<prop>{_PROP}){_OBJECTIVE_UNIT}"
 )
 #: "Find the (CoCrFeMnNi) composition with the highest yield strength", "find the lowest density".
 FIND_OBJECTIVE = rx(
@@ -302,6 +306,8 @@ WHICH_OBJECTIVE = rx(
     rf"(?:(?<!\w)find\s+|(?:^|(?<=[,;:.(]))\s*)(?:the\s+)?(?P<prop>{_PROP})\s+(?P<sup>{_SUPERLATIVE})\s*的\s*"
     rf"(?:{_OWNER}\s+)?(?P<sought>{_SOUGHT})(?![\w])"
 )
+#: "Ti-6Al-4V": an alloy designation, whose numbers the reader does not read as amounts.
+DESIGNATION = rx(r"(?<![\w-])(?-i:(?P<base>[A-Z][a-z]?)(?P<rest>(?:-\d+(?:\.\d+)?[A-Z][a-z]?)+))(?![\w-])")
 #: "maximise Cu, Ag and Zr 的 <a Chinese word no rewrite knows>": a property the reader does not know.
 UNKNOWN_PROPERTY = rx(
     rf"(?<!\w)(?P<verb>{UP_VERBS}|{_DOWN_VERBS})\s+(?:the\s+)?{_OWNER}\s*的\s*(?P<unknown>[\u3400-\u9fff]+)"

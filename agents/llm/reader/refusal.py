@@ -81,13 +81,27 @@ def _shorten(text: str) -> str:
 
 
 _NEGATIVE = re.compile(r"(?<![\w.])-\s*(?:\d+(?:\.\d+)?|\.\d+)")
+_DECIMAL_NAME = re.compile(r"[A-Za-z]\d*\.\d+[A-Za-z]")
 
 
 def unread_problem(words: str) -> str:
-    """The problem of words no phrase read, saying why when they hold a negative number."""
+    """The problem of words no phrase read, saying why when the reason is plain from the words.
+
+    A negative number is never an amount, a count or a step; a formula with decimal subscripts
+    (``LiNi0.8Co0.1Mn0.1O2``) cannot be a component name, which holds no ``.``.
+    """
     negative = _NEGATIVE.search(words)
-    why = f" ({negative.group(0)} is negative: no amount, count or step can be)" if negative else ""
-    return f'could not read "{words}"{why}'
+    if negative:
+        return f'could not read "{words}" ({negative.group(0)} is negative: no amount, count or step can be)'
+    if _DECIMAL_NAME.search(words):
+        return (
+            f'could not read "{words}" (a component name cannot hold ".": give the component a name'
+            " without one, such as NMC811)"
+        )
+    return f'could not read "{words}"'
+
+
+
 
 
 def message(problems: list[str], read: str, works: str = EXAMPLE_REQUEST) -> str:
@@ -139,7 +153,7 @@ def _nearest(scanner: Scanner) -> str:
             pieces.append(words)
     if not found.objectives and not any(PROPERTY in (fix or "") for fix in found.fixes.values()):
         pieces.insert(0, f"Maximise the {PROPERTY}")
-    if not found.lists and not found.systems:
+    if not found.lists and not found.systems and not found.designations:
         _add_components(found, pieces, after=1)
     if not found.budgets:
         pieces.append(f"{HOW_MANY} experiments")

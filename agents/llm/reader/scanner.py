@@ -27,11 +27,13 @@ from agents.llm.reader.patterns import (
     BALANCE_PATTERNS,
     BASIS,
     BATCH_PATTERNS,
+    BETTER_VERBS,
     BOUND,
     BOUND_REVERSED,
     BUDGET_PATTERNS,
     CARDINALITY_PATTERNS,
     CATEGORY_PATTERNS,
+    DESIGNATION,
     DOPED,
     DOWN_RELATIONS,
     EACH,
@@ -64,6 +66,7 @@ from agents.llm.reader.text import USED, WorkingText
 from agents.llm.reader.words import (
     FILLER,
     HIGHEST_OR_LOWEST,
+    MAXIMISE_OR_MINIMISE,
     PROPERTY,
     QUANTITIES,
     basis_of_words,
@@ -96,6 +99,8 @@ ADJECTIVE = re.compile(r"(?:able|ible|ive|ous|ful|ic|al)$")
 def _direction(groups: dict[str, str | None], words: str) -> str | None:
     """The direction an objective phrase asks for; None for "best" of a property of unknown sense."""
     verb = (groups.get("verb") or "").lower()
+    if re.fullmatch(BETTER_VERBS, verb, re.I):
+        return best_direction(words)
     if verb:
         return "maximise" if re.fullmatch(UP_VERBS, verb, re.I) else "minimise"
     way = (groups.get("sup") or groups.get("way") or "").lower()
@@ -187,6 +192,7 @@ class Scanner:
         # before choices: in "the Seebeck coefficient from A, B and C" "coefficient" is no variable
         self._objectives()
         self.scan(UNKNOWN_PROPERTY, self._unknown_property)
+        self.scan(DESIGNATION, self._designation)
         for pattern in CATEGORY_PATTERNS:
             self.scan(pattern, self._category)
         self.scan(QUANTITY_BOUND, self._quantity_bound)
@@ -323,7 +329,14 @@ class Scanner:
             self.found.fixes[phrase] = None
             self.note(m, "not read", "a second objective, or why?")
             return True
-        if direction is None:
+        if direction is None and groups.get("verb"):
+            self.problems.append(
+                f'"{phrase}" does not say whether the {words} should be high or low; write "Maximise the'
+                f' {words}" or "Minimise the {words}"'
+            )
+            self.found.fixes[phrase] = f"{MAXIMISE_OR_MINIMISE} the {words}"
+            direction = "maximise"
+        elif direction is None:
             self.problems.append(
                 f'"{phrase}": "best" does not say whether the {words} should be high or low; write'
                 f' "the highest {words}" or "the lowest {words}"'
@@ -362,7 +375,22 @@ class Scanner:
             f' (e.g. "{self.working.source(m.start(), m.start("unknown"))}{PROPERTY}")'
         )
         self.found.fixes[phrase] = phrase.replace(unknown, PROPERTY)
+        self.found.unknown_properties.append(unknown)
         self.note(m, "not read", f'the property "{unknown}"')
+        return True
+
+    def _designation(self, m: re.Match[str]) -> bool:
+        """"Ti-6Al-4V": refused, with the components it names listed for the suggestion."""
+        phrase = self.phrase(m)
+        names = [m.group("base"), *re.findall(r"[A-Z][a-z]?", m.group("rest"))]
+        listed = and_names(names)
+        self.problems.append(
+            f'"{phrase}" is an alloy designation; the reader does not read amounts inside a name: list the'
+            f' components ("of {listed}") and bound them ("{names[1]} at most ...")'
+        )
+        self.found.fixes[phrase] = f"of {listed}"
+        self.found.designations.append(phrase)
+        self.note(m, "not read", f"an alloy designation of {listed}")
         return True
 
     def _owner(self, words: str, noun: str | None, phrase: str) -> bool:

@@ -18,6 +18,7 @@ __all__ = [
     "HIGHEST_OR_LOWEST",
     "HOW_MANY",
     "LOWER_IS_BETTER",
+    "MAXIMISE_OR_MINIMISE",
     "MODIFIER_WORDS",
     "PROPERTY",
     "PROPERTY_UNITS",
@@ -127,12 +128,14 @@ _USED = "\x00"
 #: that replace it when the suggestion is checked by reading it.
 PROPERTY = "<property>"
 HIGHEST_OR_LOWEST = "<highest or lowest>"
+MAXIMISE_OR_MINIMISE = "<Maximise or minimise>"
 HOW_MANY = "<how many>"
 ANOTHER = "<another component>"
 SUM_TOTAL = "<fractions sum to 1, or summing to 100 %>"
 STANDINS: dict[str, str] = {
     PROPERTY: "yield",
     HIGHEST_OR_LOWEST: "highest",
+    MAXIMISE_OR_MINIMISE: "Maximise",
     HOW_MANY: "20",
     ANOTHER: "Other1",
     "<A>": "A",
