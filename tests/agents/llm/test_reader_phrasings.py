@@ -423,7 +423,11 @@ def test_a_chinese_request_keeps_the_request_as_written():
 
 @pytest.mark.parametrize(
     ("name", "elements"),
-    [("AlCoCrFeNi", ["Al", "Co", "Cr", "Fe", "Ni"]), ("NiTi", ["Ni", "Ti"]), ("PtRuOs", ["Pt", "Ru", "Os"])],
+    [
+        ("AlCoCrFeNi", ["Al", "Co", "Cr", "Fe", "Ni"]),
+        ("NiTi", ["Ni", "Ti"]),
+        ("PtRuOs", ["Pt", "Ru", "Os"]),
+    ],
 )
 def test_an_element_string_is_split_into_its_elements(name, elements):
     spec = CampaignSpec.model_validate(read_request(f"Minimise the cost of the {name} alloy, 8 runs"))
@@ -433,5 +437,6 @@ def test_an_element_string_is_split_into_its_elements(name, elements):
 @pytest.mark.parametrize("compound", ["ZnO", "GaAs", "SiC"])
 def test_a_compound_is_never_split_into_elements(compound):
     # a compound names one component: with another it is a system of two, never of its elements
-    spec = CampaignSpec.model_validate(read_request(f"Minimise the band gap of {compound} and TiO2, 8 runs"))
+    request = f"Minimise the band gap of {compound} and TiO2, 8 runs"
+    spec = CampaignSpec.model_validate(read_request(request))
     assert spec.component_names == [compound, "TiO2"]
