@@ -39,12 +39,12 @@ def check_reading(request: str, spec: CampaignSpec) -> list[str]:
         One sentence per disagreement, quoting the spec's value and saying what the request has.
     """
     scanner = Scanner(request)
+    numbers = _numbers(scanner.working.text)  # before the phrases mark what they use
     scanner.run()
-    numbers = _numbers(scanner.working.text)
     problems = [
         f"{what} is {fmt(value)}, a number the request does not contain (an invented value)"
-        for what, value in _spec_numbers(spec)
-        if not any(_same(value, n) for n in numbers)
+        for what, value, amount in _spec_numbers(spec)
+        if not any(_same(value, n, amount) for n in numbers)
     ]
     named = _names(request)
     problems += [
@@ -80,41 +80,43 @@ def _numbers(text: str) -> list[float]:
     return values
 
 
-def _same(value: float, number: float) -> bool:
-    """Whether ``value`` is ``number`` as written, or the same amount in percent or as a fraction."""
-    candidates = (number, number / 100, number * 100)
+def _same(value: float, number: float, amount: bool) -> bool:
+    """Whether ``value`` is ``number`` as written, or (an ``amount``) the same in percent or as a fraction."""
+    candidates = (number, number / 100, number * 100) if amount else (number,)
     return any(math.isclose(value, n, rel_tol=1e-9, abs_tol=1e-12) for n in candidates)
 
 
-def _spec_numbers(spec: CampaignSpec) -> list[tuple[str, float]]:
-    """The numbers of a spec that the request must have said, each with what it is."""
-    out: list[tuple[str, float]] = []
+def _spec_numbers(spec: CampaignSpec) -> list[tuple[str, float, bool]]:
+    """The numbers of a spec that the request must have said.
+
+    Returns:
+        (what it is, its value, whether it is an amount of a component, which the request may give in
+        percent or as a fraction).
+    """
+    out: list[tuple[str, float, bool]] = []
     for c in spec.components:
         top = spec.sum_rule.total if spec.sum_rule is not None else (100.0 if c.unit == "percent" else 1.0)
         if c.lower != 0:
-            out.append((f"the lower bound of {c.name}", c.lower))
+            out.append((f"the lower bound of {c.name}", c.lower, True))
         if c.upper != top:
-            out.append((f"the upper bound of {c.name}", c.upper))
+            out.append((f"the upper bound of {c.name}", c.upper, True))
     for c in spec.constraints:
-        out.append((f"the bound of the constraint {c.describe()}", c.rhs))
-        out += [(f"the coefficient of {n} in {c.describe()}", k) for n, k in c.coefficients.items() if k != 1]
-    out.append(("the budget", float(spec.budget.experiments)))
-    if spec.budget.batch_size != 1:
-        out.append(("the batch size", float(spec.budget.batch_size)))
-    if spec.budget.initial_experiments is not None:
-        out.append(("the initial design", float(spec.budget.initial_experiments)))
-    if spec.seed != 0:
-        out.append(("the seed", float(spec.seed)))
-    if spec.max_active_components is not None:
-        out.append(("how many components may be present", float(spec.max_active_components)))
+        out.append((f"the bound of the constraint {c.describe()}", c.rhs, True))
+        weights = [(n, k) for n, k in c.coefficients.items() if k != 1]
+        out += [(f"the coefficient of {n} in {c.describe()}", k, False) for n, k in weights]
     if spec.resolution is not None:
-        out.append(("the grid step", spec.resolution))
+        out.append(("the grid step", spec.resolution, True))
+    counts = [("the budget", spec.budget.experiments), ("the batch size", spec.budget.batch_size)]
+    counts += [("the initial design", spec.budget.initial_experiments), ("the seed", spec.seed)]
+    counts += [("how many components may be present", spec.max_active_components)]
+    said = [(what, n) for what, n in counts if n is not None and (what == "the budget" or n not in (0, 1))]
+    out += [(what, float(n), False) for what, n in said]
     for o in spec.objectives:
         if o.target is not None:
-            out.append((f"the target of {o.name}", o.target))
+            out.append((f"the target of {o.name}", o.target, False))
         if o.threshold is not None:
-            out.append((f"the threshold of {o.name}", o.threshold))
-    out += [(f"the outcome constraint on {c.name}", c.value) for c in spec.outcome_constraints]
+            out.append((f"the threshold of {o.name}", o.threshold, False))
+    out += [(f"the outcome constraint on {c.name}", c.value, False) for c in spec.outcome_constraints]
     return out
 
 

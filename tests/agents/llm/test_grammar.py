@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from support.refusals import refusal
 
 from agents.llm.reader import EXAMPLE_REQUEST, read_request
 from athanor.spec import CampaignSpec
-from tests.support.refusals import refusal
 
 DEMO = (
     "Maximise the conductivity of a P3HT/CNT blend of P3HT, D1, D2, D6 and D8 (fractions sum to 1, P3HT at"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from support.refusals import refusal
 
 from agents.llm.reader import read_request
 from athanor.spec import CampaignSpec
-from tests.support.refusals import refusal
 
 
 def spec_of(request: str) -> CampaignSpec:

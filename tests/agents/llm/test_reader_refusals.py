@@ -8,8 +8,7 @@ that the suggestion reads once its stand-ins (``<how many>``, ``<A>``) are fille
 from __future__ import annotations
 
 import pytest
-
-from tests.support.refusals import refusal, suggested
+from support.refusals import refusal, suggested
 
 
 def problem_lines(message: str) -> list[str]:
