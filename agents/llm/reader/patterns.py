@@ -447,7 +447,7 @@ SPLIT_CHOICES = re.compile(r"\s*,?\s*(?:or|and)\s+|\s*,\s*", re.IGNORECASE)
 
 # --- components -----------------------------------------------------------------------------------
 SYSTEM = rx(
-    r"(?<!\w)(?P<prefix>(?:(?:of|for|in|on)\s+)?(?:(?:a|an|the)\s+)?)"
+    r"(?<!\w)(?P<prefix>(?:(?:of|for|in|on|with|from|using)\s+)?(?:(?:a|an|the)\s+)?)"
     r"(?:(?:binary|ternary|quaternary|quinary|multi-?component|high-entropy|equiatomic)\s+)?"
     rf"(?P<names>{_SYSTEM_WORDS})(?:\s+(?P<noun>{_SYSTEM_NOUN}|compositions?|HEAs?|high-entropy\s+alloys?)(?![\w]))?"
 )

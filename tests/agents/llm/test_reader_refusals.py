@@ -7,6 +7,9 @@ that the suggestion reads once its stand-ins (``<how many>``, ``<A>``) are fille
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 from support.refusals import refusal, suggested
 
@@ -212,3 +215,18 @@ def test_the_suggestion_is_this_requests_own_not_a_fixed_example():
     second = suggested(refusal("Reduce the wear of TiN and CrN, 9 runs, 2 replicates"))
     assert first != second
     assert second == "Reduce the wear of TiN and CrN, 9 runs"
+
+
+def test_no_request_here_is_copied_from_the_readme_or_the_grammar_document():
+    here = Path(__file__).resolve()
+    path = here.with_name("test_reader_phrasings.py")
+    spec = importlib.util.spec_from_file_location("reader_phrasings", path)
+    assert spec is not None and spec.loader is not None
+    phrasings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(phrasings)
+    root = here.parents[3]
+    texts = [(root / name).read_text(encoding="utf-8") for name in ("README.md", "docs/request-grammar.md")]
+    published = " ".join(" ".join(text.split()) for text in texts)
+    requests = [p.values[0] for p in phrasings.ENGLISH + phrasings.CHINESE] + [r[0] for r in REFUSED]
+    copied = [r for r in requests if " ".join(r.split()) in published]
+    assert copied == []
