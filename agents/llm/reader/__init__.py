@@ -1,6 +1,6 @@
 """The offline request reader: a campaign request in controlled English read without a language model.
 
-A request such as::
+A request in English or Chinese (简体) such as::
 
     Maximise the conductivity of a P3HT/CNT blend of P3HT, D1, D2, D6 and D8
     (fractions sum to 1, P3HT at least 0.3), 30 experiments in batches of 5
@@ -13,10 +13,13 @@ filler (articles, "and", "please", punctuation, ...); anything else makes the re
 :class:`athanor.errors.RequestNotUnderstood`, quoting the unread words, saying what was read and
 showing a phrasing that works. The user-facing description is ``docs/request-grammar.md``.
 
-The modules, one job each: :mod:`~agents.llm.reader.words` (vocabulary), :mod:`~.text` (the working
-text and where its characters came from), :mod:`~.patterns` (the phrase patterns), :mod:`~.scanner`
-(running them), :mod:`~.assemble` (from phrases to spec fields) and :mod:`~.refusal` (what a refusal
-says).
+The modules, one job each: :mod:`~agents.llm.reader.words` (vocabulary), :mod:`~.chinese` (Chinese
+keywords rewritten into the words the patterns read), :mod:`~.text` (the working text and where its
+characters came from), :mod:`~.patterns` (the phrase patterns), :mod:`~.scanner` (running them),
+:mod:`~.assemble` (from phrases to spec fields, and the questions a request leaves open),
+:mod:`~.refusal` (what a refusal says, and the nearest phrasing that works), :mod:`~.explain` (which
+words became which field) and :mod:`~.crosscheck` (a language model's reading checked against the
+request's words).
 """
 
 from __future__ import annotations
