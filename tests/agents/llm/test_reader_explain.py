@@ -6,7 +6,8 @@ from agents.llm.reader import explain
 
 
 def test_each_phrase_of_a_chinese_request_is_shown_with_the_field_it_became():
-    explanation = explain("最小化 Li2S、P2S5 和 LiBr 的成本，LiBr 介于 0.1 和 0.3 之间，之和为 1，16 次实验，每批 4 个")
+    request = "最小化 Li2S、P2S5 和 LiBr 的成本，LiBr 介于 0.1 和 0.3 之间，之和为 1，16 次实验，每批 4 个"
+    explanation = explain(request)
     assert explanation.rows == [
         ("最小化 Li2S、P2S5 和 LiBr 的成本", "objective", "minimise cost; components Li2S, P2S5, LiBr"),
         ("LiBr 介于 0.1 和 0.3", "bound", "LiBr in [0.1, 0.3]"),
