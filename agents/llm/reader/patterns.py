@@ -176,7 +176,8 @@ _PROP_STOP = (
     r"|please|experiments?|runs?|samples?|batch(?:es)?|then|so|stop|whilst|bounds?|limits?|it|its|them"
     r"|find|make|get|gives?|has|have|having|giving|shows?|yields|produces|that|which|what|possible|we|i"
     r"|highest|lowest|largest|smallest|greatest|best|most|least|fastest|slowest|maximum|minimum|tuning"
-    r"|tune|mix|doped|each|every|all|both|together"
+    r"|tune|mix|doped|each|every|all|both|together|compositions?|blends?|mixtures?|formulations?|recipes?"
+    r"|ratios?"
 )
 _PROP_WORD = rf"(?!(?:{_PROP_STOP})(?![\w-]))[A-Za-z]+(?:-[A-Za-z]+)*(?![\w])"
 _PROP = rf"{_PROP_WORD}(?:\s+{_PROP_WORD}){{0,3}}"
@@ -391,6 +392,11 @@ RANGE_PATTERNS = [
         rf"{pct('pb')}"
     ),
     rx(rf"{_SUBJECT}\s*{_COPULA}from\s+(?P<a>{NUM}){pct('pa')}\s+to\s+(?P<b>{NUM}){pct('pb')}"),
+    # "Ag at least 0.1 and at most 0.3"
+    rx(
+        rf"{_SUBJECT}\s*{_COPULA}(?:at\s+least|no\s+less\s+than|not\s+less\s+than|>=|≥)\s*(?P<a>{NUM}){pct('pa')}"
+        rf"\s*,?\s+(?:and|but)\s+(?:at\s+most|no\s+more\s+than|not\s+more\s+than|<=|≤)\s*(?P<b>{NUM}){pct('pb')}"
+    ),
     # "Al 0-15 at.%", "Cr: 10 to 25 wt.%"
     rx(
         rf"{_SUBJECT}\s*:?\s+(?P<a>{NUM}){pct('pa')}\s*(?:-|~|to)\s*(?P<b>(?:\d+(?:\.\d+)?|\.\d+))(?![\w.])"

@@ -112,7 +112,7 @@ FILLER = frozenset(
     to in on by using i we you want would like let's lets let us me could can campaign run do then also so
     that our my ternary binary quaternary where while such subject constraint constraints bound bounds
     is are be should must keep keeping try plan optimisation optimization here following objective goal
-    aim need""".split()
+    aim need composition compositions""".split()
 )
 
 #: English words that, joined by '-' to a name, say what a system is like, not what is in it: a

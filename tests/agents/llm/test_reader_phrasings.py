@@ -32,14 +32,14 @@ def reading(request: str) -> dict[str, Any]:
 
 def case(
     request: str,
-    objective: tuple[str, str],
+    objective: tuple[str, str] | list[tuple[str, str]],
     components: dict[str, tuple[float, float]],
     budget: tuple[int, int],
     total: float | None = 1.0,
     basis: str = "volume",
 ) -> Any:
     expected = {
-        "objectives": [objective],
+        "objectives": objective if isinstance(objective, list) else [objective],
         "components": components,
         "total": total,
         "basis": basis,
@@ -281,6 +281,18 @@ ENGLISH = [
         ("thermal_conductivity", "maximise"),
         {"BN": FRACTION, "AlN": FRACTION, "epoxy": (0.4, 1.0)},
         (20, 4),
+    ),
+    case(
+        "Minimise the cost of Fe, Mn and Al, Mn no less than 0.15 and no more than 0.3, 14 experiments",
+        ("cost", "minimise"),
+        {"Fe": FRACTION, "Mn": (0.15, 0.3), "Al": FRACTION},
+        (14, 1),
+    ),
+    case(
+        "Find the lowest cost composition of Fe and Mn with the highest strength, 14 runs",
+        [("cost", "minimise"), ("strength", "maximise")],
+        {"Fe": FRACTION, "Mn": FRACTION},
+        (14, 1),
     ),
     case(
         "Maximise hardness of Cu, Ag and Zr by mass, Ag at most 0.2, 16 runs",

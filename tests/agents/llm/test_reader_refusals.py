@@ -101,7 +101,7 @@ REFUSED = [
     (
         "Find the most stable composition of A and B, 10 runs",
         '"stable" describes, it does not name a property to measure',
-        "Find the highest <property> composition of A and B, 10 runs",
+        "Find the highest <property> of A and B, 10 runs",
     ),
     (
         "Minimise the band gap of CsSnI3 and CsPbI3 for maximum efficiency, 10 runs",
