@@ -132,3 +132,24 @@ def test_a_run_records_the_questions_and_answers_as_part_of_the_request(home, ra
         },
     ]
     assert result.spec.request == event["payload"]["text"]
+
+
+def test_a_model_reading_that_disagrees_stops_the_run_before_anything_is_recorded(home):
+    from support import fake_openai_server as fake
+
+    from athanor.errors import ReadingsDisagree
+    from athanor.settings import Settings
+
+    reading = {
+        "title": "t",
+        "components": [{"name": "ITO", "upper": 0.6}, {"name": "FTO"}],
+        "objectives": [{"name": "conductivity", "direction": "maximise", "unit": "S/cm"}],
+        "budget": {"experiments": 8, "batch_size": 2},
+    }
+    with fake.FakeOpenAIServer() as server:
+        server.script(fake.answer(reading))
+        settings = Settings(llm="openai", llm_model="fake", llm_base_url=server.base_url, llm_api_key="sk-x")
+        request = "Maximise the conductivity of ITO and FTO, 8 runs, 2 at a time"
+        with pytest.raises(ReadingsDisagree, match=r"the upper bound of ITO is 0\.6"):
+            run(request, RunOptions(settings=settings))
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())

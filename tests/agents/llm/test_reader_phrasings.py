@@ -402,6 +402,12 @@ CHINESE = [
         basis="mass",
     ),
     case(
+        "使 LiCl 和 LiBr 的成本最低，LiBr 不少于 0.2，十次实验",
+        ("cost", "minimise"),
+        {"LiCl": FRACTION, "LiBr": (0.2, 1.0)},
+        (10, 1),
+    ),
+    case(
         "最小化 Al2O3 和 SiO2 涂层的粗糙度，15 次实验，每批 3 个",
         ("roughness", "minimise"),
         {"Al2O3": FRACTION, "SiO2": FRACTION},
