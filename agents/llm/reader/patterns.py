@@ -48,7 +48,6 @@ __all__ = [
     "SUM_OF_CONSTRAINT",
     "SUM_PATTERNS",
     "SUPERLATIVE_OBJECTIVE",
-    "SUPERLATIVE_UP",
     "SYSTEM",
     "TARGET_PATTERNS",
     "UNIT_RE",
@@ -158,8 +157,6 @@ UP_VERBS = r"maximi[sz]e|increase|raise|boost|enhance"
 _DOWN_VERBS = r"minimi[sz]e|reduce|decrease|lower"
 #: Verbs that say "make it better": the property's sense gives the direction, as with "the best".
 BETTER_VERBS = r"optimi[sz]e|improve"
-SUPERLATIVE_UP = r"highest|largest|greatest|maximum|max|fastest|most"
-_SUPERLATIVE_DOWN = r"lowest|smallest|least|minimum|min|slowest"
 #: Superlatives that stand for a direction on their own ("the highest yield", "for maximum strength").
 _SUPERLATIVE = (
     r"(?:highest|largest|greatest|biggest|fastest|lowest|smallest|slowest|best|most|least"

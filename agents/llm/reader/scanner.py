@@ -329,26 +329,9 @@ class Scanner:
             self.found.fixes[phrase] = None
             self.note(m, "not read", "a second objective, or why?")
             return True
-        if direction is None and groups.get("verb"):
-            self.problems.append(
-                f'"{phrase}" does not say whether the {words} should be high or low; write "Maximise the'
-                f' {words}" or "Minimise the {words}"'
-            )
-            self.found.fixes[phrase] = f"{MAXIMISE_OR_MINIMISE} the {words}"
-            direction = "maximise"
-        elif direction is None:
-            self.problems.append(
-                f'"{phrase}": "best" does not say whether the {words} should be high or low; write'
-                f' "the highest {words}" or "the lowest {words}"'
-            )
-            self.found.fixes[phrase] = _BEST.sub(HIGHEST_OR_LOWEST, phrase)
-            direction = "maximise"
-        elif sup in ("most", "least") and ADJECTIVE.search(words.split()[0]):
-            self.problems.append(
-                f'"{phrase}": "{words.split()[0]}" describes, it does not name a property to measure;'
-                ' name the property, e.g. "the highest stability" or "maximise the yield"'
-            )
-            self.found.fixes[phrase] = _DESCRIBED.sub(f"the highest {PROPERTY}", phrase, count=1)
+        if direction is None or (sup in ("most", "least") and ADJECTIVE.search(words.split()[0])):
+            self._unsure(phrase, words, by_verb=bool(groups.get("verb")), sure=direction is not None)
+        direction = direction or "maximise"  # refused above; a direction for what was read
         objective = ObjectivePhrase(
             name=property_name(words),
             words=words,
@@ -363,6 +346,34 @@ class Scanner:
         components = "".join(f"; components {', '.join(names)}" for names, _ in named)
         self.note(m, "objective", f"{direction} {objective.name}{unit}{components}")
         return True
+
+    def _unsure(self, phrase: str, words: str, *, by_verb: bool, sure: bool) -> None:
+        """A problem for an objective the reader is unsure of, and how the suggestion asks instead.
+
+        Args:
+            phrase: The objective's words in the request.
+            words: Its property.
+            by_verb: The direction came from "optimise" or "improve" (else from "best" or "most").
+            sure: The direction is known, but "most" is followed by a description ("most stable").
+        """
+        if sure:
+            self.problems.append(
+                f'"{phrase}": "{words.split()[0]}" describes, it does not name a property to measure;'
+                ' name the property, e.g. "the highest stability" or "maximise the yield"'
+            )
+            self.found.fixes[phrase] = _DESCRIBED.sub(f"the highest {PROPERTY}", phrase, count=1)
+        elif by_verb:
+            self.problems.append(
+                f'"{phrase}" does not say whether the {words} should be high or low; write "Maximise the'
+                f' {words}" or "Minimise the {words}"'
+            )
+            self.found.fixes[phrase] = f"{MAXIMISE_OR_MINIMISE} the {words}"
+        else:
+            self.problems.append(
+                f'"{phrase}": "best" does not say whether the {words} should be high or low; write'
+                f' "the highest {words}" or "the lowest {words}"'
+            )
+            self.found.fixes[phrase] = _BEST.sub(HIGHEST_OR_LOWEST, phrase)
 
     def _unknown_property(self, m: re.Match[str]) -> bool:
         """"maximise Cu, Ag and Zr 的 <Chinese word>": the components are read, the property is not."""
