@@ -16,8 +16,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agents.llm import MODEL_BACKENDS
+from agents.llm.reader import open_questions, read_request
+from agents.llm.reader.crosscheck import check_reading, describe_spec
 from agents.state import CampaignState, Ports, observations_of, prior_of, spec_of
-from athanor.errors import SpecError, format_validation_error
+from athanor.asking import Answer, Ask, Question, completed
+from athanor.errors import ReadingsDisagree, RequestNotUnderstood, SpecError, format_validation_error
 from athanor.models import Decision, Observation
 from athanor.pareto import counts, pareto_front, targets_met
 from athanor.ports import LLMPort
@@ -42,23 +46,39 @@ _DECIDE_SYSTEM = (
 )
 
 
-def understand(request: str, llm: LLMPort, seed: int | None = None) -> CampaignSpec:
+def understand(
+    request: str, llm: LLMPort, seed: int | None = None, ask: Ask | None = None
+) -> CampaignSpec:
     """Turn a plain-language request into a validated spec.
+
+    With ``ask`` (a terminal), what the request lacks and a question settles (its budget, its batch
+    size, whether its amounts add up to 1 or to 100) is asked before it is read, and the answers join
+    the request as words (``30 experiments``): the spec's ``request`` is the completed request. With a
+    language model (:data:`agents.llm.MODEL_BACKENDS`) the model's reading is checked against the
+    request's words (:func:`agents.llm.reader.crosscheck.check_reading`); on a disagreement ``ask``
+    chooses between the model's reading and the offline reader's, and without ``ask`` it is refused.
 
     Args:
         request: The user's request, e.g. ``"Maximise the conductivity of ..., 30 experiments"``.
         llm: The language model port.
         seed: Overrides the seed the request names (``--seed``).
+        ask: Answers a question (a terminal prompt); None when no one can be asked.
 
     Raises:
-        athanor.errors.RequestNotUnderstood: The request cannot be read.
+        athanor.errors.RequestNotUnderstood: The request cannot be read (or lacks what only a
+            question would settle, and there is no one to ask: the message asks it).
+        athanor.errors.ReadingsDisagree: The model's reading says what the request does not.
         athanor.errors.SpecError: What was read is not a valid, feasible spec.
     """
+    if ask is not None:
+        request = completed(request, [Answer(q, ask(q)) for q in open_questions(request)])
     messages = [
         {"role": "system", "content": _PARSE_SYSTEM},
         {"role": "user", "content": request},
     ]
     spec = llm.structured("parse_request", messages, CampaignSpec)
+    if llm.name in MODEL_BACKENDS:
+        spec = _checked_reading(request, spec, ask)
     data = spec.model_dump()
     data["request"] = request
     if seed is not None:
@@ -67,6 +87,39 @@ def understand(request: str, llm: LLMPort, seed: int | None = None) -> CampaignS
         return CampaignSpec.model_validate(data)
     except ValidationError as error:
         raise SpecError(format_validation_error(error)) from None
+
+
+def _checked_reading(request: str, spec: CampaignSpec, ask: Ask | None) -> CampaignSpec:
+    """The model's spec if it agrees with the request's words; else the reading the user picks.
+
+    Raises:
+        athanor.errors.ReadingsDisagree: They disagree and no one can be asked (or the user stops).
+    """
+    disagreements = check_reading(request, spec)
+    if not disagreements:
+        return spec
+    try:
+        own: CampaignSpec | None = CampaignSpec.model_validate(read_request(request))
+        own_words = describe_spec(own)
+    except (RequestNotUnderstood, ValidationError) as error:
+        own = None
+        first = str(error).splitlines()[1:2] if isinstance(error, RequestNotUnderstood) else []
+        own_words = "could not read it" + (f" ({first[0].strip(' -')})" if first else "")
+    lines = ["The model's reading of the request says what the request does not:"]
+    lines += [f"  - {d}" for d in disagreements]
+    lines.append(f"The model read: {describe_spec(spec)}.")
+    lines.append(f"The offline reader read: {own_words}.")
+    message = "\n".join(lines)
+    if ask is not None:
+        choices = ("model", "reader", "stop") if own is not None else ("model", "stop")
+        text = f"{message}\nWhich reading is right?"
+        answer = ask(Question(field="reading", text=text, words="", choices=choices))
+        if answer == "model":
+            return spec
+        if answer == "reader" and own is not None:
+            return own
+    advice = "Nothing was run. Rephrase the request (see docs/request-grammar.md) or write a campaign file."
+    raise ReadingsDisagree(f"{message}\n{advice}", disagreements)
 
 
 def best_value(spec: CampaignSpec, observations: list[Observation]) -> float | None:

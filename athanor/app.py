@@ -24,6 +24,7 @@ from agents.graph import run_campaign
 from agents.llm import make_llm
 from agents.pi import understand
 from agents.state import Ports
+from athanor.asking import Answer, Ask, Question
 from athanor.errors import AthanorError, SpecError, StopRequested
 from athanor.lab import LabDescription, match_quantity
 from athanor.models import Observation
@@ -72,6 +73,7 @@ __all__ = [
     "TimeScale",
     "check_against_lab",
     "choice_notices",
+    "is_spec_file",
     "lab_for",
     "llm_from",
     "read_prior",
@@ -110,6 +112,8 @@ class RunOptions:
         optimiser: The optimiser's model and acquisition options (None: the defaults); those that
             differ from the defaults are recorded with each optimiser call, and a resume or a replay
             takes them from the record.
+        ask: Answers a question about the request (a terminal prompt; see :mod:`athanor.asking`).
+            None: no one can be asked, and a request that leaves a question open is refused.
     """
 
     settings: Settings = field(default_factory=Settings.from_env)
@@ -125,6 +129,7 @@ class RunOptions:
     wait_for_lab: bool = False
     on_wait: Callable[[str], None] | None = None
     optimiser: OptimiserOptions | None = None
+    ask: Ask | None = None
 
 
 @dataclass
@@ -161,16 +166,30 @@ def llm_from(options: RunOptions) -> LLMPort:
     return make_llm(kind)
 
 
-def _is_spec_file(request_or_file: str) -> bool:
+def is_spec_file(request_or_file: str) -> bool:
+    """Whether ``request_or_file`` names a campaign file (YAML or JSON) rather than being a request."""
     return Path(request_or_file).suffix.lower() in {".yaml", ".yml", ".json"}
 
 
-def read_spec(request_or_file: str, llm: LLMPort, seed: int | None) -> CampaignSpec:
-    """A spec from a YAML/JSON file path or a plain-language request."""
-    if _is_spec_file(request_or_file):
+def read_spec(request_or_file: str, llm: LLMPort, seed: int | None, ask: Ask | None = None) -> CampaignSpec:
+    """A spec from a YAML/JSON file path or a plain-language request (``ask``: see :func:`understand`)."""
+    if is_spec_file(request_or_file):
         spec = load_model(Path(request_or_file), CampaignSpec, "campaign file")
         return spec.model_copy(update={"seed": seed}) if seed is not None else spec
-    return understand(request_or_file, llm, seed)
+    return understand(request_or_file, llm, seed, ask)
+
+
+def _recording(ask: Ask | None, answers: list[Answer]) -> Ask | None:
+    """``ask``, keeping every question and its answer in ``answers`` for the run's log."""
+    if ask is None:
+        return None
+
+    def asked(question: Question) -> str:
+        answer = ask(question)
+        answers.append(Answer(question, answer))
+        return answer
+
+    return asked
 
 
 def read_prior(
@@ -198,7 +217,7 @@ def read_prior(
         spec = spec.model_copy(update={"prior_data": str(path)})
     elif spec.prior_data is not None:
         path = Path(spec.prior_data).expanduser()
-        if not path.is_absolute() and _is_spec_file(request_or_file):
+        if not path.is_absolute() and is_spec_file(request_or_file):
             path = Path(request_or_file).parent / path
     else:
         return spec, None
@@ -422,7 +441,9 @@ def run(
     """
     llm = llm_from(options)
     buffered: list[tuple[str, dict[str, Any]]] = []
-    spec = read_spec(request_or_file, _BufferingLLM(llm, buffered), options.seed)
+    answers: list[Answer] = []
+    ask = _recording(options.ask, answers)
+    spec = read_spec(request_or_file, _BufferingLLM(llm, buffered), options.seed, ask)
     lab, time_scale = resolve_lab(spec, options)
     check_against_lab(spec, lab)
     spec, prior = read_prior(spec, request_or_file, options.prior)
@@ -437,7 +458,10 @@ def run(
         if on_event is not None:
             context.log.subscribe(on_event)
         context.record("run_started", {"run_id": run_id, "lab_source": source})
-        context.record("request", {"text": spec.request or request_or_file, "llm_backend": llm.name})
+        request = {"text": spec.request or request_or_file, "llm_backend": llm.name}
+        if answers:  # what the user was asked is part of the request
+            request["answers"] = [a.payload() for a in answers]
+        context.record("request", request)
         for kind, payload in buffered:
             context.record(kind, payload)
         context.record("spec", spec.model_dump(mode="json"))

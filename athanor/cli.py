@@ -12,13 +12,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from athanor.asking import Ask, Question
 from athanor.commandline import DISTRIBUTION, CommandLine, TimeScaleOption, distribution_version
-from athanor.errors import AthanorError
+from athanor.errors import AthanorError, RequestNotUnderstood
 from athanor.lab_cli import lab_app
 from athanor.models import Observation
 from athanor.pareto import counts, pareto_front
@@ -29,6 +31,7 @@ from athanor.terminal import make_console
 from bench.cli import bench_app
 
 if TYPE_CHECKING:
+    from agents.llm.reader import Explanation
     from runs.store import ObservationsCheck, RunSummary
 
 __all__ = ["app", "main"]
@@ -88,6 +91,15 @@ WaitOption = Annotated[
         "--wait", help="If another campaign holds the lab, wait for it to finish instead of refusing."
     ),
 ]
+YesOption = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Never ask: a request that leaves a question open (its budget, its batch size, whether its"
+        " amounts add up to 1 or 100) is refused with the question, as without a terminal.",
+    ),
+]
 PriorOption = Annotated[
     Path | None,
     typer.Option(
@@ -117,6 +129,30 @@ def _main(
     from instruments.ray_runtime import use_athanor_token
 
     use_athanor_token()  # before any command imports Ray, which reads it once
+
+
+def _asker(yes: bool) -> Ask | None:
+    """Terminal prompts for what a request leaves open; None with ``--yes`` or without a terminal."""
+    return None if yes or not sys.stdin.isatty() else _prompt
+
+
+def _prompt(question: Question) -> str:
+    """Ask ``question`` on the terminal (on stderr, so that stdout stays the command's output)."""
+    kind = click.Choice(list(question.choices)) if question.choices else int
+    return str(typer.prompt(question.text, default=question.default, type=kind, err=True))
+
+
+def _print_explanation(explanation: Explanation) -> None:
+    """Which words became which field, as a table on stderr, then what the spec takes by default."""
+    table = Table(title="How the offline reader reads the request", title_justify="left")
+    for column in ("Words", "Became", "Value"):
+        table.add_column(column, overflow="fold")
+    for words, field, value in explanation.rows:
+        style = "red" if field == "not read" else None
+        table.add_row(escape(words), escape(field), escape(value), style=style)
+    for field, value in explanation.defaults:
+        table.add_row("[dim](not stated)[/]", escape(field), escape(value))
+    err_console.print(table)
 
 
 def _fail(error: BaseException) -> None:
@@ -177,8 +213,14 @@ def run(
     on_stop: OnStopOption = "finish",
     stop_grace: StopGraceOption = 60.0,
     wait: WaitOption = False,
+    yes: YesOption = False,
 ) -> None:
-    """Run a campaign end to end and record it."""
+    """Run a campaign end to end and record it.
+
+    On a terminal, what the request leaves open (its budget, its batch size, whether its amounts add
+    up to 1 or 100) is asked, and the answers are recorded as part of the request.
+    """
+    ask = _asker(yes)
     stop = _stop_control(on_stop, stop_grace)
     settings = _settings(ray_address)
     display = _CampaignDisplay()
@@ -198,6 +240,7 @@ def run(
             stop=stop,
             wait_for_lab=wait,
             on_wait=_say_waiting,
+            ask=ask,
         )
         return run_campaign(request, options, on_event=display.on_event, on_start=display.on_start)
 
@@ -513,22 +556,40 @@ def plan(
     lab: Annotated[
         Path | None, typer.Option(help="Check against this lab.yaml; default: the virtual lab.")
     ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show which words became which field (on stderr).")
+    ] = False,
+    yes: YesOption = False,
 ) -> None:
     """Show what the PI understood from a request, as YAML (or JSON); runs nothing.
 
     The spec is checked against the lab ``run`` would use (``--lab``, else the virtual lab) as
     ``run`` checks it, without building an instrument, starting Ray or contacting anything. With
     prior data (``--prior`` or the spec's ``prior_data``) the file is read and checked, and what it
-    holds is summarised on stderr.
+    holds is summarised on stderr. On a terminal, what the request leaves open is asked.
     """
-    from athanor.app import RunOptions, check_against_lab, lab_for, llm_from, read_prior, read_spec
+    from agents.llm.reader import explain as explain_request
+    from athanor.app import (
+        RunOptions,
+        check_against_lab,
+        is_spec_file,
+        lab_for,
+        llm_from,
+        read_prior,
+        read_spec,
+    )
 
     options = RunOptions(llm=llm, lab_file=lab)
+    explaining = explain and not is_spec_file(request)
     try:
-        spec = read_spec(request, llm_from(options), seed)
+        spec = read_spec(request, llm_from(options), seed, _asker(yes))
+        if explaining:
+            _print_explanation(explain_request(spec.request or request))
         check_against_lab(spec, lab_for(spec, options))
         spec, prior_data = read_prior(spec, request, prior)
     except AthanorError as error:
+        if explaining and isinstance(error, RequestNotUnderstood):
+            _print_explanation(explain_request(request))
         _fail(error)
     if prior_data is not None:
         for line in _prior_lines(prior_data.model_dump(mode="json")):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
+from athanor.asking import Question
 from athanor.numbers import not_a_number
 
 __all__ = [
     "AthanorError",
     "InstrumentError",
     "LLMError",
+    "ReadingsDisagree",
     "RequestNotUnderstood",
     "SafetyError",
     "SpecError",
@@ -30,7 +33,31 @@ class SpecError(AthanorError):
 
 
 class RequestNotUnderstood(AthanorError):
-    """A plain-language request could not be read; the message shows a phrasing that works."""
+    """A plain-language request could not be read; the message shows a phrasing that works.
+
+    Attributes:
+        questions: When all the request lacks is something a question settles (the budget, whether
+            the amounts add up to 1 or to 100), those questions; the message asks them too. Empty
+            when the request has other problems.
+    """
+
+    def __init__(self, message: str, questions: Sequence[Question] = ()) -> None:
+        super().__init__(message)
+        self.questions: tuple[Question, ...] = tuple(questions)
+
+
+class ReadingsDisagree(AthanorError):
+    """A language model's reading of a request says what the request's words do not.
+
+    The message lists each disagreement and shows both readings.
+
+    Attributes:
+        disagreements: One line per disagreement (an invented number, a component not named, ...).
+    """
+
+    def __init__(self, message: str, disagreements: Sequence[str]) -> None:
+        super().__init__(message)
+        self.disagreements: tuple[str, ...] = tuple(disagreements)
 
 
 class LLMError(AthanorError):

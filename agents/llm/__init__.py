@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from agents.llm.grammar import EXAMPLE_REQUEST, read_request
 from agents.llm.mock import MockLLM
 from agents.llm.offline import KNOWN_TASKS, OfflineLLM
+from agents.llm.reader import EXAMPLE_REQUEST, read_request
 from athanor.errors import LLMError
 from athanor.ports import LLMPort
 
@@ -23,6 +23,7 @@ __all__ = [
     "EXAMPLE_REQUEST",
     "KINDS",
     "KNOWN_TASKS",
+    "MODEL_BACKENDS",
     "MockLLM",
     "OfflineLLM",
     "OpenAIBackend",
@@ -32,6 +33,9 @@ __all__ = [
 
 #: Back-end kinds :func:`make_llm` knows.
 KINDS: tuple[str, ...] = ("offline", "openai", "mock")
+#: Back ends whose reading of a request comes from a language model, and is checked against the
+#: request's words before anything runs (the offline reader is the check; the mock is scripted).
+MODEL_BACKENDS: tuple[str, ...] = ("openai",)
 
 _SETTINGS: dict[str, tuple[str, ...]] = {
     "offline": (),

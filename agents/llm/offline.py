@@ -1,6 +1,6 @@
 """The offline LLM back end: deterministic answers without a model.
 
-``parse_request`` reads the request with the controlled-English grammar of :mod:`agents.llm.grammar`;
+``parse_request`` reads the request with the controlled-English reader of :mod:`agents.llm.reader`;
 ``decide`` applies fixed rules (stop on target or budget, otherwise continue). This module also holds
 :func:`validate_answer`, which every back end uses to turn a raw answer into the requested schema.
 """
@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from agents.llm.grammar import read_request
+from agents.llm.reader import read_request
 from athanor.errors import LLMError, SpecError, format_validation_error
 from athanor.spec import CampaignSpec, Objective
 

@@ -65,7 +65,8 @@ def test_plan_refuses_an_unreadable_request_with_a_working_phrasing(home):
     assert "error:" in result.output
     assert "very quickly" in result.output
     assert "Traceback" not in result.output
-    assert "experiments in batches of" in result.output  # the example phrasing
+    # the nearest phrasing of this request, not a fixed example
+    assert "A phrasing that works: Maximise the conductivity of P3HT and D1, 10 experiments" in result.output
 
 
 def test_plan_keeps_a_colon_in_a_material_name_through_its_yaml(home, tmp_path):

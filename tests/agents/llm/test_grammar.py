@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from support.refusals import refusal
 
-from agents.llm.grammar import EXAMPLE_REQUEST, read_request
-from athanor.errors import RequestNotUnderstood
+from agents.llm.reader import EXAMPLE_REQUEST, read_request
 from athanor.spec import CampaignSpec
 
 DEMO = (
@@ -187,12 +187,6 @@ def test_keywords_are_case_insensitive_and_element_names_keep_case():
     assert (spec.budget.experiments, spec.budget.batch_size) == (10, 2)
 
 
-def refusal(request: str) -> str:
-    with pytest.raises(RequestNotUnderstood) as info:
-        read_request(request)
-    message = str(info.value)
-    assert EXAMPLE_REQUEST in message, "a refusal must show a phrasing that works"
-    return message
 
 
 def test_refuses_unread_words_and_quotes_them():

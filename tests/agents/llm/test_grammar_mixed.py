@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from agents.llm.grammar import read_request
+from agents.llm.reader import read_request
 from athanor.errors import RequestNotUnderstood
 from athanor.spec import CampaignSpec
 

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from support.refusals import refusal
 
-from agents.llm.grammar import read_request
-from athanor.errors import RequestNotUnderstood
+from agents.llm.reader import read_request
 from athanor.spec import CampaignSpec
-
-
-def refusal(request: str) -> str:
-    with pytest.raises(RequestNotUnderstood) as info:
-        read_request(request)
-    return str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support.refusals import refusal
 
-from agents.llm.grammar import EXAMPLE_REQUEST, read_request
-from athanor.errors import RequestNotUnderstood
+from agents.llm.reader import read_request
 from athanor.spec import CampaignSpec
 
 
@@ -21,12 +21,6 @@ def outcomes(spec: CampaignSpec) -> list[tuple[str, str, float, str]]:
     return [(c.name, c.operator, c.value, c.unit) for c in spec.outcome_constraints]
 
 
-def refusal(request: str) -> str:
-    with pytest.raises(RequestNotUnderstood) as info:
-        read_request(request)
-    message = str(info.value)
-    assert EXAMPLE_REQUEST in message
-    return message
 
 
 def test_two_objectives_each_with_its_verb():

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from agents.llm import MockLLM
-from agents.llm.grammar import EXAMPLE_REQUEST
+from agents.llm.reader import EXAMPLE_REQUEST
 from athanor.errors import LLMError, SpecError
 from athanor.models import Decision
 from athanor.ports import LLMPort

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from agents.llm import KINDS, MockLLM, OfflineLLM, make_llm
-from agents.llm.grammar import EXAMPLE_REQUEST
+from agents.llm.reader import EXAMPLE_REQUEST
 from athanor.errors import LLMError, RequestNotUnderstood, SpecError, format_validation_error
 from athanor.models import Decision
 from athanor.ports import LLMPort
