@@ -22,7 +22,9 @@ Host-level options (``InstrumentSpec.options``, not passed to the back end):
 
 - ``stall_timeout_s``: seconds an action may run before a watchdog declares it stalled (default
   ``3 x`` its expected duration plus slack, see :func:`instruments.watchdog.stall_limit`).
-- ``retry_in_doubt``: actions safe to run again when a crash left them in doubt.
+- ``retry_in_doubt``: actions safe to run again when a crash left them in doubt. Default: the
+  read-only actions; for a simulated instrument every action, since the virtual world applies a
+  keyed change once and a keyed command draws the same numbers each time it runs.
 """
 
 from __future__ import annotations
@@ -124,12 +126,15 @@ class Attachments:
             return sorted(self._holders)
 
 
-def _host_options(options: dict[str, Any], kind: str, name: str) -> tuple[float | None, set[str]]:
+def _host_options(
+    options: dict[str, Any], kind: str, name: str, backend: str = ""
+) -> tuple[float | None, set[str]]:
     timeout = options.get("stall_timeout_s")
     valid = not isinstance(timeout, bool) and isinstance(timeout, int | float) and timeout > 0
     if timeout is not None and not valid:
         raise InstrumentError(f"{name}: options.stall_timeout_s must be a positive number of seconds")
-    default = [a for a in _READ_ONLY if a in ACTIONS[kind]]
+    repeatable = ACTIONS[kind] if backend == "simulated" else _READ_ONLY
+    default = [a for a in repeatable if a in ACTIONS[kind]]
     retry = options.get("retry_in_doubt", default)
     if not isinstance(retry, list | tuple) or not set(retry) <= set(ACTIONS[kind]):
         raise InstrumentError(
@@ -177,7 +182,9 @@ class InstrumentHost(Attachments):
             spec = lab.instrument(instrument)
         except KeyError as error:
             raise InstrumentError(str(error.args[0])) from None
-        self._stall_timeout_s, self._retry_in_doubt = _host_options(spec.options, spec.kind, spec.name)
+        self._stall_timeout_s, self._retry_in_doubt = _host_options(
+            spec.options, spec.kind, spec.name, spec.backend
+        )
         backend_spec = spec.model_copy(
             update={"options": {k: v for k, v in spec.options.items() if k not in HOST_OPTIONS}}
         )

@@ -8,6 +8,10 @@ opentrons, ...). :meth:`FrontEnd.execute` is the one dispatch point:
   :class:`~athanor.errors.SafetyError` and the back end is never called;
 - a fault inside the back end becomes a ``Reading(ok=False, error=...)``.
 
+A back end whose answers are drawn at random (the simulated ones) may define
+``begin_action(key)`` (:class:`KeyedBackend`): it is told each command's idempotency key just before
+the command runs, so that it can draw that command's numbers from the key's own stream.
+
 The liquid handler's volume bookkeeping is a transaction: volumes are reserved before the back end is
 called, committed when it succeeds and rolled back when it fails.
 """
@@ -18,7 +22,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from athanor.errors import AthanorError, InstrumentError, SafetyError
 from athanor.lab import ACTIONS, InstrumentSpec, LabDescription, Stock
@@ -32,6 +36,7 @@ __all__ = [
     "FrontEnd",
     "Hotplate",
     "HotplateBackend",
+    "KeyedBackend",
     "LiquidHandler",
     "LiquidHandlerBackend",
     "Spectrometer",
@@ -43,6 +48,15 @@ __all__ = [
 
 #: Slack on volume comparisons, µL (sums of 0.1 µL steps are not exact in binary).
 _VOLUME_TOL = 1e-6
+
+
+@runtime_checkable
+class KeyedBackend(Protocol):
+    """A back end that wants to know the idempotency key of each command before it runs."""
+
+    def begin_action(self, key: str) -> None:
+        """The next command runs under ``key`` (``""`` for an unkeyed command)."""
+        ...
 
 
 class LiquidHandlerBackend(Protocol):
@@ -189,6 +203,8 @@ class FrontEnd:
                 f" ({', '.join(sorted(command.params))}). Give exactly those"
             )
         run = self._prepare(command.action, dict(command.params))
+        if isinstance(self.backend, KeyedBackend):
+            self.backend.begin_action(command.key)
         started = self._clock()
         try:
             values = run()
