@@ -34,9 +34,9 @@ _NODES: dict[str, Callable[[CampaignState, Ports], dict[str, Any]]] = {
 }
 
 
-def _bind(node: Callable[[CampaignState, Ports], dict[str, Any]], ports: Ports) -> Callable:
+def _bind(name: str, node: Callable[[CampaignState, Ports], dict[str, Any]], ports: Ports) -> Callable:
     def bound(state: CampaignState) -> dict[str, Any]:
-        ports.context.record("node", {"name": node.__module__.rsplit(".", 1)[-1] + "." + node.__name__})
+        ports.context.record("node", {"name": name})  # the graph's name, whatever the function is called
         return node(state, ports)
 
     bound.__name__ = node.__name__
@@ -47,7 +47,7 @@ def build_graph(ports: Ports) -> StateGraph:
     """The uncompiled campaign graph with every node bound to ``ports``."""
     graph = StateGraph(CampaignState)
     for name, node in _NODES.items():
-        graph.add_node(name, _bind(node, ports))
+        graph.add_node(name, _bind(name, node, ports))
     graph.add_edge(START, "pi_plan")
     graph.add_edge("pi_plan", "designer")
     graph.add_edge("designer", "coder")

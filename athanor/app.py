@@ -39,7 +39,13 @@ from runs.context import EVENTS_FILE, RunContext, new_run_id
 from runs.eventlog import is_being_written, read_events, verify_log
 from runs.lab_hold import LabHold, Plate
 from runs.manifest import write_manifest
-from runs.observations import ObservationsCSV, read_observations
+from runs.observations import (
+    OBSERVATION,
+    ObservationsCSV,
+    logged_observations,
+    observations_text,
+    write_observations,
+)
 from runs.prior import PriorData, load_prior_data
 from runs.recorder import RecordingInstruments, RecordingKnowledge, RecordingLLM
 from runs.refill import REFILLED, apply_refills, check_refills, refill_payloads
@@ -61,7 +67,7 @@ from runs.replay_audit import (
     split_attempts,
 )
 from runs.report import write_report
-from runs.store import athanor_home, create_run_dir, resolve_run
+from runs.store import OBSERVATIONS_FILE, athanor_home, create_run_dir, resolve_run
 from tools.multifidelity import load_simulator
 
 __all__ = [
@@ -534,9 +540,11 @@ def resume(
         context = RunContext(run_dir, spec.seed, run_id, repair=True)
         if on_event is not None:
             context.log.subscribe(on_event)
-        table = run_dir / "observations.csv"  # none yet when the run stopped before its campaign began
-        done = {o.experiment_id for o in read_observations(table, spec)} if table.exists() else set()
-        context.record("run_resumed", {"llm_backend": llm.name, "observations_on_disk": len(done)})
+        done, rebuilt = _table_from_log(run_dir, spec, events)
+        context.record(
+            "run_resumed",
+            {"llm_backend": llm.name, "observations_on_disk": len(done), "observations_rebuilt": rebuilt},
+        )
         if on_start is not None:
             on_start(run_dir, spec)
         refilled = [e for e in events if e["kind"] == REFILLED]
@@ -551,6 +559,24 @@ def resume(
             spec, lab, llm, context, options, resume=True, emitted=done, prior=prior, source=source,
             plate=plate,
         )
+
+
+def _table_from_log(run_dir: Path, spec: CampaignSpec, events: list[dict[str, Any]]) -> tuple[set[str], bool]:
+    """Make a resumed run's ``observations.csv`` the copy of its log's observations it must be.
+
+    A crash between recording an observation and writing its row leaves the table a row short; the
+    log is what was recorded, so the table is rewritten from it when the two differ.
+
+    Returns:
+        The experiments already observed, and whether the table was rewritten.
+    """
+    logged = logged_observations(events)
+    table = run_dir / OBSERVATIONS_FILE
+    expected = observations_text(spec, logged)
+    current = table.read_text(encoding="utf-8") if table.exists() else None
+    if current != expected:
+        write_observations(table, spec, logged)
+    return {o.experiment_id for o in logged}, current is not None and current != expected
 
 
 def _as_stop(error: BaseException, stop: StopControl | None) -> BaseException:
@@ -661,8 +687,9 @@ def _execute(
     csv = ObservationsCSV(run_dir / "observations.csv", spec)
 
     def on_observation(observation: Observation) -> None:
+        # the log first: the table is a copy of it, rebuilt from it on resume
+        context.record(OBSERVATION, observation.model_dump(mode="json"))
         csv.append(observation)
-        context.record("observation", observation.model_dump(mode="json"))
 
     knowledge = None
     if options.literature:

@@ -1,5 +1,8 @@
 """One run's clock, random streams, experiment ids and event log (:class:`athanor.ports.RunContextPort`).
 
+Every event goes through :meth:`RunContext.record`, which refuses a payload that does not match its
+kind (:mod:`runs.events`).
+
 Random streams are named (``"designer"``, ``"emulator"``, ...). Each stream's seed is derived from the
 run seed and the stream's name with SHA-256, so a stream gives the same numbers in every process and
 on every machine, and adding a stream never shifts the numbers of another.
@@ -21,7 +24,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from runs.eventlog import EventLog, read_events
+from runs.eventlog import EventLog, read_events, to_json_value
+from runs.events import check_payload
 
 __all__ = ["EVENTS_FILE", "EXPERIMENT_ID", "RunContext", "new_run_id", "slugify"]
 
@@ -156,8 +160,15 @@ class RunContext:
             return generator
 
     def record(self, kind: str, payload: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
-        """Append an event stamped with :meth:`now`; see :meth:`runs.eventlog.EventLog.append`."""
-        return self.log.append(kind, payload, self.now())
+        """Append an event stamped with :meth:`now`; see :meth:`runs.eventlog.EventLog.append`.
+
+        Raises:
+            runs.events.EventPayloadError: ``kind`` is not registered or ``payload`` does not match
+                its model (:data:`runs.events.EVENT_PAYLOADS`); nothing is written.
+        """
+        data = to_json_value(payload, f"{kind}.payload")
+        check_payload(kind, data)
+        return self.log.append(kind, data, self.now())
 
     def next_experiment_id(self) -> str:
         """A new experiment id, ``E0001``, ``E0002``, ...; recorded, so a resumed run continues."""

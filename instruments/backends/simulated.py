@@ -6,7 +6,8 @@ They take realistic time (``duration_s * time_scale`` per action), write to and 
 A simulated lab is a function of the seed and the action. Each keyed command is announced with
 :meth:`_SimulatedBackend.begin_action` before it runs, and every random draw it makes (its noise, a
 fault, a stall: whether and how long it hangs) comes from a stream of its own, derived with
-SHA-256 from the run seed, the instrument's name and the command's idempotency key. So a command
+SHA-256 from the run seed, the instrument's name and the command's idempotency key (its experiment
+and step; see :func:`keyed_seed`). So a command
 gives the same reading whenever and however often it runs: in the first process or after a crash
 and a resume, before or after other commands. Nominal durations are fixed. Commands without a key
 (tests, ``safe_state``) draw from per-instrument streams in call order, as before.
@@ -159,6 +160,9 @@ _PURPOSES = ("fault", "noise", "stall")
 def keyed_seed(seed: int, instrument: str, key: str, purpose: str) -> int:
     """The seed of the stream one keyed command draws ``purpose`` numbers from.
 
+    The run id part of the key is left out: two runs with the same seed make the same draws for
+    the same step of the same experiment, as they make the same proposals.
+
     Args:
         seed: The run seed.
         instrument: The instrument's name.
@@ -168,7 +172,8 @@ def keyed_seed(seed: int, instrument: str, key: str, purpose: str) -> int:
     Returns:
         A 128-bit integer from SHA-256: the same in every process and on every machine.
     """
-    text = f"athanor-simulated:{seed}:{instrument}:{key}:{purpose}"
+    action = "/".join(key.rsplit("/", 2)[-2:])
+    text = f"athanor-simulated:{seed}:{instrument}:{action}:{purpose}"
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:16], "big")
 
 
