@@ -67,6 +67,7 @@ from runs.replay_audit import (
     split_attempts,
 )
 from runs.report import write_report
+from runs.seal import seal_attempt
 from runs.store import OBSERVATIONS_FILE, athanor_home, create_run_dir, resolve_run
 from tools.multifidelity import load_simulator
 
@@ -719,8 +720,8 @@ def _execute(
         payload: dict[str, Any] = {"error": f"{type(stop).__name__}: {stop}"}
         if isinstance(stop, StopRequested):
             payload |= {"signal": stop.signal_name, "aborted": stop.abort}
-        context.record(kind, payload)
         _settle_plate(plate, context, finished=False)
+        seal_attempt(context, kind, payload, home)
         csv.close()
         context.close()
         raise
@@ -745,7 +746,8 @@ def _execute(
         prior=prior,
     )
     _settle_plate(plate, context, finished=True)
-    context.record("run_finished", {"summary": summary, "decision": decision, "report": report.name})
+    ending = {"summary": summary, "decision": decision, "report": report.name}
+    seal_attempt(context, "run_finished", ending, home)
     csv.close()
     context.close()
     return CampaignResult(run_dir, spec, observations, summary, decision, report)

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from athanor.audit_cli import add_audit_commands
 from athanor.commandline import DISTRIBUTION, CommandLine, TimeScaleOption, distribution_version
 from athanor.errors import AthanorError
 from athanor.lab_cli import lab_app
@@ -42,6 +43,7 @@ app = CommandLine(
 app.add_typer(bench_app, name="bench")
 app.add_typer(lab_app, name="lab")
 app.add_typer(schedule_app, name="schedule")
+add_audit_commands(app)
 #: The files of a run folder that ``show`` lists.
 RUN_FILES = ("report.md", "convergence.png", "pareto.png", "observations.csv")
 console = make_console()
