@@ -55,6 +55,8 @@ __all__ = [
 
 #: The member of an export archive that says what the archive holds and the run's head.
 EXPORT_FILE = "export.json"
+#: Files SQLite keeps beside a database and reads as part of it.
+_SQLITE_SIDECARS = ("-wal", "-journal", "-shm")
 #: Most problems of one check that are listed.
 _SHOWN = 8
 
@@ -300,12 +302,19 @@ def _files_check(
         problems = [f"the ending event (seq {last['seq']}) holds no file digests (recorded before they were)"]
     else:
         problems = _digest_problems(recorded, present, last["seq"])
+    extra = sorted(set(present) - set(recorded or {}))
+    problems += [
+        f"{name}: a SQLite journal that changes {name.rsplit('-', 1)[0]} as SQLite reads it, written after"
+        " the run ended"
+        for name in extra
+        if name.endswith(_SQLITE_SIDECARS) and name.rsplit("-", 1)[0] in (recorded or {})
+    ]
     problems += _table_problems(run_dir, events) + _manifest_problems(manifest, events)
     if problems:
         files = Check("files", False, _listed(problems))
     else:
         files = Check("files", True, [f"{len(recorded or {})} files as digested at seq {last['seq']}"])
-    extra = sorted(set(present) - set(recorded or {}))
+    extra = [name for name in extra if not name.endswith(_SQLITE_SIDECARS)]
     unlisted = Check(
         "not in the record",
         not extra,
