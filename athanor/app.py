@@ -20,7 +20,7 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agents.analyst import summarise
-from agents.graph import run_campaign
+from agents.graph import rewind_checkpoints, run_campaign
 from agents.llm import make_llm
 from agents.pi import understand
 from agents.state import Ports
@@ -37,6 +37,7 @@ from instruments.ray_runtime import ensure_ray
 from instruments.virtual_lab import SHARED_NAMESPACE, RayLab, virtual_lab_description
 from runs.context import EVENTS_FILE, RunContext, new_run_id
 from runs.eventlog import is_being_written, read_events, verify_log
+from runs.events import node_name
 from runs.lab_hold import LabHold, Plate
 from runs.manifest import write_manifest
 from runs.observations import (
@@ -113,6 +114,8 @@ class RunOptions:
             no new command once a stop is requested. None: a stop aborts running commands.
         wait_for_lab: Wait while another campaign holds the lab, instead of refusing.
         on_wait: Told, with a line for the operator, when the run waits for its lab.
+        crash_at_event: A crash drill (tests): the run dies as in a power cut once its log holds
+            this many events (see :class:`runs.context.RunContext`); ``athanor resume`` continues it.
     """
 
     settings: Settings = field(default_factory=Settings.from_env)
@@ -127,6 +130,7 @@ class RunOptions:
     stop: StopControl | None = None
     wait_for_lab: bool = False
     on_wait: Callable[[str], None] | None = None
+    crash_at_event: int | None = None
 
 
 @dataclass
@@ -435,7 +439,7 @@ def run(
     with _held(lab, source, run_id, options, home):
         run_dir = create_run_dir(run_id)
         lab, plate = _reserve_wells(lab, source, run_id, spec, run_dir, home)
-        context = RunContext(run_dir, spec.seed, run_id)
+        context = RunContext(run_dir, spec.seed, run_id, crash_at_event=options.crash_at_event)
         if on_event is not None:
             context.log.subscribe(on_event)
         context.record("run_started", {"run_id": run_id, "lab_source": source})
@@ -538,7 +542,7 @@ def resume(
     llm = llm_from(options)
     source = str(setup.get("run_started", {}).get("lab_source", "virtual"))
     with _held(lab, source, run_id, options, athanor_home()):
-        context = RunContext(run_dir, spec.seed, run_id, repair=True)
+        context = RunContext(run_dir, spec.seed, run_id, repair=True, crash_at_event=options.crash_at_event)
         if on_event is not None:
             context.log.subscribe(on_event)
         done, rebuilt = _table_from_log(run_dir, spec, events)
@@ -811,6 +815,8 @@ def replay(run_ref: str, *, write: bool = True) -> ReplayReport:
         observed: set[str] = set()
         refilled: list[dict[str, Any]] = []
         for index, attempt in enumerate(attempts):
+            if index > 0:
+                _resume_where_recorded(folder / "checkpoints.sqlite", run_id, attempt)
             refilled += [e for e in attempt.events if e["kind"] == REFILLED]
             attempt_lab = apply_refills(lab, refilled)  # as resume applied them
             error = _replay_attempt(
@@ -847,8 +853,9 @@ def _replay_attempt(
     context = ReplayContext(folder, spec.seed, run_id, None if attempt.finished else attempt.limits())
 
     def on_observation(observation: Observation) -> None:
+        # observed once recorded, as a resume counts what its log holds (a cut record holds none)
+        context.record(OBSERVATION, observation.model_dump(mode="json"))
         observed.add(observation.experiment_id)
-        context.record("observation", observation.model_dump(mode="json"))
 
     ports = Ports(
         llm=RecordingLLM(ReplayLLM(attempt.events), context),
@@ -868,6 +875,17 @@ def _replay_attempt(
     finally:
         context.close()
     return None
+
+
+def _resume_where_recorded(checkpoints: Path, run_id: str, attempt: Attempt) -> None:
+    """Before replaying a resumed attempt: rewind the replay's checkpoints to the step it resumed at.
+
+    The attempt's first ``node`` event names the step the recorded resume ran first; a process
+    killed between an event and its step's checkpoint resumed from before that step.
+    """
+    first = next((e for e in attempt.events if e["kind"] == "node"), None)
+    if first is not None and checkpoints.exists():
+        rewind_checkpoints(checkpoints, run_id, node_name(first["payload"]))
 
 
 def _checkpointed_observations(path: Path, run_id: str) -> int:

@@ -44,7 +44,7 @@ from athanor.lab import ACTIONS, LabDescription
 from athanor.models import Command, Reading
 from instruments.backends import make_backend
 from instruments.frontends import FrontEnd, make_frontend
-from instruments.ledger import DONE, STARTED, Ledger, LedgerEntry
+from instruments.ledger import DONE, STARTED, Ledger, LedgerEntry, run_of
 from instruments.virtual_world import VirtualWorld, connect_world
 
 __all__ = [
@@ -195,6 +195,7 @@ class InstrumentHost(Attachments):
         self.fingerprint = lab_fingerprint(lab)
         self._init_attachments(self.fingerprint)
         self._lock = threading.Lock()
+        self._restored: set[str] = set()
         self._current: tuple[str, str, float, float] | None = None
         self._fault: str | None = None
         self._safe_states = 0
@@ -254,8 +255,24 @@ class InstrumentHost(Attachments):
                 self._origin = float(epoch)
             return self._execute_locked(parsed, dumped)
 
+    def _restore(self, run_id: str) -> None:
+        """Give the front end the bookkeeping of what ``run_id`` already did here, once per run.
+
+        A host rebuilt after a crash starts from the lab description; the run's ledger entries say
+        what its earlier process dispensed, so stock, well and tip counts (and the readings that
+        report them) continue as they would have.
+        """
+        if not run_id or run_id in self._restored:
+            return
+        self._restored.add(run_id)
+        for entry in self.ledger.history(run_id):
+            if entry.state != STARTED:
+                command = Command.model_validate(entry.command)
+                self.frontend.restore(command, entry.state == DONE, entry.attempts)
+
     def _execute_locked(self, parsed: Command, dumped: dict[str, Any]) -> dict[str, Any]:
         key = parsed.key
+        self._restore(run_of(key))
         if key:
             try:
                 entry = self.ledger.lookup(key, dumped)

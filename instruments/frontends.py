@@ -226,6 +226,15 @@ class FrontEnd:
         """Bookkeeping for inspection; subclasses add their own."""
         return {"name": self.name, "kind": self.kind}
 
+    def restore(self, command: Command, done: bool, attempts: int) -> None:
+        """Count a command an earlier process ran (from the ledger) in the bookkeeping; nothing acts.
+
+        Args:
+            command: The command as recorded.
+            done: Whether it succeeded (else it failed).
+            attempts: How many times the back end was called for it.
+        """
+
     def _prepare(self, action: str, params: dict[str, Any]) -> Callable[[], dict[str, float]]:
         """Validate ``params`` and return the call that performs ``action``; raise to refuse."""
         raise NotImplementedError
@@ -396,6 +405,16 @@ class LiquidHandler(FrontEnd):
             return {"volume_ul": volume, "well_volume_ul": self.ledger.well_volume(well)}
 
         return run
+
+    def restore(self, command: Command, done: bool, attempts: int) -> None:
+        """Count an earlier dispense: its tips, and when it succeeded its volume (see :class:`FrontEnd`)."""
+        if command.action != "dispense":
+            return
+        self.tips_used += attempts
+        params = command.params
+        if done and params.get("stock") in self._stocks:
+            volume = float(params["volume_ul"])
+            self.ledger.commit(self.ledger.reserve(params["stock"], params["well"], volume))
 
     def status(self) -> dict[str, Any]:
         """Name, kind, committed stock and well volumes in µL, and tips used."""
