@@ -715,6 +715,7 @@ def verify(
     check = verify_log(run_dir / "events.jsonl")
     if check.ok:
         console.print(f"[green]ok[/]: {check.events} events, hash chain intact")
+        console.print("the chain only: `athanor audit RUN` checks its end and the run's files too")
         return
     err_console.print(f"[bold red]altered:[/] first bad event seq {check.first_bad_seq}: {check.reason}")
     raise typer.Exit(1)

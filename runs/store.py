@@ -8,7 +8,8 @@ A run's status is read from its event log. The last of these events decides it:
 
 Its hash chain is checked too (:func:`runs.eventlog.verify_log`): a run whose log was altered is
 listed as such whatever its status. ``observations.csv`` is not part of the chain; compare it with
-the log's ``observation`` events with :func:`check_observations`.
+the log's ``observation`` events with :func:`check_observations` (:mod:`runs.audit` checks the rest
+of the folder, and the chain's end).
 """
 
 from __future__ import annotations
