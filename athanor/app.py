@@ -20,7 +20,7 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agents.analyst import summarise
-from agents.graph import run_campaign
+from agents.graph import rewind_checkpoints, run_campaign
 from agents.llm import make_llm
 from agents.pi import understand
 from agents.state import Ports
@@ -38,9 +38,16 @@ from instruments.ray_runtime import ensure_ray
 from instruments.virtual_lab import SHARED_NAMESPACE, RayLab, virtual_lab_description
 from runs.context import EVENTS_FILE, RunContext, new_run_id
 from runs.eventlog import is_being_written, read_events, verify_log
+from runs.events import node_name
 from runs.lab_hold import LabHold, Plate
 from runs.manifest import write_manifest
-from runs.observations import ObservationsCSV, read_observations
+from runs.observations import (
+    OBSERVATION,
+    ObservationsCSV,
+    logged_observations,
+    observations_text,
+    write_observations,
+)
 from runs.prior import PriorData, load_prior_data
 from runs.recorder import RecordingInstruments, RecordingKnowledge, RecordingLLM
 from runs.refill import REFILLED, apply_refills, check_refills, refill_payloads
@@ -62,7 +69,8 @@ from runs.replay_audit import (
     split_attempts,
 )
 from runs.report import write_report
-from runs.store import athanor_home, create_run_dir, resolve_run
+from runs.seal import seal_attempt
+from runs.store import OBSERVATIONS_FILE, athanor_home, create_run_dir, resolve_run
 from tools.optimiser import OptimiserOptions
 from tools.simulators import EntryPointSimulator, load_simulator
 
@@ -114,6 +122,8 @@ class RunOptions:
             takes them from the record.
         ask: Answers a question about the request (a terminal prompt; see :mod:`athanor.asking`).
             None: no one can be asked, and a request that leaves a question open is refused.
+        crash_at_event: A crash drill (tests): the run dies as in a power cut once its log holds
+            this many events (see :class:`runs.context.RunContext`); ``athanor resume`` continues it.
     """
 
     settings: Settings = field(default_factory=Settings.from_env)
@@ -130,6 +140,7 @@ class RunOptions:
     on_wait: Callable[[str], None] | None = None
     optimiser: OptimiserOptions | None = None
     ask: Ask | None = None
+    crash_at_event: int | None = None
 
 
 @dataclass
@@ -454,7 +465,7 @@ def run(
     with _held(lab, source, run_id, options, home):
         run_dir = create_run_dir(run_id)
         lab, plate = _reserve_wells(lab, source, run_id, spec, run_dir, home)
-        context = RunContext(run_dir, spec.seed, run_id)
+        context = RunContext(run_dir, spec.seed, run_id, crash_at_event=options.crash_at_event)
         if on_event is not None:
             context.log.subscribe(on_event)
         context.record("run_started", {"run_id": run_id, "lab_source": source})
@@ -561,12 +572,14 @@ def resume(
     llm = llm_from(options)
     source = str(setup.get("run_started", {}).get("lab_source", "virtual"))
     with _held(lab, source, run_id, options, athanor_home()):
-        context = RunContext(run_dir, spec.seed, run_id, repair=True)
+        context = RunContext(run_dir, spec.seed, run_id, repair=True, crash_at_event=options.crash_at_event)
         if on_event is not None:
             context.log.subscribe(on_event)
-        table = run_dir / "observations.csv"  # none yet when the run stopped before its campaign began
-        done = {o.experiment_id for o in read_observations(table, spec)} if table.exists() else set()
-        context.record("run_resumed", {"llm_backend": llm.name, "observations_on_disk": len(done)})
+        done, rebuilt = _table_from_log(run_dir, spec, events)
+        context.record(
+            "run_resumed",
+            {"llm_backend": llm.name, "observations_on_disk": len(done), "observations_rebuilt": rebuilt},
+        )
         if on_start is not None:
             on_start(run_dir, spec)
         refilled = [e for e in events if e["kind"] == REFILLED]
@@ -581,6 +594,24 @@ def resume(
             spec, lab, llm, context, options, resume=True, emitted=done, prior=prior, source=source,
             plate=plate,
         )
+
+
+def _table_from_log(run_dir: Path, spec: CampaignSpec, events: list[dict[str, Any]]) -> tuple[set[str], bool]:
+    """Make a resumed run's ``observations.csv`` the copy of its log's observations it must be.
+
+    A crash between recording an observation and writing its row leaves the table a row short; the
+    log is what was recorded, so the table is rewritten from it when the two differ.
+
+    Returns:
+        The experiments already observed, and whether the table was rewritten.
+    """
+    logged = logged_observations(events)
+    table = run_dir / OBSERVATIONS_FILE
+    expected = observations_text(spec, logged)
+    current = table.read_text(encoding="utf-8") if table.exists() else None
+    if current != expected:
+        write_observations(table, spec, logged)
+    return {o.experiment_id for o in logged}, current is not None and current != expected
 
 
 def _as_stop(error: BaseException, stop: StopControl | None) -> BaseException:
@@ -691,8 +722,9 @@ def _execute(
     csv = ObservationsCSV(run_dir / "observations.csv", spec)
 
     def on_observation(observation: Observation) -> None:
+        # the log first: the table is a copy of it, rebuilt from it on resume
+        context.record(OBSERVATION, observation.model_dump(mode="json"))
         csv.append(observation)
-        context.record("observation", observation.model_dump(mode="json"))
 
     knowledge = None
     if options.literature:
@@ -724,8 +756,8 @@ def _execute(
         payload: dict[str, Any] = {"error": f"{type(stop).__name__}: {stop}"}
         if isinstance(stop, StopRequested):
             payload |= {"signal": stop.signal_name, "aborted": stop.abort}
-        context.record(kind, payload)
         _settle_plate(plate, context, finished=False)
+        seal_attempt(context, kind, payload, home)
         csv.close()
         context.close()
         raise
@@ -750,7 +782,8 @@ def _execute(
         prior=prior,
     )
     _settle_plate(plate, context, finished=True)
-    context.record("run_finished", {"summary": summary, "decision": decision, "report": report.name})
+    ending = {"summary": summary, "decision": decision, "report": report.name}
+    seal_attempt(context, "run_finished", ending, home)
     csv.close()
     context.close()
     return CampaignResult(run_dir, spec, observations, summary, decision, report)
@@ -815,6 +848,8 @@ def replay(run_ref: str, *, write: bool = True) -> ReplayReport:
         observed: set[str] = set()
         refilled: list[dict[str, Any]] = []
         for index, attempt in enumerate(attempts):
+            if index > 0:
+                _resume_where_recorded(folder / "checkpoints.sqlite", run_id, attempt)
             refilled += [e for e in attempt.events if e["kind"] == REFILLED]
             attempt_lab = apply_refills(lab, refilled)  # as resume applied them
             error = _replay_attempt(
@@ -852,8 +887,9 @@ def _replay_attempt(
     context = ReplayContext(folder, spec.seed, run_id, None if attempt.finished else attempt.limits())
 
     def on_observation(observation: Observation) -> None:
+        # observed once recorded, as a resume counts what its log holds (a cut record holds none)
+        context.record(OBSERVATION, observation.model_dump(mode="json"))
         observed.add(observation.experiment_id)
-        context.record("observation", observation.model_dump(mode="json"))
 
     ports = Ports(
         llm=RecordingLLM(ReplayLLM(attempt.events), context),
@@ -896,6 +932,17 @@ def _with_recorded_optimiser(
             " them: drop the optimiser options"
         )
     return replace(options, optimiser=recorded)
+
+
+def _resume_where_recorded(checkpoints: Path, run_id: str, attempt: Attempt) -> None:
+    """Before replaying a resumed attempt: rewind the replay's checkpoints to the step it resumed at.
+
+    The attempt's first ``node`` event names the step the recorded resume ran first; a process
+    killed between an event and its step's checkpoint resumed from before that step.
+    """
+    first = next((e for e in attempt.events if e["kind"] == "node"), None)
+    if first is not None and checkpoints.exists():
+        rewind_checkpoints(checkpoints, run_id, node_name(first["payload"]))
 
 
 def _checkpointed_observations(path: Path, run_id: str) -> int:

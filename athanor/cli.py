@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from athanor.asking import Ask, Question
+from athanor.audit_cli import add_audit_commands
 from athanor.commandline import DISTRIBUTION, CommandLine, TimeScaleOption, distribution_version
 from athanor.errors import AthanorError, RequestNotUnderstood
 from athanor.lab_cli import lab_app
@@ -45,6 +46,7 @@ app = CommandLine(
 app.add_typer(bench_app, name="bench")
 app.add_typer(lab_app, name="lab")
 app.add_typer(schedule_app, name="schedule")
+add_audit_commands(app)
 #: The files of a run folder that ``show`` lists.
 RUN_FILES = ("report.md", "convergence.png", "pareto.png", "observations.csv")
 console = make_console()
@@ -774,6 +776,7 @@ def verify(
     check = verify_log(run_dir / "events.jsonl")
     if check.ok:
         console.print(f"[green]ok[/]: {check.events} events, hash chain intact")
+        console.print("the chain only: `athanor audit RUN` checks its end and the run's files too")
         return
     err_console.print(f"[bold red]altered:[/] first bad event seq {check.first_bad_seq}: {check.reason}")
     raise typer.Exit(1)

@@ -163,6 +163,10 @@ class RunContextPort(Protocol):
         """A new run-unique experiment id, e.g. ``E0007``."""
         ...
 
+    def continue_ids_after(self, number: int) -> None:
+        """Hand out ``E<number + 1>`` next (a resume continues after the ids its checkpoint knows)."""
+        ...
+
     def record(self, kind: str, payload: dict[str, Any]) -> None:
         """Append an event to the run's log."""
         ...

@@ -22,7 +22,9 @@ Host-level options (``InstrumentSpec.options``, not passed to the back end):
 
 - ``stall_timeout_s``: seconds an action may run before a watchdog declares it stalled (default
   ``3 x`` its expected duration plus slack, see :func:`instruments.watchdog.stall_limit`).
-- ``retry_in_doubt``: actions safe to run again when a crash left them in doubt.
+- ``retry_in_doubt``: actions safe to run again when a crash left them in doubt. Default: the
+  read-only actions; for a simulated instrument every action, since the virtual world applies a
+  keyed change once and a keyed command draws the same numbers each time it runs.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from athanor.lab import ACTIONS, LabDescription
 from athanor.models import Command, Reading
 from instruments.backends import make_backend
 from instruments.frontends import FrontEnd, make_frontend
-from instruments.ledger import DONE, STARTED, Ledger, LedgerEntry
+from instruments.ledger import DONE, STARTED, Ledger, LedgerEntry, run_of
 from instruments.virtual_world import VirtualWorld, connect_world
 
 __all__ = [
@@ -124,12 +126,15 @@ class Attachments:
             return sorted(self._holders)
 
 
-def _host_options(options: dict[str, Any], kind: str, name: str) -> tuple[float | None, set[str]]:
+def _host_options(
+    options: dict[str, Any], kind: str, name: str, backend: str = ""
+) -> tuple[float | None, set[str]]:
     timeout = options.get("stall_timeout_s")
     valid = not isinstance(timeout, bool) and isinstance(timeout, int | float) and timeout > 0
     if timeout is not None and not valid:
         raise InstrumentError(f"{name}: options.stall_timeout_s must be a positive number of seconds")
-    default = [a for a in _READ_ONLY if a in ACTIONS[kind]]
+    repeatable = ACTIONS[kind] if backend == "simulated" else _READ_ONLY
+    default = [a for a in repeatable if a in ACTIONS[kind]]
     retry = options.get("retry_in_doubt", default)
     if not isinstance(retry, list | tuple) or not set(retry) <= set(ACTIONS[kind]):
         raise InstrumentError(
@@ -177,7 +182,9 @@ class InstrumentHost(Attachments):
             spec = lab.instrument(instrument)
         except KeyError as error:
             raise InstrumentError(str(error.args[0])) from None
-        self._stall_timeout_s, self._retry_in_doubt = _host_options(spec.options, spec.kind, spec.name)
+        self._stall_timeout_s, self._retry_in_doubt = _host_options(
+            spec.options, spec.kind, spec.name, spec.backend
+        )
         backend_spec = spec.model_copy(
             update={"options": {k: v for k, v in spec.options.items() if k not in HOST_OPTIONS}}
         )
@@ -188,6 +195,7 @@ class InstrumentHost(Attachments):
         self.fingerprint = lab_fingerprint(lab)
         self._init_attachments(self.fingerprint)
         self._lock = threading.Lock()
+        self._restored: set[str] = set()
         self._current: tuple[str, str, float, float] | None = None
         self._fault: str | None = None
         self._safe_states = 0
@@ -247,8 +255,24 @@ class InstrumentHost(Attachments):
                 self._origin = float(epoch)
             return self._execute_locked(parsed, dumped)
 
+    def _restore(self, run_id: str) -> None:
+        """Give the front end the bookkeeping of what ``run_id`` already did here, once per run.
+
+        A host rebuilt after a crash starts from the lab description; the run's ledger entries say
+        what its earlier process dispensed, so stock, well and tip counts (and the readings that
+        report them) continue as they would have.
+        """
+        if not run_id or run_id in self._restored:
+            return
+        self._restored.add(run_id)
+        for entry in self.ledger.history(run_id):
+            if entry.state != STARTED:
+                command = Command.model_validate(entry.command)
+                self.frontend.restore(command, entry.state == DONE, entry.attempts)
+
     def _execute_locked(self, parsed: Command, dumped: dict[str, Any]) -> dict[str, Any]:
         key = parsed.key
+        self._restore(run_of(key))
         if key:
             try:
                 entry = self.ledger.lookup(key, dumped)

@@ -8,6 +8,10 @@ opentrons, ...). :meth:`FrontEnd.execute` is the one dispatch point:
   :class:`~athanor.errors.SafetyError` and the back end is never called;
 - a fault inside the back end becomes a ``Reading(ok=False, error=...)``.
 
+A back end whose answers are drawn at random (the simulated ones) may define
+``begin_action(key)`` (:class:`KeyedBackend`): it is told each command's idempotency key just before
+the command runs, so that it can draw that command's numbers from the key's own stream.
+
 The liquid handler's volume bookkeeping is a transaction: volumes are reserved before the back end is
 called, committed when it succeeds and rolled back when it fails.
 """
@@ -18,7 +22,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from athanor.errors import AthanorError, InstrumentError, SafetyError
 from athanor.lab import ACTIONS, InstrumentSpec, LabDescription, Stock
@@ -32,6 +36,7 @@ __all__ = [
     "FrontEnd",
     "Hotplate",
     "HotplateBackend",
+    "KeyedBackend",
     "LiquidHandler",
     "LiquidHandlerBackend",
     "Spectrometer",
@@ -43,6 +48,15 @@ __all__ = [
 
 #: Slack on volume comparisons, µL (sums of 0.1 µL steps are not exact in binary).
 _VOLUME_TOL = 1e-6
+
+
+@runtime_checkable
+class KeyedBackend(Protocol):
+    """A back end that wants to know the idempotency key of each command before it runs."""
+
+    def begin_action(self, key: str) -> None:
+        """The next command runs under ``key`` (``""`` for an unkeyed command)."""
+        ...
 
 
 class LiquidHandlerBackend(Protocol):
@@ -189,6 +203,8 @@ class FrontEnd:
                 f" ({', '.join(sorted(command.params))}). Give exactly those"
             )
         run = self._prepare(command.action, dict(command.params))
+        if isinstance(self.backend, KeyedBackend):
+            self.backend.begin_action(command.key)
         started = self._clock()
         try:
             values = run()
@@ -209,6 +225,15 @@ class FrontEnd:
     def status(self) -> dict[str, Any]:
         """Bookkeeping for inspection; subclasses add their own."""
         return {"name": self.name, "kind": self.kind}
+
+    def restore(self, command: Command, done: bool, attempts: int) -> None:
+        """Count a command an earlier process ran (from the ledger) in the bookkeeping; nothing acts.
+
+        Args:
+            command: The command as recorded.
+            done: Whether it succeeded (else it failed).
+            attempts: How many times the back end was called for it.
+        """
 
     def _prepare(self, action: str, params: dict[str, Any]) -> Callable[[], dict[str, float]]:
         """Validate ``params`` and return the call that performs ``action``; raise to refuse."""
@@ -380,6 +405,16 @@ class LiquidHandler(FrontEnd):
             return {"volume_ul": volume, "well_volume_ul": self.ledger.well_volume(well)}
 
         return run
+
+    def restore(self, command: Command, done: bool, attempts: int) -> None:
+        """Count an earlier dispense: its tips, and when it succeeded its volume (see :class:`FrontEnd`)."""
+        if command.action != "dispense":
+            return
+        self.tips_used += attempts
+        params = command.params
+        if done and params.get("stock") in self._stocks:
+            volume = float(params["volume_ul"])
+            self.ledger.commit(self.ledger.reserve(params["stock"], params["well"], volume))
 
     def status(self) -> dict[str, Any]:
         """Name, kind, committed stock and well volumes in µL, and tips used."""

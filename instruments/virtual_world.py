@@ -35,12 +35,12 @@ SCREEN_NOISE = 0.15
 class World(Protocol):
     """What back ends may do to the shared physical state."""
 
-    def add(self, well: str, component: str, volume_ul: float) -> float:
-        """Add ``volume_ul`` µL of ``component`` to ``well``; returns the well's new total, µL."""
+    def add(self, well: str, component: str, volume_ul: float, key: str = "") -> float:
+        """Add ``volume_ul`` µL of ``component`` to ``well`` (once per non-empty ``key``); returns µL."""
         ...
 
-    def mix(self, well: str) -> None:
-        """Mix the contents of ``well``."""
+    def mix(self, well: str, key: str = "") -> None:
+        """Mix the contents of ``well`` (once per non-empty ``key``)."""
         ...
 
     def contents(self, well: str) -> dict[str, float]:
@@ -61,27 +61,44 @@ class VirtualWorld:
 
     With a ``path`` the contents are kept on disk after every change, as a real plate keeps its
     liquid when the software crashes: a resumed run finds the wells as they were.
+
+    A change made under a command's idempotency key is applied once: the key is kept with the
+    contents (in the same write), and the same key again changes nothing. So a simulated action
+    left in doubt by a crash (the process died between acting and recording it) can run again
+    without dispensing twice.
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
         self._wells: dict[str, dict[str, float]] = defaultdict(dict)
         self._mixes: dict[str, int] = defaultdict(int)
+        self._applied: set[str] = set()
         self._path = None if path is None else Path(path)
         if self._path is not None and self._path.exists():
             saved = json.loads(self._path.read_text(encoding="utf-8"))
             self._wells.update({well: dict(c) for well, c in saved["wells"].items()})
             self._mixes.update(saved["mixes"])
+            self._applied.update(saved.get("applied", []))  # files written before keys were kept have none
 
     def _save(self) -> None:
         if self._path is None:
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self._path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"wells": self._wells, "mixes": self._mixes}), encoding="utf-8")
+        state = {"wells": self._wells, "mixes": self._mixes, "applied": sorted(self._applied)}
+        temporary.write_text(json.dumps(state), encoding="utf-8")
         os.replace(temporary, self._path)
 
-    def add(self, well: str, component: str, volume_ul: float) -> float:
-        """Add ``volume_ul`` µL of ``component`` to ``well``.
+    def _first_time(self, key: str) -> bool:
+        """Whether a change under ``key`` is new (an empty key always is); remembers the key."""
+        if not key:
+            return True
+        if key in self._applied:
+            return False
+        self._applied.add(key)
+        return True
+
+    def add(self, well: str, component: str, volume_ul: float, key: str = "") -> float:
+        """Add ``volume_ul`` µL of ``component`` to ``well``, unless ``key`` was applied already.
 
         Returns:
             The well's new total volume, µL.
@@ -92,14 +109,16 @@ class VirtualWorld:
         if volume_ul < 0:
             raise InstrumentError(f"cannot add a negative volume ({volume_ul} µL) to well {well}")
         contents = self._wells[well]
-        contents[component] = contents.get(component, 0.0) + float(volume_ul)
-        self._save()
+        if self._first_time(key):
+            contents[component] = contents.get(component, 0.0) + float(volume_ul)
+            self._save()
         return sum(contents.values())
 
-    def mix(self, well: str) -> None:
-        """Record that ``well`` was mixed."""
-        self._mixes[well] += 1
-        self._save()
+    def mix(self, well: str, key: str = "") -> None:
+        """Record that ``well`` was mixed, unless ``key`` was applied already."""
+        if self._first_time(key):
+            self._mixes[well] += 1
+            self._save()
 
     def contents(self, well: str) -> dict[str, float]:
         """Component name to µL in ``well``; empty for a well nothing was added to."""
@@ -129,13 +148,13 @@ class RemoteWorld:
 
         return ray.get(getattr(self.handle, method).remote(*args))
 
-    def add(self, well: str, component: str, volume_ul: float) -> float:
+    def add(self, well: str, component: str, volume_ul: float, key: str = "") -> float:
         """See :meth:`VirtualWorld.add`."""
-        return self._call("add", well, component, volume_ul)
+        return self._call("add", well, component, volume_ul, key)
 
-    def mix(self, well: str) -> None:
+    def mix(self, well: str, key: str = "") -> None:
         """See :meth:`VirtualWorld.mix`."""
-        self._call("mix", well)
+        self._call("mix", well, key)
 
     def contents(self, well: str) -> dict[str, float]:
         """See :meth:`VirtualWorld.contents`."""

@@ -1,5 +1,8 @@
 """One run's clock, random streams, experiment ids and event log (:class:`athanor.ports.RunContextPort`).
 
+Every event goes through :meth:`RunContext.record`, which refuses a payload that does not match its
+kind (:mod:`runs.events`).
+
 Random streams are named (``"designer"``, ``"emulator"``, ...). Each stream's seed is derived from the
 run seed and the stream's name with SHA-256, so a stream gives the same numbers in every process and
 on every machine, and adding a stream never shifts the numbers of another.
@@ -21,9 +24,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from runs.eventlog import EventLog, read_events
+from runs.eventlog import EventLog, read_events, to_json_value
+from runs.events import check_payload
 
-__all__ = ["EVENTS_FILE", "EXPERIMENT_ID", "RunContext", "new_run_id", "slugify"]
+__all__ = ["EVENTS_FILE", "EXPERIMENT_ID", "PowerCut", "RunContext", "new_run_id", "slugify"]
 
 #: Name of the event log inside a run folder.
 EVENTS_FILE = "events.jsonl"
@@ -84,6 +88,13 @@ def new_run_id(
                 return run_id
 
 
+class PowerCut(BaseException):
+    """A crash drill's power cut: the run's record takes no more events (see ``crash_at_event``).
+
+    Not an :class:`Exception`, so that nothing that handles errors records it or carries on.
+    """
+
+
 class RunContext:
     """Clock, named random streams, experiment ids and the event log of one run.
 
@@ -95,19 +106,33 @@ class RunContext:
         seed: The run seed every random stream derives from (0 ≤ seed < 2**32).
         run_id: The run id; defaults to the folder's name.
         repair: Cut a torn last line of the log (from a crash) instead of refusing to open it.
+        crash_at_event: A crash drill: once the log holds this many events, the run dies as in a
+            power cut. The log is closed (its lock released, as a dead process's is) and every
+            later :meth:`record`, from any thread, raises :class:`PowerCut` and writes nothing.
+            None (the default): no drill.
 
     Raises:
         ValueError: ``seed`` is out of range.
         runs.eventlog.CorruptLogError: The log is damaged (see :class:`runs.eventlog.EventLog`).
     """
 
-    def __init__(self, run_dir: Path, seed: int, run_id: str | None = None, *, repair: bool = False) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        seed: int,
+        run_id: str | None = None,
+        *,
+        repair: bool = False,
+        crash_at_event: int | None = None,
+    ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
         self.run_dir = Path(run_dir)
         self.run_id = run_id or self.run_dir.name
         self.seed = int(seed)
         self.log = EventLog(self.run_dir / EVENTS_FILE, repair=repair)
+        self.crash_at_event = crash_at_event
+        self._drill_lock = threading.Lock()
         self._clock_offset = self.log.last_t
         self._started = time.monotonic()
         self._rng_lock = threading.Lock()
@@ -156,8 +181,21 @@ class RunContext:
             return generator
 
     def record(self, kind: str, payload: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
-        """Append an event stamped with :meth:`now`; see :meth:`runs.eventlog.EventLog.append`."""
-        return self.log.append(kind, payload, self.now())
+        """Append an event stamped with :meth:`now`; see :meth:`runs.eventlog.EventLog.append`.
+
+        Raises:
+            runs.events.EventPayloadError: ``kind`` is not registered or ``payload`` does not match
+                its model (:data:`runs.events.EVENT_PAYLOADS`); nothing is written.
+        """
+        data = to_json_value(payload, f"{kind}.payload")
+        check_payload(kind, data)
+        if self.crash_at_event is None:
+            return self.log.append(kind, data, self.now())
+        with self._drill_lock:  # the count and the write at once: no thread writes past the cut
+            if self.log.next_seq >= self.crash_at_event:
+                self.log.close()
+                raise PowerCut(f"crash drill: the power went at event {self.crash_at_event}, before a {kind}")
+            return self.log.append(kind, data, self.now())
 
     def next_experiment_id(self) -> str:
         """A new experiment id, ``E0001``, ``E0002``, ...; recorded, so a resumed run continues."""
@@ -166,6 +204,17 @@ class RunContext:
             experiment_id = f"E{self._experiments:04d}"
             self.record(EXPERIMENT_ID, {"experiment_id": experiment_id})
             return experiment_id
+
+    def continue_ids_after(self, number: int) -> None:
+        """Hand out ``E<number + 1>`` next.
+
+        A run resumed from a checkpoint calls it with the highest id the checkpoint's state knows:
+        ids handed out after that checkpoint went into a step that never finished (the crash cut
+        it), reached no instrument, and are handed out again to the same proposals, so that the
+        resumed campaign names its experiments as the uninterrupted one does.
+        """
+        with self._id_lock:
+            self._experiments = int(number)
 
     def close(self) -> None:
         """Close the event log."""

@@ -20,8 +20,8 @@ Non-finite floats (NaN, ±infinity) are not valid JSON. They are written as the 
 those strings back into floats when a payload is validated into a model.
 
 The chain detects a changed, deleted, inserted or reordered line. It cannot detect lines removed
-from the end, nor a log rewritten from scratch with fresh hashes; compare the last hash with a copy
-kept elsewhere for that.
+from the end, nor a log rewritten from scratch with fresh hashes: :mod:`runs.seal` keeps the last
+hash outside the run folder (signed, with the lab's key) for that, and :mod:`runs.audit` checks it.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ import io
 import math
 import os
 import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -25,11 +27,18 @@ from athanor.spec import CampaignSpec
 
 __all__ = [
     "FIDELITY_COLUMN",
+    "OBSERVATION",
     "ObservationsCSV",
+    "logged_observations",
     "observation_columns",
     "observation_row",
+    "observations_text",
     "read_observations",
+    "write_observations",
 ]
+
+#: Kind of the event whose payload is an ``Observation``; the log's are the truth the table copies.
+OBSERVATION = "observation"
 
 #: Column naming the source of each row (``CampaignSpec.fidelities``); the target's name for experiments.
 FIDELITY_COLUMN = "fidelity"
@@ -86,6 +95,43 @@ def observation_row(spec: CampaignSpec, observation: Observation) -> list[str]:
     return row
 
 
+def _csv_line(row: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(row)
+    return buffer.getvalue()
+
+
+def observations_text(spec: CampaignSpec, observations: Iterable[Observation]) -> str:
+    """The text :class:`ObservationsCSV` writes for these observations, in this order, header first."""
+    rows = [observation_columns(spec), *(observation_row(spec, o) for o in observations)]
+    return "".join(_csv_line(row) for row in rows)
+
+
+def write_observations(path: Path, spec: CampaignSpec, observations: Iterable[Observation]) -> None:
+    """Write ``observations.csv`` anew from ``observations`` (atomically: the old file or the new)."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8", newline="") as handle:
+        handle.write(observations_text(spec, observations))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def logged_observations(events: Iterable[Mapping[str, Any]]) -> list[Observation]:
+    """The observations of a run's ``observation`` events, in log order, each experiment once.
+
+    Raises:
+        pydantic.ValidationError: An observation event's payload is not an observation.
+    """
+    found: dict[str, Observation] = {}
+    for event in events:
+        if event["kind"] == OBSERVATION:
+            observation = Observation.model_validate(event["payload"])
+            found.setdefault(observation.experiment_id, observation)
+    return list(found.values())
+
+
 def _check_header(path: Path, found: list[str], expected: list[str]) -> None:
     if found != expected:
         raise AthanorError(
@@ -133,9 +179,7 @@ class ObservationsCSV:
             handle.truncate(data.rfind(b"\n") + 1)
 
     def _write_row(self, row: list[str]) -> None:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(row)
-        self._file.write(buffer.getvalue())
+        self._file.write(_csv_line(row))
         self._file.flush()
         os.fsync(self._file.fileno())
 

@@ -30,6 +30,7 @@ from athanor.models import Protocol as LabProtocol
 from athanor.models import Reading
 from athanor.ports import Passage, SimulationResult
 from runs.context import RunContext
+from runs.events import node_name
 from runs.replay_audit import payload_diff, shorten
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
 
 T = TypeVar("T", bound=BaseModel)
 
-_EXPERIMENTER_NODE = "experimenter.experiment"
+_EXPERIMENTER_NODE = "experimenter"
 
 
 class ReplayDivergence(AthanorError):
@@ -524,7 +525,7 @@ def _recorded_waits(events: Sequence[dict[str, Any]], resumed_with: int | None) 
         kind, payload = event["kind"], event["payload"]
         if kind == "protocol_rejected":
             rejected += 1
-        elif kind == "node" and payload.get("name") == _EXPERIMENTER_NODE:
+        elif kind == "node" and node_name(payload) == _EXPERIMENTER_NODE:
             start = (before, rejected)
         elif kind == "instruments_error" and start is not None:
             waits.append(_RecordedWait(None, event["seq"], event))

@@ -8,7 +8,8 @@ A run's status is read from its event log. The last of these events decides it:
 
 Its hash chain is checked too (:func:`runs.eventlog.verify_log`): a run whose log was altered is
 listed as such whatever its status. ``observations.csv`` is not part of the chain; compare it with
-the log's ``observation`` events with :func:`check_observations`.
+the log's ``observation`` events with :func:`check_observations` (:mod:`runs.audit` checks the rest
+of the folder, and the chain's end).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from athanor.spec import CampaignSpec
 from runs.context import EVENTS_FILE
 from runs.eventlog import CorruptLogError, is_being_written, read_events, verify_log
 from runs.manifest import MANIFEST_FILE, read_manifest
-from runs.observations import observation_columns, observation_row, read_observations
+from runs.observations import OBSERVATION, observation_columns, observation_row, read_observations
 
 __all__ = [
     "OBSERVATION",
@@ -50,8 +51,6 @@ __all__ = [
 
 #: Name of the observations table inside a run folder.
 OBSERVATIONS_FILE = "observations.csv"
-#: Kind of an event whose payload is an ``Observation`` (used when a run has no observations.csv).
-OBSERVATION = "observation"
 #: Event kinds that set a run's status, and the status each one sets.
 STATUS_BY_KIND = {
     "run_started": "running",

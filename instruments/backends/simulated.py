@@ -3,6 +3,15 @@
 They take realistic time (``duration_s * time_scale`` per action), write to and read from the shared
 :class:`~instruments.virtual_world.World`, add seeded noise and fail on purpose when asked to.
 
+A simulated lab is a function of the seed and the action. Each keyed command is announced with
+:meth:`_SimulatedBackend.begin_action` before it runs, and every random draw it makes (its noise, a
+fault, a stall: whether and how long it hangs) comes from a stream of its own, derived with
+SHA-256 from the run seed, the instrument's name and the command's idempotency key (its experiment
+and step; see :func:`keyed_seed`). So a command
+gives the same reading whenever and however often it runs: in the first process or after a crash
+and a resume, before or after other commands. Nominal durations are fixed. Commands without a key
+(tests, ``safe_state``) draw from per-instrument streams in call order, as before.
+
 Options (``InstrumentSpec.options``), all optional:
 
 - ``fail_rate``: probability in ``[0, 1]`` that an eligible action fails (seeded, reproducible).
@@ -29,6 +38,7 @@ Options (``InstrumentSpec.options``), all optional:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -51,6 +61,7 @@ __all__ = [
     "SimulatedLiquidHandlerBackend",
     "SimulatedSpectrometerBackend",
     "check_simulated_options",
+    "keyed_seed",
     "make_simulated_backend",
     "pick_emulator",
 ]
@@ -142,6 +153,30 @@ def _settings(
     )
 
 
+#: The purposes a simulated action draws random numbers for; each has a stream of its own.
+_PURPOSES = ("fault", "noise", "stall")
+
+
+def keyed_seed(seed: int, instrument: str, key: str, purpose: str) -> int:
+    """The seed of the stream one keyed command draws ``purpose`` numbers from.
+
+    The run id part of the key is left out: two runs with the same seed make the same draws for
+    the same step of the same experiment, as they make the same proposals.
+
+    Args:
+        seed: The run seed.
+        instrument: The instrument's name.
+        key: The command's idempotency key, ``run/experiment/step``.
+        purpose: ``fault``, ``noise`` or ``stall``.
+
+    Returns:
+        A 128-bit integer from SHA-256: the same in every process and on every machine.
+    """
+    action = "/".join(key.rsplit("/", 2)[-2:])
+    text = f"athanor-simulated:{seed}:{instrument}:{action}:{purpose}"
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:16], "big")
+
+
 class _SimulatedBackend:
     """Durations, option checks and fault injection shared by the simulated back ends."""
 
@@ -168,19 +203,38 @@ class _SimulatedBackend:
         self.stall_actions = settings.stall_actions
         self._abort = threading.Event()
         self.durations = settings.durations
+        self._seed = seed
         stream = zlib.crc32(name.encode("utf-8"))
-        self._fault_rng = np.random.default_rng([seed, stream, 1])
-        self._noise_rng = np.random.default_rng([seed, stream, 2])
-        self._stall_rng = np.random.default_rng([seed, stream, 3])
+        # unkeyed commands draw in call order, one stream per purpose
+        self._unkeyed = {p: np.random.default_rng([seed, stream, n]) for n, p in enumerate(_PURPOSES, 1)}
+        self._key = ""
         self.calls: list[tuple[Any, ...]] = []
 
-    def _act(self, action: str, well: str | None = None) -> None:
-        """Spend the action's time, then fail if fault injection says so."""
+    def begin_action(self, key: str) -> None:
+        """Draw the next command's random numbers from the streams of ``key`` (its idempotency key).
+
+        The front end calls it before each command; the host runs one command at a time. An empty
+        key draws from the instrument's unkeyed streams.
+        """
+        self._key = key
+
+    def _streams(self, keyed: bool = True) -> dict[str, np.random.Generator]:
+        """The generators of the current command: fresh ones of its key, or the unkeyed ones."""
+        key = self._key if keyed else ""
+        if not key:
+            return self._unkeyed
+        return {p: np.random.default_rng(keyed_seed(self._seed, self.name, key, p)) for p in _PURPOSES}
+
+    def _act(
+        self, action: str, well: str | None = None, streams: dict[str, np.random.Generator] | None = None
+    ) -> None:
+        """Spend the action's time, then fail if fault injection says so (drawing from ``streams``)."""
         self.calls.append((action, well))
+        draws = streams if streams is not None else self._streams()
         if action != "safe_state":
             self._abort.clear()
         stalls = action in self.stall_actions and self.stall_rate > 0
-        if stalls and self._stall_rng.random() < self.stall_rate:
+        if stalls and draws["stall"].random() < self.stall_rate:
             aborted = self._abort.wait(self.stall_s)
             how = "aborted by safe_state" if aborted else f"gave up after {self.stall_s:g} s"
             raise InstrumentError(
@@ -190,7 +244,7 @@ class _SimulatedBackend:
         if seconds > 0:
             time.sleep(seconds)
         eligible = action in self.fail_actions and (self.fail_wells is None or well in self.fail_wells)
-        if eligible and self.fail_rate > 0 and self._fault_rng.random() < self.fail_rate:
+        if eligible and self.fail_rate > 0 and draws["fault"].random() < self.fail_rate:
             where = f" on well {well}" if well else ""
             raise InstrumentError(
                 f"{self.name}: injected fault in {action}{where} (options.fail_rate={self.fail_rate:g})"
@@ -202,7 +256,8 @@ class _SimulatedBackend:
         Safe to call from another thread while an action runs; never fails unless asked to.
         """
         self._abort.set()
-        self._act("safe_state")
+        # it may run beside a keyed command (an abort): it never takes that command's streams
+        self._act("safe_state", streams=self._streams(keyed=False))
 
     def expected_duration(self, action: str) -> float:
         """Seconds ``action`` normally takes (its duration times ``time_scale``); 0 if unknown."""
@@ -247,16 +302,17 @@ class SimulatedLiquidHandlerBackend(_SimulatedBackend):
         """Move ``volume_ul`` µL (nominal) of ``stock`` into ``well``."""
         if stock not in self.stocks:
             raise InstrumentError(f"{self.name}: no stock {stock!r} on the deck")
-        self._act("dispense", well)
+        streams = self._streams()
+        self._act("dispense", well, streams)
         actual = volume_ul
         if self.noise_rel:
-            actual = volume_ul * max(0.0, 1.0 + self.noise_rel * float(self._noise_rng.standard_normal()))
-        self.world.add(well, self.stocks[stock], actual)
+            actual = volume_ul * max(0.0, 1.0 + self.noise_rel * float(streams["noise"].standard_normal()))
+        self.world.add(well, self.stocks[stock], actual, self._key)
 
     def mix(self, well: str) -> None:
         """Mix ``well`` by pipetting up and down."""
         self._act("mix", well)
-        self.world.mix(well)
+        self.world.mix(well, self._key)
 
 
 class _SimulatedMeasuringBackend(_SimulatedBackend):
@@ -289,11 +345,12 @@ class _SimulatedMeasuringBackend(_SimulatedBackend):
 
     def measure(self, well: str) -> float:
         """The quantity measured on the sample in ``well``, with measurement noise."""
-        self._act("measure", well)
+        streams = self._streams()
+        self._act("measure", well, streams)
         contents = self.world.contents(well)
         if sum(contents.values()) <= 0:
             raise InstrumentError(f"{self.name}: well {well} is empty; dispense a sample before measuring")
-        return self.emulator.measure(contents, self._noise_rng, noise_rel=self.noise_rel)
+        return self.emulator.measure(contents, streams["noise"], noise_rel=self.noise_rel)
 
 
 class SimulatedConductivityMeterBackend(_SimulatedMeasuringBackend):
@@ -379,10 +436,12 @@ class SimulatedHotplateBackend(_SimulatedBackend):
 
     def read_temperature(self) -> float:
         """The plate temperature with reading noise, °C."""
-        self._act("read_temperature")
-        value = self.true_temperature() + self.noise_c * float(self._noise_rng.standard_normal())
+        streams = self._streams()
+        self._act("read_temperature", streams=streams)
+        noise = streams["noise"]
+        value = self.true_temperature() + self.noise_c * float(noise.standard_normal())
         if self.noise_rel:
-            value *= 1.0 + self.noise_rel * float(self._noise_rng.standard_normal())
+            value *= 1.0 + self.noise_rel * float(noise.standard_normal())
         return value
 
     def safe_state(self) -> None:

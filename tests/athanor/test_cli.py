@@ -108,7 +108,7 @@ def make_run(home) -> str:
     )
     run_dir = create_run_dir("20261127-000000-cli-test-abcd")
     context = RunContext(run_dir, seed=1)
-    context.record("run_started", {})
+    context.record("run_started", {"run_id": run_dir.name})
     write_manifest(run_dir, spec, 1)
     with ObservationsCSV(run_dir / "observations.csv", spec) as csv:
         for i, (a, value) in enumerate([(0.2, 10.0), (0.7, 42.0)], start=1):
@@ -120,7 +120,17 @@ def make_run(home) -> str:
             )
             csv.append(observation)
             context.record("observation", observation.model_dump(mode="json"))
-    context.record("run_finished", {})
+    summary = {
+        "objective": "conductivity",
+        "unit": "S/cm",
+        "experiments": 2,
+        "failed": 0,
+        "best_value": 42.0,
+        "best_experiment": "E0002",
+        "best_composition": {"A": 0.7, "B": 0.3},
+        "best_initial_value": 42.0,
+    }
+    context.record("run_finished", {"summary": summary, "decision": {}, "report": "report.md"})
     context.close()
     return run_dir.name
 

@@ -212,7 +212,9 @@ def test_a_crash_mid_action_leaves_it_in_doubt_and_it_is_not_silently_rerun(tmp_
     assert crashed.returncode == 3, crashed.stderr.decode()[-2000:]
 
     world = VirtualWorld()
-    host = InstrumentHost(lab_data(), "liquid_handler", world, seed=0, ledger_path=path)
+    # a simulated instrument repeats its actions in doubt by default (see the next tests); this one
+    # says that none of them may be, as a real liquid handler would
+    host = InstrumentHost(lab_data(retry_in_doubt=[]), "liquid_handler", world, seed=0, ledger_path=path)
     doubtful = host.in_doubt("run1")
     assert [(e["key"], e["state"]) for e in doubtful] == [("run1/E0001/1", STARTED)]
     assert host.execute(dispense("run1/E0001/0"))["ok"]  # the finished dispense was synced to disk
@@ -245,6 +247,53 @@ def test_read_only_actions_in_doubt_are_retried_by_default(tmp_path):
     reading = meter.execute(measure)
     assert reading["ok"] and reading["values"]["conductivity"] > 0
     assert meter.history("run1")[0]["attempts"] == 2
+
+
+def test_a_simulated_dispense_in_doubt_runs_again_without_dispensing_twice(tmp_path):
+    ledger_path = ledger_file(tmp_path, "liquid_handler")
+    world_path = tmp_path / "virtual_world.json"
+    lab = lab_data(noise_rel=0.02)
+    first = InstrumentHost(lab, "liquid_handler", VirtualWorld(world_path), 5, None, ledger_path)
+    assert first.execute(dispense("run7/E0003/0", volume=120.0, well="B4"))["ok"]
+    made = VirtualWorld(world_path).contents("B4")
+    # the process died after the plate got the liquid and before the ledger heard of it
+    command = dispense("run7/E0003/0", volume=120.0, well="B4")
+    with sqlite3.connect(ledger_path) as db:
+        db.execute("UPDATE actions SET state = 'started', reading = NULL, finished_at = NULL")
+    first.ledger.close()
+
+    world = VirtualWorld(world_path)
+    again = InstrumentHost(lab, "liquid_handler", world, 5, None, ledger_path)
+    assert [e["key"] for e in again.in_doubt("run7")] == ["run7/E0003/0"]
+    reading = again.execute(command)
+    assert reading["ok"], reading
+    assert world.contents("B4") == made  # 120 µL (with its noise) once, not twice
+    assert again.history("run7")[0]["attempts"] == 2
+    assert VirtualWorld(world_path).contents("B4") == made
+
+
+def test_a_simulated_reading_is_a_function_of_the_seed_and_the_key():
+    def meter(seed: int) -> InstrumentHost:
+        world = VirtualWorld()
+        for well in ("C1", "C2"):
+            world.add(well, "P3HT", 70.0)
+            world.add(well, "D1", 130.0)
+        return InstrumentHost(lab_data(), "conductivity_meter", world, seed=seed)
+
+    def measure(host: InstrumentHost, key: str, well: str = "C1") -> float:
+        command = {"instrument": "conductivity_meter", "action": "measure", "params": {"well": well}}
+        reading = host.execute({**command, "key": key})
+        assert reading["ok"], reading
+        return reading["values"]["conductivity"]
+
+    one, other = meter(seed=21), meter(seed=21)
+    first = [measure(one, "r/E0001/4"), measure(one, "r/E0002/4")]
+    # another process, the commands in the other order, an unkeyed reading in between
+    later = measure(other, "r/E0002/4")
+    measure(other, "", "C2")
+    assert [measure(other, "r/E0001/4"), later] == first
+    assert first[0] != first[1]  # two samples of one composition: each reading has its own noise
+    assert measure(meter(seed=22), "r/E0001/4") != first[0]
 
 
 def test_bad_host_options_are_refused():

@@ -71,18 +71,19 @@ def test_bad_seed_and_stream_are_refused(tmp_path: Path) -> None:
 def test_record_stamps_run_clock(tmp_path: Path) -> None:
     with RunContext(tmp_path / "run", seed=0) as ctx:
         time.sleep(0.02)
-        event = ctx.record("hello", {"x": 1})
+        event = ctx.record("notice", {"message": "the plate is on the deck"})
         assert 0.02 <= event["t"] <= ctx.now()
     events = read_events(tmp_path / "run" / "events.jsonl")
-    assert events[0]["kind"] == "hello"
-    assert events[0]["payload"] == {"x": 1}
+    assert events[0]["kind"] == "notice"
+    assert events[0]["payload"] == {"message": "the plate is on the deck"}
 
 
 def test_experiment_ids_count_up_and_continue_after_resume(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     with RunContext(run_dir, seed=0) as ctx:
         assert [ctx.next_experiment_id() for _ in range(3)] == ["E0001", "E0002", "E0003"]
-        last = ctx.record("other", {"experiment_id": "E0099"})  # only issued ids count
+        last = ctx.record("protocol_rejected", {"experiment_id": "E0099", "problems": ["no well"]})
+        # only issued ids count
     with RunContext(run_dir, seed=0) as resumed:
         assert resumed.now() >= last["t"]  # the run clock continues, it does not restart at 0
         assert resumed.next_experiment_id() == "E0004"

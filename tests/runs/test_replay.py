@@ -280,10 +280,10 @@ def test_safe_state_touches_nothing_and_fails_only_where_the_recorded_one_failed
 def test_context_refuses_to_record_past_what_the_recorded_attempt_did(tmp_path):
     with ReplayContext(tmp_path, seed=1, run_id=RUN, limits={"decision": 1}) as context:
         assert context.run_id == RUN
-        context.record("decision", {"action": "continue"})
-        context.record("analysis", {})
+        context.record("decision", {"iteration": 1, "action": "continue", "reason": "improving"})
+        context.record("experiment_id", {"experiment_id": "E0006"})
         with pytest.raises(ReplayDivergence, match="stopped after 1 decision") as info:
-            context.record("decision", {"action": "stop"})
+            context.record("decision", {"iteration": 2, "action": "stop", "reason": "budget used"})
         assert info.value.end_of_record
     assert (tmp_path / "events.jsonl").read_text().count('"decision"') == 1
 

@@ -36,11 +36,32 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
+#: A payload of each kind that ends a run, as the run records it.
+ENDINGS = {
+    "run_finished": {
+        "summary": {
+            "objective": "conductivity",
+            "unit": "S/cm",
+            "experiments": 1,
+            "failed": 0,
+            "best_value": None,
+            "best_experiment": None,
+            "best_composition": None,
+            "best_initial_value": None,
+        },
+        "decision": {"action": "stop", "reason": "budget used"},
+        "report": "report.md",
+    },
+    "run_failed": {"error": "LLMError: endpoint down"},
+    "run_stopped": {"error": "StopRequested: SIGTERM", "signal": "SIGTERM", "aborted": False},
+}
+
+
 def _make_run(run_id: str, values: list[float | None], final: str | None) -> Path:
     run_dir = create_run_dir(run_id)
     write_manifest(run_dir, SPEC, seed=1, extra={"llm_backend": "offline"})
     with RunContext(run_dir, seed=1) as ctx, ObservationsCSV(run_dir / "observations.csv", SPEC) as table:
-        ctx.record("run_started", {})
+        ctx.record("run_started", {"run_id": run_id})
         for value in values:
             experiment_id = ctx.next_experiment_id()
             table.append(
@@ -53,7 +74,7 @@ def _make_run(run_id: str, values: list[float | None], final: str | None) -> Pat
                 )
             )
         if final:
-            ctx.record(final, {})
+            ctx.record(final, ENDINGS[final])
     return run_dir
 
 
@@ -149,7 +170,7 @@ def test_list_runs_newest_first_with_status_and_best(home: Path) -> None:
 def test_running_run_is_running_while_its_log_is_open(home: Path) -> None:
     run_dir = create_run_dir("20261127-201500-live-abcd")
     with RunContext(run_dir, seed=0) as ctx:
-        ctx.record("run_started", {})
+        ctx.record("run_started", {"run_id": run_dir.name})
         assert list_runs()[0].status == "running"
     assert list_runs()[0].status == "stopped"
 
@@ -185,7 +206,7 @@ def _recorded_run(run_id: str, rows: list[tuple[float, float | None, str]]) -> P
     run_dir = create_run_dir(run_id)
     write_manifest(run_dir, SPEC, seed=4)
     with RunContext(run_dir, seed=4) as ctx, ObservationsCSV(run_dir / "observations.csv", SPEC) as table:
-        ctx.record("run_started", {})
+        ctx.record("run_started", {"run_id": run_id})
         for share, value, note in rows:
             observation = Observation(
                 experiment_id=ctx.next_experiment_id(),
@@ -197,7 +218,7 @@ def _recorded_run(run_id: str, rows: list[tuple[float, float | None, str]]) -> P
             )
             table.append(observation)
             ctx.record("observation", observation.model_dump(mode="json"))
-        ctx.record("run_finished", {})
+        ctx.record("run_finished", ENDINGS["run_finished"])
     return run_dir
 
 
@@ -247,7 +268,7 @@ def test_runs_shows_a_broken_chain_whatever_the_status(home: Path) -> None:
 def test_a_log_cut_mid_line_is_broken_unless_it_is_still_being_written(home: Path) -> None:
     run_dir = create_run_dir("20261203-101500-live-eeee")
     with RunContext(run_dir, seed=0) as ctx:
-        ctx.record("run_started", {})
+        ctx.record("run_started", {"run_id": run_dir.name})
         with open(run_dir / "events.jsonl", "ab") as handle:
             handle.write(b'{"seq":1,"time":"2026-12')  # the writer is half-way through a line
         (running,) = list_runs()
