@@ -72,11 +72,25 @@ class RunStarted(_Payload):
     lab_source: Literal["virtual", "file", "given"] = "virtual"
 
 
+class Answer(_Payload):
+    """One question the reader asked about the request, and the operator's answer."""
+
+    field: str
+    question: str
+    answer: str
+    added: str  # the words the answer added to the request
+
+
 class Request(_Payload):
-    """``request``: the request as typed (or the campaign file's path) and the LLM back end."""
+    """``request``: the request as typed (or the campaign file's path), and the LLM back end.
+
+    ``answers`` holds the questions asked about the request and their answers (see
+    :mod:`athanor.asking`).
+    """
 
     text: str
     llm_backend: str
+    answers: list[Answer] | None = None
 
 
 class LLMRequest(_Payload):
@@ -180,6 +194,7 @@ class OptimiserCall(_Payload):
     model: InnerModelCall | None = None
     rounds: list[dict[str, Any]] | None = None
     simulated: list[str] | None = None
+    options: dict[str, Any] | None = None  # optimiser options that differ from the defaults
 
 
 class Simulation(_Payload):
