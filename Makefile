@@ -9,9 +9,24 @@ OT_VENV := .venv-opentrons
 OT_STAMP := $(OT_VENV)/.athanor-installed
 DEMO_REQUEST := Maximise the conductivity of a P3HT/CNT blend of P3HT, D1, D2, D6 and D8 (fractions sum to 1, P3HT at least 0.3), 30 experiments in batches of 5
 
-.PHONY: setup demo test lint clean bench-setup
+SYSTEM_PACKAGES := $(shell sed -e 's/\#.*//' requirements/system.txt)
 
-setup: $(STAMP) $(OT_STAMP)
+.PHONY: setup system demo test lint clean bench-setup
+
+setup: system $(STAMP) $(OT_STAMP)
+
+# Debian packages (requirements/system.txt): apt-get installs the missing ones when this runs as root;
+# otherwise they are named. A new font also needs matplotlib's font cache rebuilt.
+system:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q $$missing >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; }; \
+	  rm -f $$HOME/.cache/matplotlib/fontlist-*.json; \
+	else \
+	  echo "system packages missing: $$missing (install them: sudo apt-get install $$missing)"; \
+	fi
 
 # torch first, from its CPU wheel; the constraint file keeps every later step on that torch.
 $(STAMP): pyproject.toml requirements/constraints.txt

@@ -29,6 +29,7 @@ from matplotlib.transforms import Bbox
 from athanor.models import Observation
 from athanor.pareto import counts, pareto_front
 from athanor.spec import CampaignSpec, Objective
+from runs.figures import figure_style
 
 __all__ = ["PARETO_FILE", "pareto_figure", "pareto_lines", "plot_pareto"]
 
@@ -196,6 +197,7 @@ def _fit_tick_labels(figure: Figure) -> bool:
     return changed
 
 
+@figure_style()
 def pareto_figure(spec: CampaignSpec, observations: list[Observation]) -> Figure:
     """The measured trade-off between the objectives and the Pareto front, laid out and drawn.
 
@@ -233,6 +235,7 @@ def pareto_figure(spec: CampaignSpec, observations: list[Observation]) -> Figure
     return figure
 
 
+@figure_style()
 def plot_pareto(path: Path, spec: CampaignSpec, observations: list[Observation]) -> Path:
     """Draw :func:`pareto_figure` and save it as a PNG.
 

@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from athanor.models import Decision, Observation
 from athanor.pareto import counts
 from athanor.spec import CampaignSpec, Objective
+from runs.figures import figure_style
 from runs.pareto_report import PARETO_FILE, pareto_lines, plot_pareto
 from runs.prior import PriorData
 
@@ -78,6 +79,7 @@ def _with_unit(value: float, objective: Objective) -> str:
     return f"{value:.4g} {objective.unit}".rstrip()
 
 
+@figure_style()
 def plot_convergence(
     path: Path, spec: CampaignSpec, observations: list[Observation], prior: list[Observation] = ()
 ) -> Path:
